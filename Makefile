@@ -1,0 +1,48 @@
+# The two commands of the README's Quick start: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+# Values for the test run only; a fresh random encryption key each run.
+TEST_ENV := \
+	SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
+	ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/payer_hub} \
+	CELERY_BROKER_URL=$${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/15} \
+	FIELD_ENCRYPTION_KEYS=$$($(PYTHON) -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())') \
+	OUTBOUND_ALLOWED_HOSTS=127.0.0.1 \
+	HTTPS=false \
+	LOG_LEVEL=WARNING \
+	PAYLOAD_STORAGE_DIR=$(CURDIR)/.test/payloads
+
+.PHONY: demo test lint typecheck migrations-check pytest venv services clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the hub, a Celery worker and beat, and the sandbox payers, on this machine.
+demo: $(STAMP)
+	$(PY) -m hub.demo
+
+## Lint, type-check, check migrations and run every test against real services.
+test: $(STAMP) services
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(TEST_ENV) $(VENV)/bin/mypy .
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## Make sure PostgreSQL, Redis and OpenSSH's sshd are installed and running (installs with apt as root).
+services:
+	@bash .ci/ensure-services
+
+clean:
+	rm -rf $(VENV) .demo .test .mypy_cache .ruff_cache

@@ -1,0 +1,87 @@
+"""The one state machine of exchange requests (ARCHITECTURE.md "Request states").
+
+A transition is a conditional UPDATE on the state the caller expects, so two
+workers racing on one request — or a task Celery delivers twice — cannot both
+move it: the second finds zero rows and stops (STYLE.md #4). Each successful move
+writes its timeline event in the same transaction.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
+from hub.models import Payer
+
+S = ExchangeStatus
+
+# Every request can be cancelled by its payer, revoked by its member, or fail,
+# until it has reached an end.
+_ABORTS = {S.CANCELLED, S.REVOKED, S.FAILED}
+
+TRANSITIONS: dict[str, set[str]] = {
+    S.CONSENTED: {S.AWAITING_AUTHORIZATION, S.MATCHING, *_ABORTS},
+    S.AWAITING_AUTHORIZATION: {S.AUTHORIZED, S.AUTHORIZATION_DENIED, *_ABORTS},
+    S.AUTHORIZED: {S.RETRIEVING, *_ABORTS},
+    S.MATCHING: {S.MATCHED, S.NO_MATCH, S.CONSENT_CONSTRAINED, *_ABORTS},
+    S.MATCHED: {S.RETRIEVING, *_ABORTS},
+    S.RETRIEVING: {S.SCREENING, *_ABORTS},
+    S.SCREENING: {S.PACKAGING, *_ABORTS},
+    S.PACKAGING: {S.DELIVERING, *_ABORTS},
+    S.DELIVERING: {S.DELIVERED, *_ABORTS},
+    # A plan administrator's *retry* starts a failed request over from its consent.
+    S.FAILED: {S.CONSENTED, S.CANCELLED, S.REVOKED},
+    S.DELIVERED: set(),
+    S.NO_MATCH: set(),
+    S.CONSENT_CONSTRAINED: set(),
+    S.AUTHORIZATION_DENIED: set(),
+    S.CANCELLED: set(),
+    S.REVOKED: set(),
+}
+
+ENDED = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
+IN_PROGRESS = frozenset(TRANSITIONS) - ENDED - {S.FAILED}
+
+
+class IllegalTransition(Exception):
+    """The state machine has no arrow from one state to the other."""
+
+
+def exchange_request_transition(
+    *,
+    payer: Payer | int,
+    exchange_request_id: int,
+    from_status: str,
+    to_status: str,
+    message: str,
+    reason_code: str = "",
+    reason_message: str = "",
+) -> bool:
+    """Move the request from ``from_status`` to ``to_status``; return whether it moved.
+
+    Returns False (and changes nothing) when the request is no longer in
+    ``from_status`` — someone else moved it, or this very move already happened.
+    Raises IllegalTransition for a move the state machine does not have.
+    """
+    if to_status not in TRANSITIONS.get(from_status, set()):
+        raise IllegalTransition(f"an exchange request cannot go from {from_status} to {to_status}")
+    with transaction.atomic():
+        moved = (
+            ExchangeRequest.objects.for_payer(payer)
+            .filter(pk=exchange_request_id, status=from_status)
+            .update(
+                status=to_status,
+                status_changed_at=timezone.now(),
+                reason_code=reason_code,
+                reason_message=reason_message,
+            )
+        )
+        if moved:
+            payer_id = payer.pk if isinstance(payer, Payer) else payer
+            ExchangeEvent.objects.create(
+                payer_id=payer_id,
+                exchange_request_id=exchange_request_id,
+                status=to_status,
+                message=message,
+                data={"from": from_status, **({"reason": reason_code} if reason_code else {})},
+            )
+    return bool(moved)

@@ -1,0 +1,114 @@
+"""How the hub reaches each payer: its FHIR endpoint, its identity provider, its SFTP server.
+
+Secrets are EncryptedTextFields: encrypted at rest, never logged, never rendered
+back into a form (plan_admin/forms.py shows "set" / "replace").
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from hub.fields import EncryptedTextField
+from hub.models.tenancy import TenantOwned
+from hub.validators import validate_payer_url, validate_ssh_private_key, validate_ssh_public_key
+
+
+class FhirEndpoint(TenantOwned):
+    """The payer's FHIR server as a data holder (the *former* payer's side of an exchange)."""
+
+    base_url = models.URLField("FHIR base URL", max_length=500, validators=[validate_payer_url])
+    # SMART App Launch standalone: the member signs in at the former payer.
+    offers_member_authorization = models.BooleanField(
+        "offers member-authorized access (SMART App Launch)", default=False
+    )
+    # SMART Backend Services + $member-match: payer-to-payer, no member sign-in there.
+    offers_backend_services = models.BooleanField(
+        "offers payer-to-payer access (SMART Backend Services)", default=True
+    )
+    authorize_url = models.URLField(max_length=500, blank=True, validators=[validate_payer_url])
+    token_url = models.URLField(max_length=500, blank=True, validators=[validate_payer_url])
+    member_client_id = models.CharField(
+        "the hub's client id for member launches", max_length=255, blank=True
+    )
+    member_client_secret = EncryptedTextField(blank=True)
+    backend_client_id = models.CharField(
+        "the hub's backend-services client id", max_length=255, blank=True
+    )
+    scopes = models.CharField(max_length=500, default="system/*.rs")
+    capabilities = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Operations and types found at the last test of /metadata.",
+    )
+    capabilities_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["payer"], name="fhir_endpoint_one_per_payer")
+        ]
+
+    def __str__(self) -> str:
+        return self.base_url
+
+
+class IdentityProvider(TenantOwned):
+    """The payer's OpenID Connect provider, through which its members and admins sign in here."""
+
+    issuer = models.URLField(max_length=500, validators=[validate_payer_url])
+    client_id = models.CharField(max_length=255)
+    client_secret = EncryptedTextField(blank=True)
+    scopes = models.CharField(max_length=255, default="openid profile")
+    # Which id_token / userinfo claim carries each fact the hub needs for $member-match.
+    claim_member_id = models.CharField(max_length=100, default="member_id")
+    claim_given_name = models.CharField(max_length=100, default="given_name")
+    claim_family_name = models.CharField(max_length=100, default="family_name")
+    claim_birth_date = models.CharField(max_length=100, default="birthdate")
+    claim_gender = models.CharField(max_length=100, default="gender")
+    claim_role = models.CharField(
+        max_length=100,
+        default="hub_role",
+        help_text="Claim whose value 'plan_admin' grants the admin role.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["payer"], name="identity_provider_one_per_payer")
+        ]
+
+    def __str__(self) -> str:
+        return self.issuer
+
+
+class SftpDestination(TenantOwned):
+    """The payer's own SFTP server, when it wants deliveries pushed rather than collected."""
+
+    host = models.CharField(
+        max_length=253,
+        validators=[
+            RegexValidator(r"^[A-Za-z0-9.:\-\[\]]+$", "Enter a host name or an IP address.")
+        ],
+    )
+    port = models.PositiveIntegerField(
+        default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    username = models.CharField(max_length=100)
+    private_key = EncryptedTextField(blank=True, validators=[validate_ssh_private_key])
+    password = EncryptedTextField(blank=True)
+    host_key = models.TextField(
+        "pinned host key",
+        validators=[validate_ssh_public_key],
+        help_text="The server's public host key line; connections to any other key are refused.",
+    )
+    remote_directory = models.CharField(max_length=500, default="incoming")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["payer"], name="sftp_destination_one_per_payer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.host}:{self.port}"
+
+    def clean(self) -> None:
+        if not self.private_key and not self.password:
+            raise ValidationError("Give either a private key or a password for the SFTP account.")

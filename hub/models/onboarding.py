@@ -1,0 +1,41 @@
+"""Invitations of payers that are not yet in the directory."""
+
+from django.conf import settings
+from django.db import models
+
+from hub.models.tenancy import TenantOwned
+from hub.validators import validate_npi
+
+
+class OnboardingStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CONTACTED = "contacted", "Contacted"
+    ONBOARDED = "onboarded", "Onboarded"
+    DECLINED = "declined", "Declined"
+
+
+class OnboardingRequest(TenantOwned):
+    """A member's or administrator's request that the hub bring a missing payer on board.
+
+    ``payer`` is the tenant who asked (the member's new payer); its administrators
+    and the hub operators see it.
+    """
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    organization_name = models.CharField(max_length=200)
+    npi = models.CharField("NPI", max_length=10, blank=True, validators=[validate_npi])
+    state = models.CharField(max_length=2, blank=True)
+    contact_email = models.EmailField(blank=True)
+    note = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=20, choices=OnboardingStatus.choices, default=OnboardingStatus.OPEN
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.organization_name

@@ -1,0 +1,97 @@
+"""Validators for what plan administrators and operators type into settings.
+
+Each raises ``ValidationError`` with a message a person can act on; nothing is
+saved until every value passes.
+"""
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
+from hub.ssh_keys import SshKeyError, load_private_key, parse_public_key_line
+
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+
+
+def validate_npi(value: str) -> None:
+    """Refuse anything but a 10-digit NPI with a correct check digit.
+
+    The check digit is the Luhn digit of the first nine digits prefixed with the
+    card issuer code 80840 (CMS, NPI standard, 45 CFR 162.406).
+    """
+    if len(value) != 10 or not value.isdigit():
+        raise ValidationError("An NPI has exactly 10 digits.", code="npi_format")
+    digits = [int(char) for char in "80840" + value[:9]]
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if position % 2 == 0 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    if (10 - total % 10) % 10 != int(value[9]):
+        raise ValidationError(
+            "This NPI's check digit is wrong; please check it for a typo.", code="npi_check"
+        )
+
+
+def host_is_allow_listed(host: str) -> bool:
+    """Return whether ``host`` is named in OUTBOUND_ALLOWED_HOSTS (by name, address or network)."""
+    host = host.strip("[]").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in settings.OUTBOUND_ALLOWED_HOSTS:
+        entry = entry.lower()
+        if entry == host:
+            return True
+        if address is not None and "/" in entry:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def validate_payer_url(value: str) -> None:
+    """Refuse a payer-facing URL that is malformed or not HTTPS.
+
+    Plain HTTP is accepted only for hosts in OUTBOUND_ALLOWED_HOSTS (the demo's and
+    the tests' loopback sandboxes); everything a real payer exposes must use TLS.
+    """
+    URLValidator(
+        schemes=["http", "https"],
+        message="Enter a full URL such as https://fhir.example-payer.com/r4.",
+    )(value)
+    parts = urlsplit(value)
+    if parts.username or parts.password:
+        raise ValidationError("Do not put a user name or password in the URL.", code="credentials")
+    if parts.fragment:
+        raise ValidationError("The URL must not contain a #fragment.", code="fragment")
+    if parts.scheme != "https" and not host_is_allow_listed(parts.hostname or ""):
+        raise ValidationError(
+            "The URL must start with https:// — payer traffic is only sent over TLS.",
+            code="not_https",
+        )
+
+
+def validate_ssh_public_key(value: str) -> None:
+    """Refuse anything but a usable OpenSSH public key line."""
+    try:
+        parse_public_key_line(value)
+    except SshKeyError as exc:
+        raise ValidationError(
+            f"Not a usable SSH public key: {exc}.", code="ssh_public_key"
+        ) from None
+
+
+def validate_ssh_private_key(value: str) -> None:
+    """Refuse anything but an unencrypted ed25519, ECDSA or RSA (>= 2048 bits) private key."""
+    try:
+        load_private_key(value)
+    except SshKeyError as exc:
+        raise ValidationError(
+            f"Not a usable SSH private key: {exc}.", code="ssh_private_key"
+        ) from None

@@ -1,0 +1,76 @@
+"""Personas and guards shared by every test (STYLE.md #9).
+
+Two payers, North and South, each with a plan administrator and a member:
+"Nora at North must never see Sam's stuff at South". Network traffic beyond
+loopback is refused for the whole run.
+"""
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from hub.models import Payer, PayerStatus, Role, User
+from tests.factories import PayerFactory, UserFactory
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _refuse_beyond_loopback(address: Any) -> None:
+    if isinstance(address, tuple) and address:
+        try:
+            ip = ipaddress.ip_address(address[0])
+        except ValueError:
+            raise ConnectionRefusedError(f"tests connect to IP literals only, not {address[0]}") from None
+        if not ip.is_loopback:
+            raise ConnectionRefusedError(f"tests may not leave loopback (tried {address[0]})")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _refuse_beyond_loopback(address)
+    _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _refuse_beyond_loopback(address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _network_stays_on_loopback() -> Any:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@dataclass
+class Tenant:
+    payer: Payer
+    admin: User
+    member: User
+
+
+def _tenant(slug: str, name: str, npi: str, initial: str) -> Tenant:
+    payer = PayerFactory(slug=slug, name=name, npi=npi, status=PayerStatus.PARTICIPATING)
+    return Tenant(
+        payer=payer,
+        admin=UserFactory(username=f"{initial}-admin", payer=payer, role=Role.PLAN_ADMIN),
+        member=UserFactory(username=f"{initial}-member", payer=payer, role=Role.MEMBER),
+    )
+
+
+@pytest.fixture
+def north(db: None) -> Tenant:
+    """North Star Health: administrator Nora, member Ned."""
+    return _tenant("north", "North Star Health", "1234567893", "nora")
+
+
+@pytest.fixture
+def south(db: None) -> Tenant:
+    """Southern Cross Health: administrator Sam, member Sue."""
+    return _tenant("south", "Southern Cross Health", "1245319599", "sam")

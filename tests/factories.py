@@ -1,0 +1,159 @@
+"""factory_boy factories for the hub's models; personas are built from these in conftest.py."""
+
+from datetime import date, timedelta
+from typing import Any
+
+import factory
+from django.utils import timezone
+
+from exchange.consent import hrex_consent_resource
+from exchange.models import (
+    AuthorizationMode,
+    Consent,
+    ConsentPolicy,
+    Delivery,
+    DeliveryAttempt,
+    ExchangeEvent,
+    ExchangeRequest,
+)
+from hub.models import (
+    FhirEndpoint,
+    IdentityProvider,
+    OnboardingRequest,
+    Payer,
+    PayerStatus,
+    Role,
+    SftpDestination,
+    User,
+)
+
+
+class PayerFactory(factory.django.DjangoModelFactory[Payer]):
+    class Meta:
+        model = Payer
+        django_get_or_create = ("slug",)
+
+    name = factory.Sequence(lambda n: f"Health Plan {n}")
+    slug = factory.Sequence(lambda n: f"plan-{n}")
+    payer_identifier = factory.Sequence(lambda n: f"P{n:05d}")
+    status = PayerStatus.PARTICIPATING
+    states = factory.LazyFunction(lambda: ["MN"])
+
+
+class UserFactory(factory.django.DjangoModelFactory[User]):
+    class Meta:
+        model = User
+
+    username = factory.Sequence(lambda n: f"person-{n}")
+    payer = factory.SubFactory(PayerFactory)
+    role = Role.MEMBER
+    oidc_subject = factory.Sequence(lambda n: f"sub-{n}")
+
+
+class ConsentFactory(factory.django.DjangoModelFactory[Consent]):
+    class Meta:
+        model = Consent
+
+    member = factory.SubFactory(UserFactory)
+    payer = factory.SelfAttribute("member.payer")
+    former_payer = factory.SubFactory(PayerFactory)
+    policy = ConsentPolicy.SENSITIVE
+    period_start = factory.LazyFunction(date.today)
+    period_end = factory.LazyFunction(lambda: date.today() + timedelta(days=365))
+    opted_in_at = factory.LazyFunction(timezone.now)
+
+    @factory.lazy_attribute
+    def fhir_resource(self) -> dict[str, Any]:
+        return hrex_consent_resource(
+            patient_id="member",
+            former_payer=self.former_payer,
+            new_payer=self.payer,
+            policy=self.policy,
+            period_start=self.period_start,
+            period_end=self.period_end,
+            source_document_url="https://hub.example/consents/1.pdf",
+        )
+
+
+class ExchangeRequestFactory(factory.django.DjangoModelFactory[ExchangeRequest]):
+    class Meta:
+        model = ExchangeRequest
+
+    consent = factory.SubFactory(ConsentFactory)
+    member = factory.SelfAttribute("consent.member")
+    payer = factory.SelfAttribute("consent.payer")
+    former_payer = factory.SelfAttribute("consent.former_payer")
+    authorization_mode = AuthorizationMode.BACKEND_SERVICES
+    status_changed_at = factory.LazyFunction(timezone.now)
+    opted_in_at = factory.LazyFunction(timezone.now)
+    due_by = factory.LazyAttribute(lambda o: o.opted_in_at + timedelta(days=7))
+    card_member_id = "CARD-0001"
+    coverage_start = date(2021, 1, 1)
+    coverage_end = date(2025, 12, 31)
+
+
+class ExchangeEventFactory(factory.django.DjangoModelFactory[ExchangeEvent]):
+    class Meta:
+        model = ExchangeEvent
+
+    exchange_request = factory.SubFactory(ExchangeRequestFactory)
+    payer = factory.SelfAttribute("exchange_request.payer")
+    message = "Something happened."
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory[Delivery]):
+    class Meta:
+        model = Delivery
+
+    exchange_request = factory.SubFactory(ExchangeRequestFactory)
+    payer = factory.SelfAttribute("exchange_request.payer")
+    mode = "hub_repository"
+
+
+class DeliveryAttemptFactory(factory.django.DjangoModelFactory[DeliveryAttempt]):
+    class Meta:
+        model = DeliveryAttempt
+
+    delivery = factory.SubFactory(DeliveryFactory)
+    payer = factory.SelfAttribute("delivery.payer")
+    task_id = factory.Sequence(lambda n: f"task-{n}")
+    started_at = factory.LazyFunction(timezone.now)
+
+
+class OnboardingRequestFactory(factory.django.DjangoModelFactory[OnboardingRequest]):
+    class Meta:
+        model = OnboardingRequest
+
+    requested_by = factory.SubFactory(UserFactory)
+    payer = factory.SelfAttribute("requested_by.payer")
+    organization_name = "Missing Health Co-op"
+
+
+class FhirEndpointFactory(factory.django.DjangoModelFactory[FhirEndpoint]):
+    class Meta:
+        model = FhirEndpoint
+
+    payer = factory.SubFactory(PayerFactory)
+    base_url = "https://fhir.example-payer.com/r4"
+    member_client_secret = "member-client-secret-value"
+
+
+class IdentityProviderFactory(factory.django.DjangoModelFactory[IdentityProvider]):
+    class Meta:
+        model = IdentityProvider
+
+    payer = factory.SubFactory(PayerFactory)
+    issuer = "https://login.example-payer.com"
+    client_id = "hub"
+    client_secret = "idp-client-secret-value"
+
+
+class SftpDestinationFactory(factory.django.DjangoModelFactory[SftpDestination]):
+    class Meta:
+        model = SftpDestination
+
+    payer = factory.SubFactory(PayerFactory)
+    host = "sftp.example-payer.com"
+    username = "hub"
+    password = "sftp-password-value"
+    host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
