@@ -24,7 +24,9 @@ def _refuse_beyond_loopback(address: Any) -> None:
         try:
             ip = ipaddress.ip_address(address[0])
         except ValueError:
-            raise ConnectionRefusedError(f"tests connect to IP literals only, not {address[0]}") from None
+            raise ConnectionRefusedError(
+                f"tests connect to IP literals only, not {address[0]}"
+            ) from None
         if not ip.is_loopback:
             raise ConnectionRefusedError(f"tests may not leave loopback (tried {address[0]})")
 

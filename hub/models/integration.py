@@ -16,7 +16,7 @@ from hub.validators import validate_payer_url, validate_ssh_private_key, validat
 class FhirEndpoint(TenantOwned):
     """The payer's FHIR server as a data holder (the *former* payer's side of an exchange)."""
 
-    base_url = models.URLField("FHIR base URL", max_length=500, validators=[validate_payer_url])
+    base_url = models.CharField("FHIR base URL", max_length=500, validators=[validate_payer_url])
     # SMART App Launch standalone: the member signs in at the former payer.
     offers_member_authorization = models.BooleanField(
         "offers member-authorized access (SMART App Launch)", default=False
@@ -25,8 +25,8 @@ class FhirEndpoint(TenantOwned):
     offers_backend_services = models.BooleanField(
         "offers payer-to-payer access (SMART Backend Services)", default=True
     )
-    authorize_url = models.URLField(max_length=500, blank=True, validators=[validate_payer_url])
-    token_url = models.URLField(max_length=500, blank=True, validators=[validate_payer_url])
+    authorize_url = models.CharField(max_length=500, blank=True, validators=[validate_payer_url])
+    token_url = models.CharField(max_length=500, blank=True, validators=[validate_payer_url])
     member_client_id = models.CharField(
         "the hub's client id for member launches", max_length=255, blank=True
     )
@@ -54,7 +54,7 @@ class FhirEndpoint(TenantOwned):
 class IdentityProvider(TenantOwned):
     """The payer's OpenID Connect provider, through which its members and admins sign in here."""
 
-    issuer = models.URLField(max_length=500, validators=[validate_payer_url])
+    issuer = models.CharField(max_length=500, validators=[validate_payer_url])
     client_id = models.CharField(max_length=255)
     client_secret = EncryptedTextField(blank=True)
     scopes = models.CharField(max_length=255, default="openid profile")

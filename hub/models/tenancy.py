@@ -58,8 +58,9 @@ class Payer(models.Model):
     delivery_mode = models.CharField(
         max_length=20, choices=DeliveryMode.choices, default=DeliveryMode.HUB_REPOSITORY
     )
-    client_jwks_url = models.URLField(
+    client_jwks_url = models.CharField(
         "JWKS URL of the payer's own clients",
+        max_length=500,
         blank=True,
         validators=[validate_payer_url],
         help_text="Keys the payer's systems sign with when they call the hub (SMART Backend Services).",

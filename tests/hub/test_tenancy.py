@@ -87,9 +87,9 @@ def test_members_see_only_their_own_requests_and_consents(north: Tenant, south: 
     sue_page = sue.get(f"/p/south/me/requests/{sues_request.pk}/")
     assert sue_page.status_code == 200
     assert "Records from North Star Health" in sue_page.content.decode()
-    assert sue.get(f"/p/south/me/consents/{sues_request.consent_id}.json").json()["resourceType"] == (
-        "Consent"
-    )
+    assert sue.get(f"/p/south/me/consents/{sues_request.consent_id}.json").json()[
+        "resourceType"
+    ] == ("Consent")
 
     for url in (
         f"/p/north/me/requests/{sues_request.pk}/",

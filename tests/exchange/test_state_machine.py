@@ -1,0 +1,83 @@
+"""Request states move only along the state machine's arrows, once (ARCHITECTURE.md)."""
+
+import pytest
+
+from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
+from exchange.state_machine import (
+    ENDED,
+    TRANSITIONS,
+    IllegalTransition,
+    exchange_request_transition,
+)
+from tests.conftest import Tenant
+from tests.factories import ConsentFactory, ExchangeRequestFactory
+
+
+@pytest.fixture
+def request_at_north(north: Tenant, south: Tenant) -> ExchangeRequest:
+    return ExchangeRequestFactory(
+        consent=ConsentFactory(member=north.member, former_payer=south.payer)
+    )
+
+
+def test_an_illegal_transition_is_refused_and_changes_nothing(
+    request_at_north: ExchangeRequest,
+) -> None:
+    with pytest.raises(IllegalTransition, match="consented to delivered"):
+        exchange_request_transition(
+            payer=request_at_north.payer,
+            exchange_request_id=request_at_north.pk,
+            from_status=ExchangeStatus.CONSENTED,
+            to_status=ExchangeStatus.DELIVERED,
+            message="skipping ahead",
+        )
+    request_at_north.refresh_from_db()
+    assert request_at_north.status == ExchangeStatus.CONSENTED
+    assert not ExchangeEvent.objects.filter(exchange_request=request_at_north).exists()
+
+
+def test_a_repeated_legal_transition_is_a_no_op(request_at_north: ExchangeRequest) -> None:
+    move = {
+        "payer": request_at_north.payer,
+        "exchange_request_id": request_at_north.pk,
+        "from_status": ExchangeStatus.CONSENTED,
+        "to_status": ExchangeStatus.MATCHING,
+        "message": "Looking for you at Southern Cross Health.",
+    }
+    assert exchange_request_transition(**move) is True
+    assert exchange_request_transition(**move) is False  # a duplicated task finds nothing to do
+
+    request_at_north.refresh_from_db()
+    assert request_at_north.status == ExchangeStatus.MATCHING
+    events = ExchangeEvent.objects.filter(exchange_request=request_at_north)
+    assert [e.status for e in events] == [ExchangeStatus.MATCHING]
+
+
+def test_another_payer_cannot_move_the_request(
+    request_at_north: ExchangeRequest, south: Tenant
+) -> None:
+    moved = exchange_request_transition(
+        payer=south.payer,
+        exchange_request_id=request_at_north.pk,
+        from_status=ExchangeStatus.CONSENTED,
+        to_status=ExchangeStatus.CANCELLED,
+        message="not yours",
+    )
+    assert moved is False
+    request_at_north.refresh_from_db()
+    assert request_at_north.status == ExchangeStatus.CONSENTED
+
+
+def test_every_state_is_reachable_and_ended_states_are_final() -> None:
+    reachable = {ExchangeStatus.CONSENTED.value}
+    for targets in TRANSITIONS.values():
+        reachable |= targets
+    assert reachable == set(ExchangeStatus.values)
+    assert ENDED == {
+        "delivered",
+        "no_match",
+        "consent_constrained",
+        "authorization_denied",
+        "cancelled",
+        "revoked",
+    }
