@@ -17,7 +17,7 @@ class SecretInput(forms.PasswordInput):
         super().__init__(attrs={"autocomplete": "off", **(attrs or {})}, render_value=False)
 
 
-class SecretFieldsFormMixin(forms.ModelForm):  # type: ignore[type-arg]
+class SecretFieldsFormMixin(forms.ModelForm):
     """For model forms with secret fields listed in ``Meta.secret_fields``.
 
     An empty submission keeps the stored secret; a value replaces it.

@@ -1,5 +1,6 @@
 """Hub-wide endpoints: health, the published signing keys, the landing page."""
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -24,7 +25,7 @@ def _database_reachable() -> bool:
 
 def _broker_reachable() -> bool:
     try:
-        with celery_app.connection_for_write() as broker:
+        with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as broker:
             broker.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT_SECONDS)
             return True
     except Exception:

@@ -6,7 +6,7 @@ from hub.models import FhirEndpoint, IdentityProvider, SftpDestination
 from hub.secret_inputs import SecretFieldsFormMixin
 
 
-class FhirEndpointForm(SecretFieldsFormMixin, forms.ModelForm):  # type: ignore[type-arg]
+class FhirEndpointForm(SecretFieldsFormMixin, forms.ModelForm):
     secret_fields = ("member_client_secret",)
 
     class Meta:
@@ -17,7 +17,7 @@ class FhirEndpointForm(SecretFieldsFormMixin, forms.ModelForm):  # type: ignore[
         ]  # fmt: skip
 
 
-class IdentityProviderForm(SecretFieldsFormMixin, forms.ModelForm):  # type: ignore[type-arg]
+class IdentityProviderForm(SecretFieldsFormMixin, forms.ModelForm):
     secret_fields = ("client_secret",)
 
     class Meta:
@@ -28,7 +28,7 @@ class IdentityProviderForm(SecretFieldsFormMixin, forms.ModelForm):  # type: ign
         ]  # fmt: skip
 
 
-class SftpDestinationForm(SecretFieldsFormMixin, forms.ModelForm):  # type: ignore[type-arg]
+class SftpDestinationForm(SecretFieldsFormMixin, forms.ModelForm):
     secret_fields = ("private_key", "password")
 
     class Meta:

@@ -7,6 +7,7 @@ loopback is refused for the whole run.
 
 import ipaddress
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from hub.models import Payer, PayerStatus, Role, User
 from tests.factories import PayerFactory, UserFactory
+from tests.support.sshd import SftpServer, running_sshd
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -43,11 +45,11 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 
 @pytest.fixture(autouse=True, scope="session")
 def _network_stays_on_loopback() -> Any:
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _guarded_connect
+    socket.socket.connect_ex = _guarded_connect_ex
     yield
-    socket.socket.connect = _real_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _real_connect
+    socket.socket.connect_ex = _real_connect_ex
 
 
 @dataclass
@@ -76,3 +78,10 @@ def north(db: None) -> Tenant:
 def south(db: None) -> Tenant:
     """Southern Cross Health: administrator Sam, member Sue."""
     return _tenant("south", "Southern Cross Health", "1245319599", "sam")
+
+
+@pytest.fixture(scope="module")
+def sftp_server() -> Iterator[SftpServer]:
+    """A real OpenSSH sshd with a chrooted SFTP account, on a free loopback port."""
+    with running_sshd() as server:
+        yield server

@@ -58,8 +58,8 @@ class ConsentFactory(factory.django.DjangoModelFactory[Consent]):
     payer = factory.SelfAttribute("member.payer")
     former_payer = factory.SubFactory(PayerFactory)
     policy = ConsentPolicy.SENSITIVE
-    period_start = factory.LazyFunction(date.today)
-    period_end = factory.LazyFunction(lambda: date.today() + timedelta(days=365))
+    period_start = factory.LazyFunction(timezone.localdate)
+    period_end = factory.LazyFunction(lambda: timezone.localdate() + timedelta(days=365))
     opted_in_at = factory.LazyFunction(timezone.now)
 
     @factory.lazy_attribute

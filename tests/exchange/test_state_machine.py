@@ -73,11 +73,11 @@ def test_every_state_is_reachable_and_ended_states_are_final() -> None:
     for targets in TRANSITIONS.values():
         reachable |= targets
     assert reachable == set(ExchangeStatus.values)
-    assert ENDED == {
+    assert {
         "delivered",
         "no_match",
         "consent_constrained",
         "authorization_denied",
         "cancelled",
         "revoked",
-    }
+    } == ENDED

@@ -4,8 +4,8 @@ import io
 
 import pytest
 from cryptography.fernet import Fernet
-from django.core.exceptions import ImproperlyConfigured
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings

@@ -1,0 +1,46 @@
+"""A real Celery worker process (not eager mode) consuming from the test broker."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def running_worker() -> Iterator[subprocess.Popen[bytes]]:
+    """Start a worker on every queue, pointed at the test database; stop it afterwards."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        # The worker must see the rows the test committed: the *test* database.
+        "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo",
+         "--queues", "default,pull,screen,deliver,bulk", "--hostname", f"test-{os.getpid()}@%h",
+         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def wait_for(predicate: object, *, timeout: float = 30.0) -> None:
+    """Poll ``predicate()`` until it is true, or raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"condition not met within {timeout:.0f}s")
