@@ -1,0 +1,82 @@
+"""Seed the demo: two payers that are also sandbox payers, their keys, and an operator.
+
+Idempotent: running it again updates the same rows.
+"""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from hub.models import FhirEndpoint, IdentityProvider, Payer, PayerStatus, PlanType, User
+from hub.signing_keys import signing_keys_ensure
+
+DEMO_PAYERS = [
+    # slug, name, NPI (valid check digits), payer id, states, plan types
+    (
+        "north",
+        "North Star Health",
+        "1234567893",
+        "NSH01",
+        ["MN", "WI"],
+        [PlanType.MEDICARE_ADVANTAGE],
+    ),
+    (
+        "south",
+        "Southern Cross Health",
+        "1245319599",
+        "SCH02",
+        ["TX", "LA"],
+        [PlanType.MEDICAID, PlanType.QHP],
+    ),
+]
+
+
+class Command(BaseCommand):
+    help = "Create or update the demo payers, their signing keys and the hub operator account."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--operator-password", required=True)
+        parser.add_argument(
+            "--sandbox",
+            action="append",
+            default=[],
+            metavar="SLUG=BASE_URL",
+            help="a running sandbox payer for SLUG (e.g. north=http://127.0.0.1:8101)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sandboxes = dict(item.split("=", 1) for item in options["sandbox"])
+        with transaction.atomic():
+            for slug, name, npi, payer_id, states, plan_types in DEMO_PAYERS:
+                payer, _ = Payer.objects.update_or_create(
+                    slug=slug,
+                    defaults={
+                        "name": name,
+                        "npi": npi,
+                        "payer_identifier": payer_id,
+                        "states": states,
+                        "plan_types": plan_types,
+                        "status": PayerStatus.PARTICIPATING,
+                        "contact_email": f"interop@{slug}.example",
+                    },
+                )
+                signing_keys_ensure(payer=payer)
+                if slug in sandboxes:
+                    base = sandboxes[slug].rstrip("/")
+                    FhirEndpoint.objects.update_or_create(
+                        payer=payer,
+                        defaults={"base_url": f"{base}/fhir", "offers_backend_services": True,
+                                  "offers_member_authorization": True,
+                                  "token_url": f"{base}/auth/token",
+                                  "authorize_url": f"{base}/auth/authorize"},
+                    )  # fmt: skip
+                    IdentityProvider.objects.update_or_create(
+                        payer=payer, defaults={"issuer": f"{base}/oidc", "client_id": f"hub-{slug}"}
+                    )
+            operator, _ = User.objects.get_or_create(
+                username="operator", defaults={"is_staff": True, "is_superuser": True}
+            )
+            operator.set_password(options["operator_password"])
+            operator.save()
+        self.stdout.write("demo data ready")
