@@ -1,0 +1,40 @@
+"""Start one sandbox payer: `python -m sandbox --name NAME --port PORT [...]` (see README.md)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, build the payer's data and serve it until interrupted."""
+    from sandbox.config import config_from_args
+
+    config = config_from_args(argv)
+    # Always this process's own settings, even when a parent (e.g. pytest-django) set others.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "sandbox.server_settings"
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    from sandbox.runtime import Sandbox, install
+    from sandbox.server import serve
+
+    sandbox = Sandbox(config)
+    install(sandbox)
+    application = get_wsgi_application()
+    print(
+        f"sandbox payer {config.name!r}: FHIR {config.fhir_base}, issuer {config.issuer}, "
+        f"{len(sandbox.population.members)} members",
+        flush=True,
+    )
+    try:
+        serve(application, port=config.port, verbose=config.verbose)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

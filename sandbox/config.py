@@ -1,0 +1,135 @@
+"""Parse the command line into the immutable configuration of one sandbox payer."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.faults import FaultPlan, parse_faults
+
+DEFAULT_MEMBERS = 50
+DEFAULT_OIDC_CLIENT_ID = "hub"
+DEFAULT_OIDC_CLIENT_SECRET = "hub-demo-secret"  # noqa: S105 - documented demo credential
+REDIRECT_URIS_ENV = "SANDBOX_REDIRECT_URIS"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Everything one sandbox payer is started with."""
+
+    name: str
+    port: int
+    members: int = DEFAULT_MEMBERS
+    seed: str = "0"
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    data_dir: Path | None = None
+    as_of: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+    peers: tuple[str, ...] = ()
+    can_segment: bool = True
+    match_lockout: int = 5
+    oidc_client_id: str = DEFAULT_OIDC_CLIENT_ID
+    oidc_client_secret: str = DEFAULT_OIDC_CLIENT_SECRET
+    redirect_uris: tuple[str, ...] = ()
+    npi: str | None = None
+    payer_id: str | None = None
+    verbose: bool = False
+
+    @property
+    def base_url(self) -> str:
+        """Return the origin every URL of this sandbox starts with."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def fhir_base(self) -> str:
+        """Return the FHIR base URL."""
+        return f"{self.base_url}/fhir"
+
+    @property
+    def token_url(self) -> str:
+        """Return the SMART token endpoint (also the `aud` of client assertions)."""
+        return f"{self.base_url}/auth/token"
+
+    @property
+    def issuer(self) -> str:
+        """Return the OpenID Connect issuer."""
+        return f"{self.base_url}/oidc"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from exc
+
+
+def _fault_plan(text: str) -> FaultPlan:
+    try:
+        return parse_faults(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of `python -m sandbox`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description="Serve one sandbox payer (FHIR data holder and identity provider) on 127.0.0.1.",
+    )
+    parser.add_argument("--name", required=True, help="payer name; identifiers derive from it")
+    parser.add_argument("--port", required=True, type=int, help="TCP port on 127.0.0.1")
+    parser.add_argument("--members", type=_positive_int, default=DEFAULT_MEMBERS)
+    parser.add_argument("--seed", default="0", help="population seed; equal seeds share people")
+    parser.add_argument("--faults", type=_fault_plan, default=FaultPlan(), help="see README")
+    parser.add_argument("--data-dir", type=Path, help="keep signing key, clients and consents here")
+    parser.add_argument("--as-of", type=_iso_date, help="the sandbox's today (default: UTC today)")
+    parser.add_argument(
+        "--peer", action="append", default=[], help="another sandbox's name in the same population"
+    )
+    parser.add_argument(
+        "--no-segmentation",
+        action="store_true",
+        help="cannot withhold sensitive data: refuse #regular consents",
+    )
+    parser.add_argument("--match-lockout", type=_positive_int, default=5)
+    parser.add_argument("--oidc-client-id", default=DEFAULT_OIDC_CLIENT_ID)
+    parser.add_argument("--oidc-client-secret", default=DEFAULT_OIDC_CLIENT_SECRET)
+    parser.add_argument("--redirect-uri", action="append", default=[])
+    parser.add_argument("--npi", help="override the NPI derived from the name")
+    parser.add_argument("--payer-id", help="override the payer id derived from the name")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None) -> SandboxConfig:
+    """Parse argv (and SANDBOX_REDIRECT_URIS) into a SandboxConfig."""
+    args = build_parser().parse_args(argv)
+    env_uris = [u for u in os.environ.get(REDIRECT_URIS_ENV, "").split(",") if u.strip()]
+    as_of = args.as_of or dt.datetime.now(dt.UTC).date()
+    return SandboxConfig(
+        name=args.name,
+        port=args.port,
+        members=args.members,
+        seed=args.seed,
+        faults=args.faults,
+        data_dir=args.data_dir,
+        as_of=as_of,
+        peers=tuple(args.peer),
+        can_segment=not args.no_segmentation,
+        match_lockout=args.match_lockout,
+        oidc_client_id=args.oidc_client_id,
+        oidc_client_secret=args.oidc_client_secret,
+        redirect_uris=tuple(args.redirect_uri) + tuple(u.strip() for u in env_uris),
+        npi=args.npi,
+        payer_id=args.payer_id,
+        verbose=args.verbose,
+    )

@@ -1,0 +1,1 @@
+"""Deterministic synthetic population and member histories."""

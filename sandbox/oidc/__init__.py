@@ -1,0 +1,1 @@
+"""The sandbox payer as an OpenID Connect identity provider for its own members."""
