@@ -23,6 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".demo"
 HUB_PORT = int(os.environ.get("HUB_PORT", "8000"))
 SANDBOXES = {"north": 8101, "south": 8102}
+# The demo payers: hub tenants and, under the same identifiers, sandbox payers — so a
+# Consent naming the hub's payer by NPI names the organization the sandbox knows.
+# slug, name, NPI (valid check digit), payer id, states, plan types
+DEMO_PAYERS = [
+    ("north", "North Star Health", "1234567893", "NSH01", ["MN", "WI"], ["medicare_advantage"]),
+    ("south", "Southern Cross Health", "1245319599", "SCH02", ["TX", "LA"], ["medicaid", "qhp"]),
+]
 
 
 def _persistent_secrets() -> dict[str, str]:
@@ -54,8 +61,9 @@ def _environment(demo_secrets: dict[str, str]) -> dict[str, str]:
         "PAYLOAD_STORAGE_DIR": str(STATE / "payloads"),
         "LOG_LEVEL": "WARNING",
     }
-    # Whatever the person set themselves wins (e.g. DATABASE_URL of a real PostgreSQL).
-    return {**os.environ, **env, **{k: os.environ[k] for k in env if k in os.environ}}
+    # A real PostgreSQL or Redis, when the person points at one, replaces the embedded default.
+    chosen = {k: os.environ[k] for k in ("DATABASE_URL", "CELERY_BROKER_URL") if os.environ.get(k)}
+    return {**os.environ, **env, **chosen}
 
 
 def _wait_for_health(url: str, timeout: float = 60) -> bool:
@@ -97,9 +105,10 @@ def main() -> int:
                  "--schedule", str(STATE / "beat-schedule")],
     }  # fmt: skip
     if has_sandbox:
-        for slug, port in SANDBOXES.items():
+        for slug, _name, npi, payer_id, *_ in DEMO_PAYERS:
             commands[f"sandbox-{slug}"] = [
-                python, "-m", "sandbox", "--name", slug, "--port", str(port), "--seed", "2027",
+                python, "-m", "sandbox", "--name", slug, "--port", str(SANDBOXES[slug]),
+                "--seed", "2027", "--npi", npi, "--payer-id", payer_id,
                 "--data-dir", str(STATE / f"sandbox-{slug}"),
             ]  # fmt: skip
     processes = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}  # noqa: S603

@@ -8,28 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from hub.models import FhirEndpoint, IdentityProvider, Payer, PayerStatus, PlanType, User
+from hub.demo import DEMO_PAYERS
+from hub.models import FhirEndpoint, IdentityProvider, Payer, PayerStatus, User
 from hub.signing_keys import signing_keys_ensure
-
-DEMO_PAYERS = [
-    # slug, name, NPI (valid check digits), payer id, states, plan types
-    (
-        "north",
-        "North Star Health",
-        "1234567893",
-        "NSH01",
-        ["MN", "WI"],
-        [PlanType.MEDICARE_ADVANTAGE],
-    ),
-    (
-        "south",
-        "Southern Cross Health",
-        "1245319599",
-        "SCH02",
-        ["TX", "LA"],
-        [PlanType.MEDICAID, PlanType.QHP],
-    ),
-]
 
 
 class Command(BaseCommand):
