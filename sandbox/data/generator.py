@@ -521,14 +521,7 @@ class MemberHistory:
         eid = encounter["id"]
         diagnoses = [reason]
         if event.kind == "office" and not event.condition:
-            self._condition(
-                reason,
-                recorded=day,
-                onset=day,
-                category="encounter-diagnosis",
-                encounter=eid,
-                resolved=day + dt.timedelta(days=14),
-            )
+            self._acute_diagnosis(reason, day, eid, resolves_after_days=14)
         self._vitals(day, eid)
         lines = [service]
         if event.kind == "preventive" or (event.condition and self.rng.random() < 0.5):
@@ -564,14 +557,7 @@ class MemberHistory:
             organization=HOSPITAL,
         )
         eid = encounter["id"]
-        self._condition(
-            reason,
-            recorded=day,
-            onset=day,
-            category="encounter-diagnosis",
-            encounter=eid,
-            resolved=day + dt.timedelta(days=10),
-        )
+        self._acute_diagnosis(reason, day, eid, resolves_after_days=10)
         self._vitals(day, eid)
         lines = [codes.EMERGENCY_VISIT]
         if self.rng.random() < 0.5:
@@ -673,6 +659,19 @@ class MemberHistory:
         }
         base.update(body)
         return self._add("Observation", base, day=day, profile=profile, sensitivity=sensitivity)
+
+    def _acute_diagnosis(
+        self, reason: ConditionCode, day: dt.date, encounter: str, *, resolves_after_days: int
+    ) -> None:
+        """Record the visit's diagnosis of a short illness, resolved some days later."""
+        self._condition(
+            reason,
+            recorded=day,
+            onset=day,
+            category="encounter-diagnosis",
+            encounter=encounter,
+            resolved=day + dt.timedelta(days=resolves_after_days),
+        )
 
     def _vitals(self, day: dt.date, encounter: str) -> None:
         (sys_code, sys_name, unit, lo, hi), (dia_code, dia_name, _, dlo, dhi) = codes.VITALS[:2]
