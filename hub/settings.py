@@ -44,6 +44,11 @@ OUTBOUND_READ_TIMEOUT_SECONDS = env_int("OUTBOUND_READ_TIMEOUT_SECONDS", 60, min
 OUTBOUND_MAX_RESPONSE_BYTES = env_int("OUTBOUND_MAX_RESPONSE_BYTES", 50 * 1024 * 1024, minimum=1024)
 OUTBOUND_MAX_REDIRECTS = env_int("OUTBOUND_MAX_REDIRECTS", 5)
 
+# --- Where payers reach the hub: redirect URIs, JWKS URLs and the Consent endpoint are built from it ---
+HUB_PUBLIC_URL = env_url(
+    "HUB_PUBLIC_URL", default="http://127.0.0.1:8000", schemes=("https", "http")
+).rstrip("/")
+
 # --- Payload staging storage (retrieved FHIR data before delivery) ---
 PAYLOAD_STORAGE_DIR = Path(env_str("PAYLOAD_STORAGE_DIR", str(BASE_DIR / "var" / "payloads")))
 

@@ -99,6 +99,11 @@ class User(AbstractUser):
     )
     role = models.CharField(max_length=20, choices=Role.choices, blank=True)
     oidc_subject = models.CharField(max_length=255, blank=True)
+    # A member's demographics as their payer's identity provider asserts them at each
+    # sign-in (IdentityProvider.claim_*); they become HRex MemberPatient in $member-match.
+    birth_date = models.DateField(null=True, blank=True)
+    gender = models.CharField(max_length=10, blank=True)
+    plan_member_id = models.CharField("member id at the payer", max_length=100, blank=True)
 
     class Meta:
         constraints = [
