@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     from sandbox.runtime import Sandbox, install
     from sandbox.server import serve
 
+    # Exit normally on SIGTERM (how tests and the demo stop a sandbox), so atexit cleanup runs.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     sandbox = Sandbox(config)
     install(sandbox)
     application = get_wsgi_application()

@@ -11,6 +11,7 @@ from pathlib import Path
 from sandbox.faults import FaultPlan, parse_faults
 
 DEFAULT_MEMBERS = 50
+DEFAULT_EXPORT_TTL_S = 3600
 DEFAULT_OIDC_CLIENT_ID = "hub"
 DEFAULT_OIDC_CLIENT_SECRET = "hub-demo-secret"  # noqa: S105 - documented demo credential
 REDIRECT_URIS_ENV = "SANDBOX_REDIRECT_URIS"
@@ -30,12 +31,19 @@ class SandboxConfig:
     peers: tuple[str, ...] = ()
     can_segment: bool = True
     match_lockout: int = 5
+    export_ttl_s: float = DEFAULT_EXPORT_TTL_S
     oidc_client_id: str = DEFAULT_OIDC_CLIENT_ID
     oidc_client_secret: str = DEFAULT_OIDC_CLIENT_SECRET
     redirect_uris: tuple[str, ...] = ()
     npi: str | None = None
     payer_id: str | None = None
     verbose: bool = False
+
+    @property
+    def bulk_file_ttl_s(self) -> float:
+        """Return how long bulk output files live: the export-ttl fault, else --export-ttl."""
+        ttl = self.faults.export_ttl_s
+        return ttl if ttl is not None else self.export_ttl_s
 
     @property
     def base_url(self) -> str:
@@ -101,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cannot withhold sensitive data: refuse #regular consents",
     )
     parser.add_argument("--match-lockout", type=_positive_int, default=5)
+    parser.add_argument(
+        "--export-ttl",
+        type=_positive_int,
+        default=DEFAULT_EXPORT_TTL_S,
+        help="seconds bulk output files stay downloadable after a job completes",
+    )
     parser.add_argument("--oidc-client-id", default=DEFAULT_OIDC_CLIENT_ID)
     parser.add_argument("--oidc-client-secret", default=DEFAULT_OIDC_CLIENT_SECRET)
     parser.add_argument("--redirect-uri", action="append", default=[])
@@ -126,6 +140,7 @@ def config_from_args(argv: list[str] | None = None) -> SandboxConfig:
         peers=tuple(args.peer),
         can_segment=not args.no_segmentation,
         match_lockout=args.match_lockout,
+        export_ttl_s=float(args.export_ttl),
         oidc_client_id=args.oidc_client_id,
         oidc_client_secret=args.oidc_client_secret,
         redirect_uris=tuple(args.redirect_uri) + tuple(u.strip() for u in env_uris),

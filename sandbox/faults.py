@@ -10,6 +10,8 @@ Grammar (comma-separated items, each optional, any order)::
     retry-after=2s       the Retry-After of injected 429/503 answers (default 1s)
     token-ttl=5s         access tokens expire after this long (default 300s backend, 3600s member)
     idp-down             every OpenID Connect and sign-in endpoint answers 503
+    bad-ndjson=0.5       this fraction of bulk output files carries one malformed NDJSON line
+    export-ttl=2s        bulk output files expire this fast (default --export-ttl, 3600s)
 
 "FHIR data requests" are all requests under /fhir except /fhir/metadata and
 /fhir/.well-known/*, so clients can always discover the server.
@@ -25,8 +27,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
-_RATES = {"429": "rate_429", "500": "rate_500", "503": "rate_503", "drop": "rate_drop"}
-_DURATIONS = {"latency": "latency_s", "retry-after": "retry_after_s", "token-ttl": "token_ttl_s"}
+_RATES = {
+    "429": "rate_429",
+    "500": "rate_500",
+    "503": "rate_503",
+    "drop": "rate_drop",
+    "bad-ndjson": "rate_bad_ndjson",
+}
+_DURATIONS = {
+    "latency": "latency_s",
+    "retry-after": "retry_after_s",
+    "token-ttl": "token_ttl_s",
+    "export-ttl": "export_ttl_s",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,8 @@ class FaultPlan:
     retry_after_s: float = 1.0
     token_ttl_s: float | None = None
     idp_down: bool = False
+    rate_bad_ndjson: float = 0.0
+    export_ttl_s: float | None = None
 
     @property
     def touches_responses(self) -> bool:
@@ -124,6 +139,13 @@ class FaultDice:
         elif status_roll < plan.rate_429 + plan.rate_500 + plan.rate_503:
             status = 503
         return FaultDecision(status=status, drop=drop_roll < plan.rate_drop)
+
+    def corrupts_next_file(self) -> bool:
+        """Return whether the next bulk output file gets one malformed NDJSON line."""
+        if not self._plan.rate_bad_ndjson:
+            return False
+        with self._lock:
+            return self._random.random() < self._plan.rate_bad_ndjson
 
 
 def truncated_body(body: bytes) -> Iterator[bytes]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import functools
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sandbox.auth.authorization_code import CodeStore
@@ -17,7 +21,9 @@ from sandbox.data.directory import Directory, build_directory
 from sandbox.data.generator import member_resources
 from sandbox.data.population import Member, Population
 from sandbox.faults import FaultDice
+from sandbox.fhir.bulk_jobs import BulkJobStore
 from sandbox.fhir.consents import ConsentStore
+from sandbox.fhir.groups import GroupStore
 from sandbox.fhir.throttle import MatchThrottle
 from sandbox.organizations import PayerIdentity, payer_identity
 
@@ -65,6 +71,21 @@ class MemberRecord:
         return [r for r in self.resources if not is_sensitive(r)]
 
 
+def _bulk_directory(data_dir: Path | None) -> Path:
+    """Return an empty directory for bulk files, removed when the process exits.
+
+    Bulk jobs live in memory, so files a previous run left in --data-dir are stale.
+    """
+    if data_dir is None:
+        directory = Path(tempfile.mkdtemp(prefix="sandbox-bulk-"))
+    else:
+        directory = data_dir / "bulk"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
 class Sandbox:
     """The state of one sandbox payer; every view reaches it through current()."""
 
@@ -94,13 +115,20 @@ class Sandbox:
         self.consents = ConsentStore(config.data_dir)
         self.match_throttle = MatchThrottle(limit=config.match_lockout, window_s=MATCH_WINDOW_S)
         self.fault_dice = FaultDice(config.faults, config.seed)
-        self.record = functools.lru_cache(maxsize=HISTORY_CACHE_SIZE)(self._build_record)
+        self.groups = GroupStore()
+        self.bulk_jobs = BulkJobStore(
+            _bulk_directory(config.data_dir),
+            file_ttl_s=config.bulk_file_ttl_s,
+            corrupts_file=self.fault_dice.corrupts_next_file,
+        )
+        self.record = functools.lru_cache(maxsize=HISTORY_CACHE_SIZE)(self.build_record)
 
     def today(self) -> dt.date:
         """Return the sandbox's today: --as-of when given, else the UTC date."""
         return self.config.as_of
 
-    def _build_record(self, patient_id: str) -> MemberRecord | None:
+    def build_record(self, patient_id: str) -> MemberRecord | None:
+        """Generate the record of patient_id afresh (record() is the cached way)."""
         member = self.population.by_patient_id(patient_id)
         if member is None:
             return None

@@ -24,7 +24,8 @@ TEMPLATES = [
 ]
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
-DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
+# $bulk-member-match bodies for 10,000 members run to tens of megabytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

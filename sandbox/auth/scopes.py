@@ -15,6 +15,14 @@ PATIENT_LAUNCH_SCOPES = frozenset(
     {"launch/patient", "openid", "fhirUser", "profile", "offline_access", "online_access"}
 )
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
+MATCH_RESULT_SYSTEM = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
+# PDex STU 2.2 §Bulk member match: the operation's URL, or leave to update matched Groups.
+BULK_MEMBER_MATCH_SCOPES = frozenset(
+    {
+        "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch",
+        f"system/Group.u?code={MATCH_RESULT_SYSTEM}|match",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -63,3 +71,17 @@ def grants(scopes: Iterable[str], context: str, resource_type: str, permission: 
         if parsed and parsed.allows(context, resource_type, permission):
             return True
     return False
+
+
+def is_grantable_to_system_client(scope: str) -> bool:
+    """Return whether a backend-services client may be granted scope."""
+    parsed = parse_resource_scope(scope)
+    return scope in BULK_MEMBER_MATCH_SCOPES or (parsed is not None and parsed.context == "system")
+
+
+def allows_bulk_member_match(scopes: Iterable[str]) -> bool:
+    """Return whether scopes allow Group/$bulk-member-match (PDex STU 2.2)."""
+    scopes = list(scopes)
+    return bool(BULK_MEMBER_MATCH_SCOPES.intersection(scopes)) or grants(
+        scopes, "system", "Group", "u"
+    )

@@ -18,8 +18,10 @@ from sandbox.auth.backend_services import ASSERTION_TYPE, authenticate_assertion
 from sandbox.auth.clients import ASSERTION_ALGORITHMS, Client, validate_metadata
 from sandbox.auth.errors import OAuthError
 from sandbox.auth.scopes import (
+    BULK_MEMBER_MATCH_SCOPES,
     OIDC_SCOPES,
     PATIENT_LAUNCH_SCOPES,
+    is_grantable_to_system_client,
     parse_resource_scope,
     split_scopes,
 )
@@ -87,6 +89,7 @@ def smart_configuration(request: HttpRequest) -> JsonResponse:
             "scopes_supported": [
                 "system/*.rs",
                 "system/*.read",
+                *sorted(BULK_MEMBER_MATCH_SCOPES),
                 "patient/*.rs",
                 "patient/*.read",
                 "launch/patient",
@@ -174,9 +177,7 @@ def _client_credentials(request: HttpRequest, sandbox: Sandbox) -> JsonResponse:
     granted = tuple(
         s
         for s in requested
-        if (p := parse_resource_scope(s))
-        and p.context == CONTEXT_SYSTEM
-        and (allowed is None or s in allowed)
+        if is_grantable_to_system_client(s) and (allowed is None or s in allowed)
     )
     if not granted:
         raise OAuthError(

@@ -48,8 +48,15 @@ def require_scope(grant: Grant, resource_type: str, permission: str) -> None:
         )
 
 
-def member_access(sandbox: Sandbox, grant: Grant, patient_id: str) -> MemberAccess:
-    """Return the caller's access to a member, or raise 404 (unknown to it) / 403 (consent)."""
+def member_access(
+    sandbox: Sandbox, grant: Grant, patient_id: str, *, cached: bool = True
+) -> MemberAccess:
+    """Return the caller's access to a member, or raise 404 (unknown to it) / 403 (consent).
+
+    cached=False generates the record without keeping it (a bulk export reads each
+    member once and should not evict the records interactive reads keep coming back to).
+    """
+    record_of = sandbox.record if cached else sandbox.build_record
     unknown = FhirError(404, "not-found", f"Patient/{patient_id} is not known")
     if grant.context == CONTEXT_PATIENT:
         if grant.patient_id != patient_id:
@@ -59,7 +66,7 @@ def member_access(sandbox: Sandbox, grant: Grant, patient_id: str) -> MemberAcce
             raise unknown
         return MemberAccess(record=record, withhold_sensitive=False)
     consent = sandbox.consents.for_client(grant.client_id, patient_id)
-    record = sandbox.record(patient_id) if consent else None
+    record = record_of(patient_id) if consent else None
     if consent is None or record is None:
         raise unknown
     # HRex consent evaluation is repeated at every data request, not only at match time.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.fhir.groups import GROUP_SEARCH_PARAMETERS
 from sandbox.fhir.resource_types import (
     RESULT_PARAMETERS,
     SERVED_TYPES,
@@ -13,6 +14,9 @@ from sandbox.runtime import Sandbox
 
 HREX_MEMBER_MATCH = "http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match"
 EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+BULK_MEMBER_MATCH = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
+DAVINCI_DATA_EXPORT = "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export"
+GROUP_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
 
 
 def capability_statement(sandbox: Sandbox) -> dict[str, Any]:
@@ -42,6 +46,23 @@ def capability_statement(sandbox: Sandbox) -> dict[str, Any]:
             "update with status inactive to revoke.",
             "interaction": [{"code": "read"}, {"code": "update"}, {"code": "search-type"}],
             "searchParam": [{"name": "patient", "type": "reference"}],
+        }
+    )
+    resources.append(
+        {
+            "type": "Group",
+            "documentation": "The Groups $bulk-member-match made for the calling client; "
+            "export a 'match' Group with $davinci-data-export (exportType "
+            "hl7.fhir.us.davinci-pdex#payertopayer) or $export.",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": name, "type": kind} for name, kind in GROUP_SEARCH_PARAMETERS.items()
+            ],
+            "operation": [
+                {"name": "bulk-member-match", "definition": BULK_MEMBER_MATCH},
+                {"name": "davinci-data-export", "definition": DAVINCI_DATA_EXPORT},
+                {"name": "export", "definition": GROUP_EXPORT},
+            ],
         }
     )
     return {

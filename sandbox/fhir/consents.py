@@ -155,19 +155,29 @@ class ConsentStore:
 
     def keep(self, consent: HeldConsent, *, client_id: str, patient_id: str) -> HeldConsent:
         """Store consent as the one client_id holds for patient_id; return the stored copy."""
-        stored = HeldConsent(
-            **(
-                asdict(consent)
-                | {
-                    "consent_id": uuid.uuid4().hex,
-                    "client_id": client_id,
-                    "patient_id": patient_id,
-                }
+        return self.keep_many([(consent, patient_id)], client_id=client_id)[0]
+
+    def keep_many(
+        self, consents: list[tuple[HeldConsent, str]], *, client_id: str
+    ) -> list[HeldConsent]:
+        """Store each (consent, patient_id) for client_id, saving once; return the stored copies."""
+        stored = []
+        for consent, patient_id in consents:
+            copy = HeldConsent(
+                **(
+                    asdict(consent)
+                    | {
+                        "consent_id": uuid.uuid4().hex,
+                        "client_id": client_id,
+                        "patient_id": patient_id,
+                    }
+                )
             )
-        )
-        stored.resource = dict(stored.resource) | {"id": stored.consent_id}
+            copy.resource = dict(copy.resource) | {"id": copy.consent_id}
+            stored.append(copy)
         with self._lock:
-            self._put(stored)
+            for copy in stored:
+                self._put(copy)
             self._save()
         return stored
 

@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
 from sandbox.auth.scopes import grants
 from sandbox.auth.tokens import CONTEXT_SYSTEM
 from sandbox.data.directory import Directory
 from sandbox.fhir import access
+from sandbox.fhir.bulk_views import BULK_FILES, BULK_STATUS, bulk_file, bulk_status, group_endpoint
 from sandbox.fhir.capability import capability_statement
 from sandbox.fhir.member_match import member_match
 from sandbox.fhir.outcomes import FhirError, error_response, fhir_response
 from sandbox.fhir.paging import page_bundle
+from sandbox.fhir.request_parsing import json_body, query_params, require_method
 from sandbox.fhir.resource_types import (
     DIRECTORY_TYPES,
     RESULT_PARAMETERS,
     SERVED_TYPES,
     search_parameters,
 )
+from sandbox.fhir.search_values import concept_matches, identifier_matches, instant_parameter
 from sandbox.runtime import Sandbox, current, is_sensitive
 
 Resource = dict[str, Any]
 SEARCH_PAGE = 50
 EVERYTHING_PAGE = 100
 EVERYTHING_PARAMETERS = ("_since", "_type", "_count", "_offset", "_format")
-JSON_FORMATS = ("json", "application/json", "application/fhir+json")
 
 
-def fhir_endpoint(request: HttpRequest, path: str | None = None) -> HttpResponse:
+def fhir_endpoint(request: HttpRequest, path: str | None = None) -> HttpResponseBase:
     """Dispatch one FHIR request; every refusal becomes an OperationOutcome."""
     try:
         return _dispatch(request, current(), [p for p in (path or "").split("/") if p])
@@ -39,26 +40,9 @@ def fhir_endpoint(request: HttpRequest, path: str | None = None) -> HttpResponse
         return error_response(error)
 
 
-def _params(request: HttpRequest) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for name in request.GET:
-        values = request.GET.getlist(name)
-        if len(values) > 1:
-            raise FhirError(400, "not-supported", f"parameter {name} may be given only once")
-        params[name] = values[0]
-    if params.get("_format", "json") not in JSON_FORMATS:
-        raise FhirError(400, "not-supported", "this server speaks JSON only")
-    return params
-
-
-def _method(request: HttpRequest, *allowed: str) -> None:
-    if request.method not in allowed:
-        raise FhirError(405, "not-supported", f"{request.method} is not supported here")
-
-
-def _dispatch(request: HttpRequest, sandbox: Sandbox, parts: list[str]) -> HttpResponse:
+def _dispatch(request: HttpRequest, sandbox: Sandbox, parts: list[str]) -> HttpResponseBase:
     if parts == ["metadata"]:
-        _method(request, "GET")
+        require_method(request, "GET")
         return fhir_response(capability_statement(sandbox))
     if not parts:
         raise FhirError(400, "not-supported", "system-level interactions are not supported")
@@ -67,37 +51,33 @@ def _dispatch(request: HttpRequest, sandbox: Sandbox, parts: list[str]) -> HttpR
         raise FhirError(400, "not-supported", f"operation {'/'.join(parts)} is not supported")
     if resource_type == "Consent":
         return _consent(request, sandbox, parts)
+    if resource_type == "Group":
+        return group_endpoint(request, sandbox, parts)
+    if resource_type == BULK_STATUS and len(parts) == 2:
+        return bulk_status(request, sandbox, parts[1])
+    if resource_type == BULK_FILES and len(parts) == 3:
+        return bulk_file(request, sandbox, parts[1], parts[2])
     if resource_type not in SERVED_TYPES:
         raise FhirError(404, "not-supported", f"resource type {resource_type!r} is not served")
     operation = parts[-1] if parts[-1].startswith("$") else None
     if operation == "$member-match" and len(parts) == 2 and resource_type == "Patient":
-        _method(request, "POST")
+        require_method(request, "POST")
         grant = access.bearer_grant(request, sandbox)
-        return fhir_response(member_match(sandbox, grant, _json_body(request)))
+        return fhir_response(member_match(sandbox, grant, json_body(request)))
     if operation == "$everything" and len(parts) == 3 and resource_type == "Patient":
-        _method(request, "GET")
+        require_method(request, "GET")
         return _everything(request, sandbox, parts[1])
     if operation:
         raise FhirError(
             400, "not-supported", f"operation {operation} on {resource_type} is not supported"
         )
     if len(parts) == 1:
-        _method(request, "GET")
+        require_method(request, "GET")
         return _search(request, sandbox, resource_type)
     if len(parts) == 2:
-        _method(request, "GET")
+        require_method(request, "GET")
         return fhir_response(_read(request, sandbox, resource_type, parts[1]))
     raise FhirError(404, "not-found", f"nothing is served at {'/'.join(parts)}")
-
-
-def _json_body(request: HttpRequest) -> Any:
-    content_type = request.content_type or ""
-    if content_type not in ("application/fhir+json", "application/json"):
-        raise FhirError(415, "not-supported", "send the body as application/fhir+json")
-    try:
-        return json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FhirError(400, "structure", f"the body is not valid JSON: {exc}") from None
 
 
 def _patient_id_of(resource_type: str, resource_id: str) -> str:
@@ -124,16 +104,6 @@ def _read(request: HttpRequest, sandbox: Sandbox, resource_type: str, resource_i
     return resource
 
 
-def _token_matches(resource: Resource, element: str, wanted: str) -> bool:
-    system, bar, code = wanted.rpartition("|")
-    concepts = resource.get(element, [])
-    for concept in concepts if isinstance(concepts, list) else [concepts]:
-        for coding in concept.get("coding", []):
-            if coding.get("code") == code and (not bar or coding.get("system") == system):
-                return True
-    return False
-
-
 def _reference_id(value: str) -> str:
     return value.removeprefix("Patient/")
 
@@ -141,7 +111,7 @@ def _reference_id(value: str) -> str:
 def _search(request: HttpRequest, sandbox: Sandbox, resource_type: str) -> HttpResponse:
     grant = access.bearer_grant(request, sandbox)
     access.require_scope(grant, resource_type, "s")
-    params = _params(request)
+    params = query_params(request)
     allowed = search_parameters(resource_type)
     for name in params:
         if name not in allowed and name not in RESULT_PARAMETERS:
@@ -156,14 +126,10 @@ def _search(request: HttpRequest, sandbox: Sandbox, resource_type: str) -> HttpR
             record = access.member_access(sandbox, grant, patient_id).record
             results.append(record.resources[0])
         if "identifier" in params:
-            system, bar, value = params["identifier"].rpartition("|")
             results = [
                 r
                 for r in results
-                if any(
-                    i.get("value") == value and (not bar or i.get("system") == system)
-                    for i in r.get("identifier", [])
-                )
+                if identifier_matches(r.get("identifier", []), params["identifier"])
             ]
     else:
         subject = params.get("patient") or params.get("beneficiary")
@@ -178,7 +144,9 @@ def _search(request: HttpRequest, sandbox: Sandbox, resource_type: str) -> HttpR
             if r["resourceType"] == resource_type
         ]
         if "category" in params:
-            results = [r for r in results if _token_matches(r, "category", params["category"])]
+            results = [
+                r for r in results if concept_matches(r.get("category", []), params["category"])
+            ]
     if "_id" in params:
         ids = set(params["_id"].split(","))
         results = [r for r in results if r["id"] in ids]
@@ -199,24 +167,9 @@ def _directory_entries(directory: Directory, resource_type: str) -> list[Resourc
     return list(entries.values())
 
 
-def _since(params: dict[str, str]) -> str | None:
-    raw = params.get("_since")
-    if raw is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise FhirError(400, "invalid", f"_since={raw!r} is not a FHIR instant") from None
-    if moment.tzinfo is None:
-        if "T" in raw:
-            raise FhirError(400, "invalid", "_since must carry a time zone")
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _everything(request: HttpRequest, sandbox: Sandbox, patient_id: str) -> HttpResponse:
     grant = access.bearer_grant(request, sandbox)
-    params = _params(request)
+    params = query_params(request)
     for name in params:
         if name not in EVERYTHING_PARAMETERS:
             raise FhirError(400, "not-supported", f"$everything does not support {name!r}")
@@ -230,7 +183,7 @@ def _everything(request: HttpRequest, sandbox: Sandbox, patient_id: str) -> Http
             raise FhirError(
                 400, "not-supported", f"_type names types not served: {', '.join(unknown)}"
             )
-    since = _since(params)
+    since = instant_parameter(params, "_since")
     record = member.record
     cited = record.cited_regular if member.withhold_sensitive else record.cited_all
     directory = [sandbox.directory.get(kind, rid) for kind, rid in cited]
@@ -262,8 +215,8 @@ def _consent(request: HttpRequest, sandbox: Sandbox, parts: list[str]) -> HttpRe
     if grant.context != CONTEXT_SYSTEM:
         raise FhirError(403, "forbidden", "consents are kept for payer (system) clients only")
     if len(parts) == 1:
-        _method(request, "GET")
-        params = _params(request)
+        require_method(request, "GET")
+        params = query_params(request)
         if set(params) - {"patient", *RESULT_PARAMETERS}:
             raise FhirError(400, "not-supported", "Consent search supports patient= only")
         held = sandbox.consents.held_by(grant.client_id)
@@ -280,12 +233,12 @@ def _consent(request: HttpRequest, sandbox: Sandbox, parts: list[str]) -> HttpRe
         return fhir_response(bundle)
     if len(parts) != 2:
         raise FhirError(400, "not-supported", "only Consent search, read and update are supported")
-    _method(request, "GET", "PUT")
+    require_method(request, "GET", "PUT")
     consent = sandbox.consents.get_for_client(grant.client_id, parts[1])
     if consent is None:
         raise FhirError(404, "not-found", f"Consent/{parts[1]} is not known")
     if request.method == "PUT":
-        body = _json_body(request)
+        body = json_body(request)
         if not isinstance(body, dict) or body.get("resourceType") != "Consent":
             raise FhirError(400, "invalid", "the body must be a Consent resource")
         if body.get("id") != consent.consent_id:

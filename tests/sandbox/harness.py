@@ -295,3 +295,77 @@ def pkce_pair() -> tuple[str, str]:
 
 def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+BULK_MEMBER_MATCH_SCOPE = "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch"
+BULK_SCOPES = f"system/*.rs {BULK_MEMBER_MATCH_SCOPE}"
+MATCH_RESULT_SYSTEM = "http://hl7.org/fhir/us/davinci-pdex/CodeSystem/PdexMultiMemberMatchResultCS"
+PAYER_TO_PAYER = "hl7.fhir.us.davinci-pdex#payertopayer"
+
+
+def member_bundle(member: dict[str, Any], *, consent: dict[str, Any]) -> dict[str, Any]:
+    """Return a PDex MemberBundle for a member of members.json (the $member-match parts)."""
+    return {"name": "MemberBundle", "part": match_request(member, consent=consent)["parameter"]}
+
+
+def bulk_match_body(bundles: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": bundles}
+
+
+def kick_off(
+    client: httpx.Client, path: str, *, body: Any = None, params: Any = None
+) -> httpx.Response:
+    """Start an async operation (Prefer: respond-async): POST when there is a body, else GET."""
+    headers = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+    if body is None:
+        return client.get(path, params=params, headers=headers)
+    return client.post(
+        path,
+        params=params,
+        content=json.dumps(body),
+        headers=headers | {"Content-Type": "application/fhir+json"},
+    )
+
+
+def completed(client: httpx.Client, status_url: str, *, timeout: float = 120) -> httpx.Response:
+    """Poll a bulk status URL until it stops answering 202; return that answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(status_url)
+        if response.status_code != 202:
+            return response
+        assert response.headers["Retry-After"].isdigit()
+        assert "X-Progress" in response.headers
+        assert time.monotonic() < deadline, f"bulk job still running after {timeout} s"
+        time.sleep(0.1)
+
+
+def bulk_result(client: httpx.Client, kick_off_response: httpx.Response) -> dict[str, Any]:
+    """Follow an accepted kick-off to its completion and return the 200 body."""
+    assert kick_off_response.status_code == 202, kick_off_response.text
+    response = completed(client, kick_off_response.headers["Content-Location"])
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def ndjson_lines(client: httpx.Client, url: str) -> list[str]:
+    response = client.get(url, headers={"Accept": "application/fhir+ndjson"})
+    assert response.status_code == 200, response.text
+    return response.text.splitlines()
+
+
+def manifest_resources(client: httpx.Client, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return every resource of a manifest's output files."""
+    return [
+        json.loads(line)
+        for entry in manifest["output"]
+        for line in ndjson_lines(client, entry["url"])
+    ]
+
+
+def matched_group(client: httpx.Client, bundles: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run $bulk-member-match (STU 2.2) and return the resulting Groups by result code."""
+    manifest = bulk_result(
+        client, kick_off(client, "/Group/$bulk-member-match", body=bulk_match_body(bundles))
+    )
+    return {g["code"]["coding"][0]["code"]: g for g in manifest_resources(client, manifest)}

@@ -27,6 +27,7 @@ SERVED = {
     "Provenance",
     "ExplanationOfBenefit",
     "Consent",
+    "Group",
 }
 
 
@@ -40,7 +41,18 @@ def test_capability_statement_lists_exactly_what_is_served(former_payer: Running
     assert statement["fhirVersion"] == "4.0.1"
     assert set(resources) == SERVED
     assert {o["name"] for o in resources["Patient"]["operation"]} == {"member-match", "everything"}
-    assert all("operation" not in r for t, r in resources.items() if t != "Patient")
+    assert {o["name"]: o["definition"] for o in resources["Group"]["operation"]} == {
+        "bulk-member-match": "http://hl7.org/fhir/us/davinci-pdex/OperationDefinition/BulkMemberMatch",
+        "davinci-data-export": "http://hl7.org/fhir/us/davinci-atr/OperationDefinition/davinci-data-export",
+        "export": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+    }
+    assert {p["name"] for p in resources["Group"]["searchParam"]} >= {
+        "identifier",
+        "characteristic",
+        "characteristic-value-reference",
+        "code",
+    }
+    assert all("operation" not in r for t, r in resources.items() if t not in ("Patient", "Group"))
     uris = {
         e["url"]: e["valueUri"]
         for e in statement["rest"][0]["security"]["extension"][0]["extension"]
@@ -52,7 +64,7 @@ def test_capability_statement_search_parameters_work(former_payer: RunningSandbo
     statement = httpx.get(f"{former_payer.fhir}/metadata").json()
     for resource in statement["rest"][0]["resource"]:
         names = {p["name"] for p in resource.get("searchParam", [])}
-        if resource["type"] not in ("Patient", "Practitioner", "Organization", "Consent"):
+        if resource["type"] not in ("Patient", "Practitioner", "Organization", "Consent", "Group"):
             assert "patient" in names, resource["type"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import subprocess
 import sys
 import time
@@ -11,7 +12,19 @@ import httpx
 import pytest
 
 from sandbox.faults import FaultPlan, parse_faults
-from tests.sandbox.harness import BackendClient, current_consent, matched_patient, running_sandbox
+from tests.sandbox.harness import (
+    BULK_SCOPES,
+    PAYER_TO_PAYER,
+    BackendClient,
+    bulk_match_body,
+    bulk_result,
+    current_consent,
+    kick_off,
+    matched_patient,
+    member_bundle,
+    ndjson_lines,
+    running_sandbox,
+)
 
 
 def test_grammar_reads_every_fault() -> None:
@@ -30,9 +43,23 @@ def test_grammar_reads_every_fault() -> None:
         idp_down=True,
     )
     assert parse_faults("") == FaultPlan()
+    assert parse_faults("bad-ndjson=0.5,export-ttl=2s") == FaultPlan(
+        rate_bad_ndjson=0.5, export_ttl_s=2.0
+    )
 
 
-@pytest.mark.parametrize("spec", ["latency=fast", "429=2", "teapot=0.1", "500=0.6,503=0.6", "drop"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "latency=fast",
+        "429=2",
+        "teapot=0.1",
+        "500=0.6,503=0.6",
+        "drop",
+        "bad-ndjson",
+        "export-ttl=1",
+    ],
+)
 def test_grammar_names_the_bad_item(spec: str) -> None:
     with pytest.raises(ValueError, match="fault"):
         parse_faults(spec)
@@ -96,3 +123,51 @@ def test_token_ttl_fault_expires_tokens_early() -> None:
     assert response.json()["expires_in"] == 1
     assert first.status_code == 200
     assert later.status_code == 401
+
+
+def test_bad_ndjson_and_export_ttl_faults_corrupt_a_line_and_expire_the_files() -> None:
+    npi = "1777777772"
+    faults = "bad-ndjson=1,export-ttl=2s"
+    with (
+        running_sandbox("Bad Files Plan", "--members", "5", "--faults", faults) as payer,
+        BackendClient(payer, npi).register().http(BULK_SCOPES) as client,
+    ):
+        bundle = member_bundle(payer.member("pat1"), consent=current_consent(recipient_npi=npi))
+        # STU 2.1 output: the Groups come back in the status answer, not in a (corrupted) file.
+        result = bulk_result(
+            client,
+            kick_off(
+                client,
+                "/Group/$bulk-member-match",
+                body=bulk_match_body([bundle]),
+                params={"_outputFormat": "application/fhir+json"},
+            ),
+        )
+        group_id = result["parameter"][0]["resource"]["id"]
+        accepted = kick_off(
+            client,
+            f"/Group/{group_id}/$davinci-data-export",
+            params={"exportType": PAYER_TO_PAYER, "_type": "Patient,Condition"},
+        )
+        manifest = bulk_result(client, accepted)
+        malformed = {}
+        for entry in manifest["output"]:
+            lines = ndjson_lines(client, entry["url"])
+            assert entry["count"] == len(lines)
+            malformed[entry["type"]] = sum(1 for line in lines if not _parses(line))
+        time.sleep(2.3)
+        expired_status = client.get(accepted.headers["Content-Location"])
+        expired_file = client.get(manifest["output"][0]["url"])
+
+    assert malformed == {"Patient": 1, "Condition": 1}
+    assert expired_status.status_code == 410
+    assert "expired" in expired_status.json()["issue"][0]["diagnostics"]
+    assert expired_file.status_code == 410
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
