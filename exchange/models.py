@@ -98,6 +98,10 @@ class ExchangeRequest(TenantOwned):
         max_length=30, choices=ExchangeStatus.choices, default=ExchangeStatus.CONSENTED
     )
     status_changed_at = models.DateTimeField()
+    # Moves with every state change and every page retrieved; the reaper resumes requests
+    # whose work has not moved for a while (exchange/tasks.py, STYLE.md #5).
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    resume_count = models.PositiveSmallIntegerField(default=0)
     # On a failed/ended request: a stable code and a sentence the member can act on.
     reason_code = models.CharField(max_length=50, blank=True)
     reason_message = models.TextField(blank=True)
@@ -113,6 +117,9 @@ class ExchangeRequest(TenantOwned):
     matched_member_identifier = EncryptedTextField(blank=True)
     matched_patient_id = models.CharField(max_length=64, blank=True)
     resource_counts = models.JSONField(default=dict, blank=True)
+    # Where retrieval stands (exchange/retrieval.py): mode, next URL or search position,
+    # pages staged. Saved after every page so a restarted worker resumes from it.
+    retrieval_cursor = models.JSONField(default=dict, blank=True)
     screened_out_counts = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -123,6 +130,9 @@ class ExchangeRequest(TenantOwned):
             models.Index(fields=["payer", "-opted_in_at"], name="exchange_payer_optin"),
             models.Index(fields=["payer", "due_by"], name="exchange_payer_due"),
             models.Index(fields=["former_payer", "status"], name="exchange_former_status"),
+            # The plan-admin portal: "requests to us" newest first, and sort by last change.
+            models.Index(fields=["former_payer", "-opted_in_at"], name="exchange_former_optin"),
+            models.Index(fields=["payer", "-status_changed_at"], name="exchange_payer_changed"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -203,3 +213,142 @@ class DeliveryAttempt(TenantOwned):
 
     def __str__(self) -> str:
         return f"Attempt {self.task_id}"
+
+
+class RegistrationMethod(models.TextChoices):
+    DYNAMIC = "dynamic", "Registered by the hub (RFC 7591)"
+    CONFIGURED = "configured", "Client ids entered in the former payer's FHIR endpoint settings"
+
+
+class HolderRegistration(TenantOwned):
+    """The hub's clients at one data holder, acting for one new payer (the tenant).
+
+    A data holder binds a backend-services client to the organization it acts for
+    (the sandbox's ``organization_identifier``), and honours a Consent only for the
+    client whose organization is the Consent's recipient (HRex §Consent, IRCP actor).
+    So each (new payer, former payer) pair has its own clients.
+    """
+
+    former_payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+")
+    method = models.CharField(max_length=12, choices=RegistrationMethod.choices)
+    backend_client_id = models.CharField(max_length=255, blank=True)
+    member_client_id = models.CharField(max_length=255, blank=True)
+    member_client_secret = EncryptedTextField(blank=True)
+    member_redirect_uri = models.CharField(max_length=500, blank=True)
+    registered_at = models.DateTimeField()
+    # The last SMART Backend Services access token, reused until shortly before it expires.
+    backend_access_token = EncryptedTextField(blank=True)
+    backend_token_scope = models.CharField(max_length=500, blank=True)
+    backend_token_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payer", "former_payer"], name="holder_registration_per_pair"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Registration of payer {self.payer_id} at payer {self.former_payer_id}"
+
+
+class MemberLaunch(TenantOwned):
+    """One SMART standalone launch of a member at the former payer, and the tokens it earned.
+
+    ``state`` is kept only as its SHA-256 (looked up on the callback); the PKCE verifier
+    and the tokens are encrypted at rest.
+    """
+
+    exchange_request = models.ForeignKey(
+        ExchangeRequest, on_delete=models.CASCADE, related_name="member_launches"
+    )
+    state_digest = models.CharField(max_length=64, unique=True)
+    code_verifier = EncryptedTextField()
+    redirect_uri = models.CharField(max_length=500)
+    started_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True, blank=True)
+    access_token = EncryptedTextField(blank=True)
+    refresh_token = EncryptedTextField(blank=True)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    scope = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["exchange_request", "completed_at"], name="launch_request_done")
+        ]
+
+    def __str__(self) -> str:
+        return f"Member launch {self.pk}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    """FHIR R4 Subscription.status."""
+
+    ACTIVE = "active", "Active"
+    ERROR = "error", "Error"
+    OFF = "off", "Off"
+
+
+class ConsentSubscription(TenantOwned):
+    """A former payer's FHIR Subscription to one Consent (seed 000 step 5).
+
+    ``payer`` is the tenant that holds the Consent (the new payer); ``subscriber`` is the
+    former payer named in it, the only one that may subscribe.
+    """
+
+    consent = models.ForeignKey(Consent, on_delete=models.CASCADE, related_name="subscriptions")
+    subscriber = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(
+        max_length=10, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    criteria = models.CharField(max_length=200)
+    endpoint = models.CharField(max_length=500)
+    payload = models.CharField(max_length=100, blank=True)
+    # "Name: value" lines sent with every notification; they usually carry a bearer token.
+    headers = EncryptedTextField(blank=True)
+    end = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"Subscription {self.pk} to {self.criteria}"
+
+
+class ConsentNotification(TenantOwned):
+    """One notification owed to a subscriber for one change of a Consent; retried until sent."""
+
+    subscription = models.ForeignKey(
+        ConsentSubscription, on_delete=models.CASCADE, related_name="notifications"
+    )
+    consent_status = models.CharField(max_length=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"Notification {self.pk} ({self.consent_status})"
+
+
+class UsedClientAssertion(models.Model):
+    """A client assertion's ``jti`` already spent at the hub's token endpoint (replay guard,
+    SMART Backend Services §Authenticating: the server SHALL reject a reused jti)."""
+
+    issuer = models.CharField(max_length=100)
+    jti = models.CharField(max_length=255)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "jti"], name="client_assertion_jti_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.jti

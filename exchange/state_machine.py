@@ -64,13 +64,15 @@ def exchange_request_transition(
     """
     if to_status not in TRANSITIONS.get(from_status, set()):
         raise IllegalTransition(f"an exchange request cannot go from {from_status} to {to_status}")
+    now = timezone.now()
     with transaction.atomic():
         moved = (
             ExchangeRequest.objects.for_payer(payer)
             .filter(pk=exchange_request_id, status=from_status)
             .update(
                 status=to_status,
-                status_changed_at=timezone.now(),
+                status_changed_at=now,
+                last_progress_at=now,
                 reason_code=reason_code,
                 reason_message=reason_message,
             )

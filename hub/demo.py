@@ -22,6 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".demo"
 HUB_PORT = int(os.environ.get("HUB_PORT", "8000"))
+SFTP_PORT = int(os.environ.get("SFTP_PORT", "2222"))
+# The key a demo collecting system of North signs in to the SFTP repository with.
+DEMO_SFTP_KEY = STATE / "north_sftp_key"
 SANDBOXES = {"north": 8101, "south": 8102}
 # The demo payers: hub tenants and, under the same identifiers, sandbox payers — so a
 # Consent naming the hub's payer by NPI names the organization the sandbox knows.
@@ -59,6 +62,9 @@ def _environment(demo_secrets: dict[str, str]) -> dict[str, str]:
         "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
         "HTTPS": "false",
         "PAYLOAD_STORAGE_DIR": str(STATE / "payloads"),
+        "SFTP_REPOSITORY_DIR": str(STATE / "repository"),
+        "SFTP_REPOSITORY_HOST_KEY_FILE": str(STATE / "sftp_host_key"),
+        "SFTP_REPOSITORY_PUBLIC_PORT": str(SFTP_PORT),
         "LOG_LEVEL": "WARNING",
     }
     # A real PostgreSQL or Redis, when the person points at one, replaces the embedded default.
@@ -94,6 +100,13 @@ def main() -> int:
     if has_sandbox:
         seed += [f"--sandbox={slug}=http://127.0.0.1:{port}" for slug, port in SANDBOXES.items()]
     manage(*seed)
+    if not DEMO_SFTP_KEY.exists():
+        subprocess.run(  # noqa: S603
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "north-demo-collector",  # noqa: S607
+             "-f", str(DEMO_SFTP_KEY)], check=True,
+        )  # fmt: skip
+    manage("sftp_repository_key", "--payer", "north", "--label", "demo collector",
+           "--public-key-file", f"{DEMO_SFTP_KEY}.pub")  # fmt: skip
 
     commands = {
         "web": [python, "-m", "gunicorn", "hub.wsgi", "--bind", f"127.0.0.1:{HUB_PORT}",
@@ -103,6 +116,8 @@ def main() -> int:
                    "--loglevel", "WARNING"],
         "beat": [python, "-m", "celery", "-A", "hub", "beat", "--loglevel", "WARNING",
                  "--schedule", str(STATE / "beat-schedule")],
+        "sftp-repository": [python, "manage.py", "sftp_repository", "--host", "127.0.0.1",
+                            "--port", str(SFTP_PORT)],
     }  # fmt: skip
     if has_sandbox:
         for slug, _name, npi, payer_id, *_ in DEMO_PAYERS:
@@ -110,6 +125,8 @@ def main() -> int:
                 python, "-m", "sandbox", "--name", slug, "--port", str(SANDBOXES[slug]),
                 "--seed", "2027", "--npi", npi, "--payer-id", payer_id,
                 "--data-dir", str(STATE / f"sandbox-{slug}"),
+                "--redirect-uri", f"http://127.0.0.1:{HUB_PORT}/oidc/callback/",
+                "--hub-client-id", slug,
             ]  # fmt: skip
     processes = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}  # noqa: S603
 
@@ -139,11 +156,18 @@ def main() -> int:
             f"  JWKS of South:     {hub}/p/south/.well-known/jwks.json",
             f"  Database:          {env['DATABASE_URL'].split('@')[-1]}",
             f"  Broker:            {env['CELERY_BROKER_URL'].split('@')[-1]}",
+            f"  SFTP repository:   127.0.0.1:{SFTP_PORT} (North's delivered files; collect with:)",
+            f"    sftp -P {SFTP_PORT} -i {DEMO_SFTP_KEY} north@127.0.0.1",
         ]
         if has_sandbox:
             for slug, port in SANDBOXES.items():
                 lines.append(f"  Sandbox {slug}:     http://127.0.0.1:{port}/fhir  "
                              f"(members: http://127.0.0.1:{port}/sandbox/members.json)")  # fmt: skip
+            lines += [
+                f"  Member sign-in:    {hub}/p/north/sign-in/  (at North's sandbox: "
+                "patricia.person / sandbox-demo; then ask Southern Cross Health, card DH10001235)",
+                f"  Admin sign-in:     {hub}/p/north/sign-in/  (admin / sandbox-demo)",
+            ]
         else:
             lines.append(
                 "  (The sandbox payers are not in this tree yet; the demo runs without them.)"

@@ -49,8 +49,34 @@ HUB_PUBLIC_URL = env_url(
     "HUB_PUBLIC_URL", default="http://127.0.0.1:8000", schemes=("https", "http")
 ).rstrip("/")
 
+# How the hub names itself in Provenance and manifests it writes.
+HUB_NAME = env_str("HUB_NAME", "Payer-to-payer hub")
+
 # --- Payload staging storage (retrieved FHIR data before delivery) ---
 PAYLOAD_STORAGE_DIR = Path(env_str("PAYLOAD_STORAGE_DIR", str(BASE_DIR / "var" / "payloads")))
+
+# --- The hub's SFTP repository, where payers' systems collect deliveries (exchange/repository/) ---
+SFTP_REPOSITORY_DIR = Path(env_str("SFTP_REPOSITORY_DIR", str(BASE_DIR / "var" / "repository")))
+SFTP_REPOSITORY_HOST_KEY_FILE = Path(
+    env_str("SFTP_REPOSITORY_HOST_KEY_FILE", str(BASE_DIR / "var" / "sftp_repository_host_key"))
+)
+SFTP_REPOSITORY_RETENTION_DAYS = env_int("SFTP_REPOSITORY_RETENTION_DAYS", 30, minimum=1)
+# Where payers' systems reach the repository (shown in the portal; the server binds --host/--port).
+SFTP_REPOSITORY_PUBLIC_HOST = env_str("SFTP_REPOSITORY_PUBLIC_HOST", "127.0.0.1")
+SFTP_REPOSITORY_PUBLIC_PORT = env_int("SFTP_REPOSITORY_PUBLIC_PORT", 2222, minimum=1)
+SFTP_REPOSITORY_IDLE_TIMEOUT_SECONDS = env_int(
+    "SFTP_REPOSITORY_IDLE_TIMEOUT_SECONDS", 300, minimum=1
+)
+SFTP_REPOSITORY_MAX_SESSIONS_PER_PAYER = env_int(
+    "SFTP_REPOSITORY_MAX_SESSIONS_PER_PAYER", 8, minimum=1
+)
+SFTP_REPOSITORY_MAX_CONNECTIONS_PER_ADDRESS = env_int(
+    "SFTP_REPOSITORY_MAX_CONNECTIONS_PER_ADDRESS", 16, minimum=1
+)
+# Failed sign-ins from one address within 10 minutes before it is refused for the rest of them.
+SFTP_REPOSITORY_MAX_AUTH_FAILURES_PER_ADDRESS = env_int(
+    "SFTP_REPOSITORY_MAX_AUTH_FAILURES_PER_ADDRESS", 20, minimum=1
+)
 
 # --- The rule's clock: CMS-0057-F requires the request within one week of opt-in ---
 EXCHANGE_DUE_DAYS = 7
@@ -70,6 +96,7 @@ INSTALLED_APPS = [
     "members",
     "plan_admin",
     "exchange",
+    "exchange.repository",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +115,12 @@ ROOT_URLCONF = "hub.urls"
 WSGI_APPLICATION = "hub.wsgi.application"
 AUTH_USER_MODEL = "hub.User"
 LOGIN_URL = "/accounts/login/"
+# Members and plan administrators sign in through their payer's OpenID Connect provider
+# (members/sign_in.py); hub operators with a password (the operator console).
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "members.sign_in.PayerOidcBackend",
+]
 
 TEMPLATES = [
     {
@@ -222,4 +255,17 @@ LOGGING = {
 # Beat's standing jobs; django-celery-beat copies them into its tables at start-up.
 CELERY_BEAT_SCHEDULE = {
     "retire-expired-signing-keys": {"task": "hub.retire_expired_signing_keys", "schedule": 60 * 60},
+    "purge-sftp-repository": {"task": "sftp_repository.purge", "schedule": 60 * 60},
+    "resume-stuck-exchange-requests": {"task": "exchange.resume_stuck", "schedule": 5 * 60},
+}
+# A request whose work has not moved for this long is resumed by the reaper (or failed
+# after EXCHANGE_MAX_RESUMES resumptions).
+EXCHANGE_STUCK_AFTER_SECONDS = env_int("EXCHANGE_STUCK_AFTER_SECONDS", 15 * 60, minimum=1)
+EXCHANGE_MAX_RESUMES = env_int("EXCHANGE_MAX_RESUMES", 5, minimum=1)
+CELERY_TASK_ROUTES = {
+    "exchange.authorize": {"queue": "pull"},
+    "exchange.retrieve": {"queue": "pull"},
+    "exchange.screen": {"queue": "screen"},
+    "exchange.deliver": {"queue": "deliver"},
+    "exchange.notify_consent_subscriber": {"queue": "deliver"},
 }

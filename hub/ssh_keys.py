@@ -61,7 +61,12 @@ def load_private_key(text: str) -> paramiko.PKey:
         key_class = paramiko.ECDSAKey
     else:
         raise SshKeyError("only ed25519, ECDSA and RSA keys are accepted")
-    key = key_class.from_private_key(io.StringIO(data.decode("utf-8")))
+    try:
+        key = key_class.from_private_key(io.StringIO(data.decode("utf-8")))
+    except paramiko.SSHException as exc:
+        # cryptography is lenient about line breaks where paramiko is not (a pasted key
+        # whose line breaks were lost): refuse it with a message, not a 500.
+        raise SshKeyError(f"this private key could not be read ({exc}); paste it whole") from None
     _refuse_weak(key)
     return key
 

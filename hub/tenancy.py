@@ -58,7 +58,10 @@ def tenant_view(
             request: HttpRequest, payer_slug: str, *args: _P.args, **kwargs: _P.kwargs
         ) -> HttpResponseBase:
             if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
+                # Members and administrators sign in through their own payer's provider.
+                return redirect_to_login(
+                    request.get_full_path(), login_url=f"/p/{payer_slug}/sign-in/"
+                )
             payer = payer_for_user(request.user, payer_slug, role=role)
             return view(request, payer, *args, **kwargs)
 

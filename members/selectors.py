@@ -2,8 +2,9 @@
 
 from django.db.models import QuerySet
 
-from exchange.models import Consent, ExchangeEvent, ExchangeRequest
-from hub.models import Payer, User
+from exchange.models import Consent, Delivery, ExchangeEvent, ExchangeRequest
+from exchange.state_machine import ENDED
+from hub.models import FhirEndpoint, Payer, PayerStatus, User
 from hub.tenancy import get_for_payer_or_404
 
 
@@ -36,3 +37,46 @@ def member_request_timeline(*, exchange_request: ExchangeRequest) -> QuerySet[Ex
 def member_consent(*, payer: Payer, member: User, consent_id: int) -> Consent:
     """Return one of the member's consents; anything else is a 404."""
     return get_for_payer_or_404(Consent.objects.all(), payer, pk=consent_id, member=member)
+
+
+def directory_payers(
+    *, payer: Payer, name: str = "", state: str = "", plan_type: str = ""
+) -> QuerySet[Payer]:
+    """Return the participating payers a member of ``payer`` can ask for records."""
+    payers = (
+        Payer.objects.filter(status=PayerStatus.PARTICIPATING)
+        .exclude(pk=payer.pk)
+        .filter(pk__in=FhirEndpoint.objects.values("payer_id"))
+    )
+    if name:
+        payers = payers.filter(name__icontains=name)
+    if state:
+        payers = payers.filter(states__contains=[state.upper()])
+    if plan_type:
+        payers = payers.filter(plan_types__contains=[plan_type])
+    return payers.order_by("name")
+
+
+def member_request_progress(*, exchange_request: ExchangeRequest) -> dict[str, object]:
+    """Return what the status page shows, as JSON-ready data (polled while work runs)."""
+    delivery = (
+        Delivery.objects.for_payer(exchange_request.payer_id)
+        .filter(exchange_request=exchange_request)
+        .first()
+    )
+    manifest = delivery.manifest if delivery else {}
+    return {
+        "status": exchange_request.status,
+        "status_label": exchange_request.get_status_display(),
+        "ended": exchange_request.status in ENDED,
+        "reason": exchange_request.reason_message,
+        "fetched": sum(exchange_request.resource_counts.values()),
+        "resource_counts": exchange_request.resource_counts,
+        "screened_out": manifest.get("screenedOut", []),
+        "files": [{"name": f["name"], "size": f["size"]} for f in manifest.get("files", [])],
+        "kept_counts": manifest.get("resourceCounts", {}),
+        "events": [
+            {"at": event.created_at.isoformat(), "message": event.message}
+            for event in member_request_timeline(exchange_request=exchange_request)
+        ],
+    }

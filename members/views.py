@@ -1,25 +1,154 @@
-"""The member portal's pages (sign-in and the request flow arrive with the member-exchange issue)."""
+"""The member portal: find the former plan, consent, authorize, watch, withdraw.
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+Every page is under ``/p/<payer_slug>/me/`` and only for members of that payer
+(hub.tenancy.tenant_view); every request is looked up through the member's own
+selectors, so another member's request — or another payer's — is a 404.
+"""
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from hub.models import Payer, Role
+from exchange.fhir.errors import FhirCallError
+from exchange.services import (
+    ExchangeRequestRefused,
+    FormerCoverage,
+    exchange_request_authorized,
+    exchange_request_denied,
+    exchange_request_withdraw,
+    exchange_requests_create,
+)
+from exchange.smart.member_launch import (
+    member_launch_begin,
+    member_launch_complete,
+    member_launch_refused,
+)
+from exchange.state_machine import ENDED
+from hub.audit import audit_record, client_address
+from hub.models import Payer, Role, User
 from hub.tenancy import tenant_view
 from members import selectors
+from members.forms import (
+    ConsentForm,
+    DirectorySearchForm,
+    FormerCoverageForm,
+    OnboardingRequestForm,
+)
+
+
+def _member(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User):  # tenant_view lets only a member of this payer through
+        raise Http404("No such page.")
+    return user
+
+
+def _detail_url(payer: Payer, request_id: int) -> str:
+    return reverse(
+        "members:request-detail", kwargs={"payer_slug": payer.slug, "request_id": request_id}
+    )
+
+
+@tenant_view(Role.MEMBER)
+def home(request: HttpRequest, payer: Payer) -> HttpResponse:
+    requests = selectors.member_requests(payer=payer, member=_member(request))
+    return render(request, "members/home.html", {"payer": payer, "requests": requests})
 
 
 @tenant_view(Role.MEMBER)
 def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
-    requests = selectors.member_requests(payer=payer, member=request.user)  # type: ignore[arg-type]
+    requests = selectors.member_requests(payer=payer, member=_member(request))
     return render(request, "members/request_list.html", {"payer": payer, "requests": requests})
+
+
+@tenant_view(Role.MEMBER)
+def directory(request: HttpRequest, payer: Payer) -> HttpResponse:
+    """Search the participating plans; tick one or more former plans to ask."""
+    form = DirectorySearchForm(request.GET or None)
+    payers = selectors.directory_payers(payer=payer)
+    if form.is_bound and form.is_valid():
+        payers = selectors.directory_payers(
+            payer=payer,
+            name=form.cleaned_data["q"],
+            state=form.cleaned_data["state"],
+            plan_type=form.cleaned_data["plan_type"],
+        )
+    return render(
+        request, "members/directory.html", {"payer": payer, "form": form, "payers": payers}
+    )
+
+
+@tenant_view(Role.MEMBER)
+def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
+    """Describe each chosen former plan, choose what may be shared, and consent."""
+    member = _member(request)
+    chosen_ids = (
+        request.POST.getlist("former")
+        if request.method == "POST"
+        else request.GET.getlist("former")
+    )
+    former_payers = list(
+        selectors.directory_payers(payer=payer).filter(
+            pk__in=[i for i in chosen_ids if i.isdigit()]
+        )
+    )
+    if not former_payers:
+        messages.error(request, "Choose at least one former plan from the directory first.")
+        return HttpResponseRedirect(reverse("members:directory", kwargs={"payer_slug": payer.slug}))
+    data = request.POST if request.method == "POST" else None
+    coverage_forms = [
+        (former, FormerCoverageForm(data, prefix=f"p{former.pk}")) for former in former_payers
+    ]
+    consent_form = ConsentForm(data)
+    if (
+        data is not None
+        and consent_form.is_valid()
+        and all(f.is_valid() for _, f in coverage_forms)
+    ):
+        try:
+            created = exchange_requests_create(
+                member=member,
+                coverages=[
+                    FormerCoverage(
+                        former_payer=former,
+                        card_member_id=form.cleaned_data["card_member_id"],
+                        coverage_start=form.cleaned_data["coverage_start"],
+                        coverage_end=form.cleaned_data["coverage_end"],
+                    )
+                    for former, form in coverage_forms
+                ],
+                policy=consent_form.cleaned_data["policy"],
+                client_address=client_address(request),
+            )
+        except ExchangeRequestRefused as exc:
+            consent_form.add_error(None, str(exc))
+        else:
+            if len(created) == 1:
+                return HttpResponseRedirect(_detail_url(payer, created[0].pk))
+            messages.success(request, f"{len(created)} requests opened.")
+            return HttpResponseRedirect(
+                reverse("members:request-list", kwargs={"payer_slug": payer.slug})
+            )
+    return render(
+        request,
+        "members/request_new.html",
+        {
+            "payer": payer,
+            "coverage_forms": coverage_forms,
+            "consent_form": consent_form,
+            "former_payers": former_payers,
+        },
+        status=400 if data is not None else 200,
+    )
 
 
 @tenant_view(Role.MEMBER)
 def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpResponse:
     exchange_request = selectors.member_request(
-        payer=payer,
-        member=request.user,  # type: ignore[arg-type]
-        request_id=request_id,
+        payer=payer, member=_member(request), request_id=request_id
     )
     return render(
         request,
@@ -27,17 +156,121 @@ def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpR
         {
             "payer": payer,
             "exchange_request": exchange_request,
-            "events": selectors.member_request_timeline(exchange_request=exchange_request),
+            "progress": selectors.member_request_progress(exchange_request=exchange_request),
+            "ended": exchange_request.status in ENDED,
         },
     )
 
 
 @tenant_view(Role.MEMBER)
+def request_progress(request: HttpRequest, payer: Payer, request_id: int) -> JsonResponse:
+    """The status page polls this while the work runs."""
+    exchange_request = selectors.member_request(
+        payer=payer, member=_member(request), request_id=request_id
+    )
+    return JsonResponse(selectors.member_request_progress(exchange_request=exchange_request))
+
+
+@require_POST
+@tenant_view(Role.MEMBER)
+def request_authorize(request: HttpRequest, payer: Payer, request_id: int) -> HttpResponse:
+    """Send the member to sign in at the former plan (SMART standalone launch)."""
+    exchange_request = selectors.member_request(
+        payer=payer, member=_member(request), request_id=request_id
+    )
+    redirect_uri = request.build_absolute_uri(
+        reverse("members:launch-callback", kwargs={"payer_slug": payer.slug})
+    )
+    try:
+        authorize_url = member_launch_begin(
+            exchange_request=exchange_request, redirect_uri=redirect_uri
+        )
+    except FhirCallError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
+    return HttpResponseRedirect(authorize_url)
+
+
+@tenant_view(Role.MEMBER)
+def launch_callback(request: HttpRequest, payer: Payer) -> HttpResponse:
+    """The former plan sends the member back here with a code (or an error)."""
+    redirect_uri = request.build_absolute_uri(
+        reverse("members:launch-callback", kwargs={"payer_slug": payer.slug})
+    )
+    state = request.GET.get("state", "")
+    try:
+        if request.GET.get("error"):
+            exchange_request = member_launch_refused(
+                payer=payer, state=state, redirect_uri=redirect_uri
+            )
+            exchange_request_denied(
+                exchange_request=exchange_request,
+                member=_member(request),
+                said=request.GET.get("error_description") or request.GET["error"],
+            )
+            return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
+        exchange_request = member_launch_complete(
+            payer=payer, state=state, code=request.GET.get("code", ""), redirect_uri=redirect_uri
+        )
+    except FhirCallError as exc:
+        return render(
+            request,
+            "members/sign_in_problem.html",
+            {"payer": payer, "reason": exc.message},
+            status=400,
+        )
+    exchange_request_authorized(exchange_request=exchange_request, member=_member(request))
+    return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
+
+
+@require_POST
+@tenant_view(Role.MEMBER)
+def request_withdraw(request: HttpRequest, payer: Payer, request_id: int) -> HttpResponse:
+    exchange_request = selectors.member_request(
+        payer=payer, member=_member(request), request_id=request_id
+    )
+    exchange_request_withdraw(
+        member=_member(request),
+        exchange_request=exchange_request,
+        client_address=client_address(request),
+    )
+    messages.success(request, "Your consent is withdrawn. Nothing more will be fetched.")
+    return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
+
+
+@tenant_view(Role.MEMBER)
 def consent_fhir(request: HttpRequest, payer: Payer, consent_id: int) -> JsonResponse:
     """Return the HRex Consent the member gave, as sent to the former payer."""
-    consent = selectors.member_consent(
-        payer=payer,
-        member=request.user,  # type: ignore[arg-type]
-        consent_id=consent_id,
-    )
+    consent = selectors.member_consent(payer=payer, member=_member(request), consent_id=consent_id)
     return JsonResponse(consent.fhir_resource, content_type="application/fhir+json")
+
+
+@tenant_view(Role.MEMBER)
+def invite_plan(request: HttpRequest, payer: Payer) -> HttpResponse:
+    """ "My plan is not listed": ask the hub to bring it on board."""
+    form = OnboardingRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            onboarding = form.save(commit=False)
+            onboarding.payer = payer
+            onboarding.requested_by = _member(request)
+            onboarding.save()
+            audit_record(
+                action="onboarding_request.create",
+                obj=onboarding,
+                payer=payer,
+                actor=_member(request),
+                changes={"organization_name": onboarding.organization_name},
+                client_address=client_address(request),
+            )
+        messages.success(
+            request,
+            f"Thank you. We will ask {onboarding.organization_name} to join; "
+            f"{payer.name} can see your request.",
+        )
+        return HttpResponseRedirect(reverse("members:home", kwargs={"payer_slug": payer.slug}))
+    return render(request, "members/invite_plan.html", {"payer": payer, "form": form})
+
+
+def signed_out(request: HttpRequest, payer_slug: str) -> HttpResponse:
+    return render(request, "members/signed_out.html", {"payer_slug": payer_slug})

@@ -1,13 +1,72 @@
-"""Integration settings forms of the plan-admin portal; validation lives on the models."""
+"""Forms of the plan-admin portal: integration settings, onboarding, the request list's filters.
+
+Field validation lives on the models (hub/validators.py); these forms add what only
+makes sense at the door: refusing private network addresses typed as literals.
+"""
+
+import ipaddress
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
+from django.core.exceptions import ValidationError
 
-from hub.models import FhirEndpoint, IdentityProvider, SftpDestination
+from exchange.models import ExchangeStatus
+from hub.models import (
+    FhirEndpoint,
+    IdentityProvider,
+    OnboardingRequest,
+    Payer,
+    SftpDestination,
+)
 from hub.secret_inputs import SecretFieldsFormMixin
+from hub.validators import host_is_allow_listed
+from plan_admin.selectors import REQUEST_SORTS, RequestFilters
 
 
-class FhirEndpointForm(SecretFieldsFormMixin, forms.ModelForm):
+def validate_public_address(host: str) -> None:
+    """Refuse a host given as a private, loopback, link-local or reserved IP address.
+
+    Host *names* are vetted where the hub connects (hub/outbound.py resolves and checks
+    every address, on every redirect); an address literal can be refused right away.
+    """
+    literal = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(literal)
+    except ValueError:
+        return
+    if not address.is_global and not host_is_allow_listed(literal):
+        raise ValidationError(
+            f"{literal} is a private or reserved network address; the hub only connects "
+            "to public addresses.",
+            code="private_address",
+        )
+
+
+class PublicDestinationFormMixin(forms.BaseForm):
+    """Refuse private addresses in the URL fields and host fields a form names."""
+
+    url_fields: tuple[str, ...] = ()
+    host_fields: tuple[str, ...] = ()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        hosts = [
+            (name, urlsplit(cleaned.get(name) or "").hostname or "") for name in self.url_fields
+        ]
+        hosts += [(name, cleaned.get(name) or "") for name in self.host_fields]
+        for name, host in hosts:
+            try:
+                validate_public_address(host)
+            except ValidationError as exc:
+                self.add_error(name, exc)
+        return cleaned
+
+
+class FhirEndpointForm(PublicDestinationFormMixin, SecretFieldsFormMixin, forms.ModelForm):
     secret_fields = ("member_client_secret",)
+    url_fields = ("base_url", "authorize_url", "token_url")
 
     class Meta:
         model = FhirEndpoint
@@ -17,8 +76,9 @@ class FhirEndpointForm(SecretFieldsFormMixin, forms.ModelForm):
         ]  # fmt: skip
 
 
-class IdentityProviderForm(SecretFieldsFormMixin, forms.ModelForm):
+class IdentityProviderForm(PublicDestinationFormMixin, SecretFieldsFormMixin, forms.ModelForm):
     secret_fields = ("client_secret",)
+    url_fields = ("issuer",)
 
     class Meta:
         model = IdentityProvider
@@ -28,8 +88,25 @@ class IdentityProviderForm(SecretFieldsFormMixin, forms.ModelForm):
         ]  # fmt: skip
 
 
-class SftpDestinationForm(SecretFieldsFormMixin, forms.ModelForm):
+class SecretTextarea(forms.Textarea):
+    """A multi-line secret such as a private key: like SecretInput, it never renders a value.
+
+    A password input cannot hold one: browsers strip the line breaks a key needs.
+    """
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class SftpDestinationForm(PublicDestinationFormMixin, SecretFieldsFormMixin, forms.ModelForm):
     secret_fields = ("private_key", "password")
+    host_fields = ("host",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["private_key"].widget = SecretTextarea(
+            attrs={"rows": 4, "autocomplete": "off", "spellcheck": "false"}
+        )
 
     class Meta:
         model = SftpDestination
@@ -43,3 +120,87 @@ class SftpDestinationForm(SecretFieldsFormMixin, forms.ModelForm):
             "remote_directory",
         ]
         widgets = {"host_key": forms.Textarea(attrs={"rows": 2})}
+
+
+class SftpHostKeyFetchForm(PublicDestinationFormMixin, forms.Form):
+    """Where to fetch a host key from, before the administrator pins it (validated as saved)."""
+
+    host_fields = ("host",)
+    host = SftpDestination._meta.get_field("host").formfield()
+    port = SftpDestination._meta.get_field("port").formfield()
+
+
+class ClientJwksForm(PublicDestinationFormMixin, forms.ModelForm):
+    url_fields = ("client_jwks_url",)
+
+    class Meta:
+        model = Payer
+        fields = ["client_jwks_url"]
+
+
+class DeliveryModeForm(forms.ModelForm):
+    class Meta:
+        model = Payer
+        fields = ["delivery_mode"]
+        widgets = {"delivery_mode": forms.RadioSelect}
+
+
+class OnboardingRequestForm(forms.ModelForm):
+    state = forms.RegexField(
+        regex=r"^[A-Za-z]{2}$",
+        required=False,
+        max_length=2,
+        error_messages={"invalid": "Enter the two-letter code of a state, such as MN."},
+    )
+
+    class Meta:
+        model = OnboardingRequest
+        fields = ["organization_name", "npi", "state", "contact_email", "note"]
+        widgets = {"note": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_state(self) -> str:
+        return str(self.cleaned_data.get("state") or "").upper()
+
+
+class RequestFilterForm(forms.Form):
+    """The request list's query string: filters, search and sort."""
+
+    status = forms.ChoiceField(
+        choices=[("", "Any status"), *ExchangeStatus.choices], required=False
+    )
+    former_payer = forms.ModelChoiceField(
+        queryset=Payer.objects.only("pk", "name"), required=False, empty_label="Any former payer"
+    )
+    opted_in_from = forms.DateField(
+        required=False, label="Opted in from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    opted_in_to = forms.DateField(
+        required=False, label="Opted in to", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    overdue = forms.BooleanField(required=False, label="Only overdue")
+    member = forms.CharField(required=False, max_length=100, label="Member")
+    sort = forms.ChoiceField(choices=REQUEST_SORTS, required=False)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        start: date | None = cleaned.get("opted_in_from")
+        end: date | None = cleaned.get("opted_in_to")
+        if start and end and end < start:
+            self.add_error("opted_in_to", "The end of the date range is before its start.")
+        return cleaned
+
+    def filters(self) -> RequestFilters:
+        """Return the filters of a valid form (an invalid one filters nothing)."""
+        if not self.is_valid():
+            return RequestFilters()
+        data = self.cleaned_data
+        former = data.get("former_payer")
+        return RequestFilters(
+            status=data.get("status") or "",
+            former_payer_id=former.pk if former else None,
+            opted_in_from=data.get("opted_in_from"),
+            opted_in_to=data.get("opted_in_to"),
+            overdue=bool(data.get("overdue")),
+            member=(data.get("member") or "").strip(),
+            sort=data.get("sort") or REQUEST_SORTS[0][0],
+        )

@@ -6,7 +6,6 @@ from typing import Any
 import factory
 from django.utils import timezone
 
-from exchange.consent import hrex_consent_resource
 from exchange.models import (
     AuthorizationMode,
     Consent,
@@ -16,6 +15,7 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
 )
+from exchange.services import consent_publish
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,
@@ -62,17 +62,14 @@ class ConsentFactory(factory.django.DjangoModelFactory[Consent]):
     period_end = factory.LazyFunction(lambda: timezone.localdate() + timedelta(days=365))
     opted_in_at = factory.LazyFunction(timezone.now)
 
-    @factory.lazy_attribute
-    def fhir_resource(self) -> dict[str, Any]:
-        return hrex_consent_resource(
-            patient_id="member",
-            former_payer=self.former_payer,
-            new_payer=self.payer,
-            policy=self.policy,
-            period_start=self.period_start,
-            period_end=self.period_end,
-            source_document_url="https://hub.example/consents/1.pdf",
-        )
+    # The HRex resource is written from the fields above, as the service does.
+    fhir_resource = factory.LazyFunction(dict)
+
+    @factory.post_generation
+    def published(self, create: bool, extracted: Any, **kwargs: Any) -> None:
+        # A test may pass its own resource (e.g. naming another recipient); keep it.
+        if create and not self.fhir_resource:
+            consent_publish(self)
 
 
 class ExchangeRequestFactory(factory.django.DjangoModelFactory[ExchangeRequest]):

@@ -72,7 +72,7 @@ def test_truncation_and_tampering_are_detected(storage: PayloadStorage) -> None:
 def test_files_stay_readable_after_key_rotation_and_not_after_the_key_is_dropped(
     storage: PayloadStorage, settings: object
 ) -> None:
-    old_keys = list(settings.FIELD_ENCRYPTION_KEYS)  # type: ignore[attr-defined]
+    old_keys = list(settings.FIELD_ENCRYPTION_KEYS)
     storage.write_bytes("a.bin", RECORD)
     new_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, *old_keys]):

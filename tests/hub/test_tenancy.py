@@ -121,5 +121,5 @@ def test_roles_do_not_cross(north: Tenant, south: Tenant) -> None:
 def test_signed_out_visitors_are_sent_to_sign_in(north: Tenant) -> None:
     response = Client().get("/p/north/me/requests/")
     assert response.status_code == 302
-    assert response["Location"].startswith("/accounts/login/")
+    assert response["Location"].startswith("/p/north/sign-in/?next=")
     assert Client().get("/p/north/api/exchange-requests/").status_code == 403

@@ -118,3 +118,12 @@ def test_sftp_password_is_not_rendered(north: Tenant) -> None:
     destination = SftpDestinationFactory(payer=north.payer, password="sftp-pass-123")
     assert "sftp-pass-123" not in SftpDestinationForm(instance=destination).as_p()
     assert SftpDestination.objects.for_payer(north.payer).get().password == "sftp-pass-123"
+
+
+def test_a_private_key_field_keeps_line_breaks_but_never_renders_a_key(north: Tenant) -> None:
+    pem = _private_key_pem(ed25519.Ed25519PrivateKey.generate())
+    bound = _sftp_form(private_key=pem, port="70000")  # refused, so the form is shown again
+    assert not bound.is_valid()
+    html = bound.as_p()
+    assert '<textarea name="private_key"' in html
+    assert "PRIVATE KEY" not in html

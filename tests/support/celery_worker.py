@@ -14,11 +14,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def running_worker() -> Iterator[subprocess.Popen[bytes]]:
-    """Start a worker on every queue, pointed at the test database; stop it afterwards."""
+def running_worker(**environment: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a worker on every queue, pointed at the test database; stop it afterwards.
+
+    ``environment`` adds or overrides variables of the worker's environment.
+    """
     db = connection.settings_dict
     env = {
         **os.environ,
+        **environment,
         # The worker must see the rows the test committed: the *test* database.
         "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
     }
@@ -32,8 +36,9 @@ def running_worker() -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield process
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=20)
 
 
 def wait_for(predicate: object, *, timeout: float = 30.0) -> None:

@@ -27,6 +27,8 @@ class SftpServer:
     port: int
     username: str
     client_key: paramiko.Ed25519Key
+    # The same private key as OpenSSH text, as a plan administrator would paste it.
+    client_key_text: str
     host_key_line: str
     chroot: Path
 
@@ -99,6 +101,7 @@ LogLevel ERROR
             port=port,
             username=SFTP_USER,
             client_key=paramiko.Ed25519Key.from_private_key_file(str(workdir / "client_key")),
+            client_key_text=(workdir / "client_key").read_text(),
             host_key_line=" ".join(host_key_fields[:2]),
             chroot=chroot,
         )

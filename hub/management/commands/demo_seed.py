@@ -52,9 +52,15 @@ class Command(BaseCommand):
                                   "token_url": f"{base}/auth/token",
                                   "authorize_url": f"{base}/auth/authorize"},
                     )  # fmt: skip
+                    # The sandbox's documented demo client (sandbox/README.md "Accounts").
                     IdentityProvider.objects.update_or_create(
-                        payer=payer, defaults={"issuer": f"{base}/oidc", "client_id": f"hub-{slug}"}
-                    )
+                        payer=payer,
+                        defaults={"issuer": f"{base}/oidc", "client_id": "hub",
+                                  "client_secret": "hub-demo-secret"},
+                    )  # fmt: skip
+                    # The sandbox's own systems call the hub's Consent endpoint with these keys.
+                    payer.client_jwks_url = f"{base}/sandbox/client-jwks.json"
+                    payer.save(update_fields=["client_jwks_url"])
             operator, _ = User.objects.get_or_create(
                 username="operator", defaults={"is_staff": True, "is_superuser": True}
             )

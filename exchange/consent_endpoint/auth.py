@@ -1,0 +1,168 @@
+"""SMART Backend Services at the hub: former payers' systems get tokens to call the Consent endpoint.
+
+A payer's client id is its slug. Its systems sign the client assertion with a key published
+at the JWKS URL its administrators registered (``Payer.client_jwks_url``); the hub fetches
+that JWKS through the one vetted client at every token request, so key rotation at the
+payer needs nothing at the hub (SMART App Launch 2.x, Backend Services §Authenticating).
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from exchange.models import UsedClientAssertion
+from hub.models import Payer, PayerStatus
+from hub.outbound import OutboundError, PayerHttpClient
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGORITHMS = ["RS384", "ES384"]
+# Backend Services: the assertion's exp SHALL be no more than five minutes in the future.
+MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
+ACCESS_TOKEN_SECONDS = 300
+GRANTABLE_SCOPES = frozenset(
+    {
+        "system/Consent.read",
+        "system/Consent.rs",
+        "system/Subscription.cruds",
+        "system/Subscription.write",
+    }
+)
+_TOKEN_SALT = "hub.consent-endpoint.access-token"  # noqa: S105 - a namespace, not a secret
+
+
+class ClientRefused(Exception):
+    """The client may not have a token; the message says why (RFC 6749 §5.2 error)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+def token_endpoint_url() -> str:
+    """The ``aud`` every client assertion must carry."""
+    return f"{settings.HUB_PUBLIC_URL}/fhir/auth/token"
+
+
+def _client_keys(payer: Payer) -> list[dict[str, Any]]:
+    try:
+        with PayerHttpClient() as client:
+            response = client.get(payer.client_jwks_url, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        keys = response.json()["keys"]
+    except (OutboundError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise ClientRefused(
+            "invalid_client", f"the JWKS at {payer.client_jwks_url} could not be read ({exc})"
+        ) from exc
+    if not isinstance(keys, list):
+        raise ClientRefused("invalid_client", "the registered JWKS has no list of keys")
+    return keys
+
+
+def client_assertion_verify(assertion: str) -> Payer:
+    """Return the payer whose system signed ``assertion``, or raise ClientRefused."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise ClientRefused("invalid_client", f"the client assertion is not a JWT ({exc})") from exc
+    client_id = str(unverified.get("iss", ""))
+    payer = Payer.objects.filter(slug=client_id, status=PayerStatus.PARTICIPATING).first()
+    if payer is None or not payer.client_jwks_url:
+        raise ClientRefused("invalid_client", f"no client {client_id!r} is registered at the hub")
+    if header.get("alg") not in ASSERTION_ALGORITHMS:
+        raise ClientRefused("invalid_client", "the assertion must be signed with RS384 or ES384")
+    matching = [key for key in _client_keys(payer) if key.get("kid") == header.get("kid")]
+    if not matching:
+        raise ClientRefused(
+            "invalid_client", f"no key with kid {header.get('kid')!r} in the registered JWKS"
+        )
+    try:
+        claims = jwt.decode(
+            assertion,
+            jwt.PyJWK(matching[0]),
+            algorithms=ASSERTION_ALGORITHMS,
+            audience=token_endpoint_url(),
+            issuer=client_id,
+            options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise ClientRefused("invalid_client", f"the client assertion was refused: {exc}") from exc
+    if claims["sub"] != client_id:
+        raise ClientRefused(
+            "invalid_client", "the assertion's sub must equal its iss (the client id)"
+        )
+    expires = datetime.fromtimestamp(claims["exp"], tz=UTC)
+    if expires - timezone.now() > MAX_ASSERTION_LIFETIME:
+        raise ClientRefused("invalid_client", "the assertion's exp is more than five minutes ahead")
+    try:
+        with transaction.atomic():
+            UsedClientAssertion.objects.create(
+                issuer=client_id, jti=str(claims["jti"]), expires_at=expires
+            )
+    except IntegrityError:
+        raise ClientRefused(
+            "invalid_client", "this client assertion was already used (jti replay)"
+        ) from None
+    return payer
+
+
+def access_token_issue(*, payer: Payer, scopes: list[str]) -> str:
+    return signing.dumps({"payer": payer.pk, "scopes": scopes}, salt=_TOKEN_SALT)
+
+
+def access_token_check(token: str) -> tuple[Payer, list[str]]:
+    """Return the payer and scopes of a live access token; raise ClientRefused otherwise."""
+    try:
+        data = signing.loads(token, salt=_TOKEN_SALT, max_age=ACCESS_TOKEN_SECONDS)
+    except signing.SignatureExpired:
+        raise ClientRefused("invalid_token", "the access token has expired") from None
+    except signing.BadSignature:
+        raise ClientRefused("invalid_token", "the access token is not valid") from None
+    payer = Payer.objects.filter(pk=data["payer"], status=PayerStatus.PARTICIPATING).first()
+    if payer is None:
+        raise ClientRefused("invalid_token", "the client is no longer registered")
+    return payer, list(data["scopes"])
+
+
+@csrf_exempt
+@require_POST
+def token(request: HttpRequest) -> JsonResponse:
+    """The hub's token endpoint: client_credentials with a private_key_jwt assertion."""
+    form = request.POST
+    try:
+        if form.get("grant_type") != "client_credentials":
+            raise ClientRefused("unsupported_grant_type", "grant_type must be client_credentials")
+        if form.get("client_assertion_type") != JWT_BEARER:
+            raise ClientRefused("invalid_request", f"client_assertion_type must be {JWT_BEARER}")
+        if not form.get("client_assertion"):
+            raise ClientRefused("invalid_request", "client_assertion is missing")
+        requested = form.get("scope", "").split()
+        if not requested or not set(requested) <= GRANTABLE_SCOPES:
+            raise ClientRefused(
+                "invalid_scope", f"ask for one or more of: {', '.join(sorted(GRANTABLE_SCOPES))}"
+            )
+        payer = client_assertion_verify(form["client_assertion"])
+    except ClientRefused as exc:
+        status = 401 if exc.error == "invalid_client" else 400
+        return JsonResponse(
+            {"error": exc.error, "error_description": exc.description}, status=status
+        )
+    return JsonResponse(
+        {
+            "access_token": access_token_issue(payer=payer, scopes=requested),
+            "token_type": "bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "scope": " ".join(requested),
+        },
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )

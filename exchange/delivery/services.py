@@ -1,0 +1,60 @@
+"""``deliver_files``: what the delivery task calls, whichever way the new payer collects."""
+
+import posixpath
+
+from exchange.delivery.protocol import DeliveredFile, DeliveryFailed, deliver_set
+from exchange.delivery.repository import RepositoryTarget
+from exchange.delivery.sftp import SftpTarget, sftp_session
+from exchange.payload_storage import PayloadStorage
+from hub.models import DeliveryMode, Payer, SftpDestination
+
+
+def _sftp_destination(payer: Payer) -> SftpDestination:
+    destination = SftpDestination.objects.for_payer(payer).first()
+    if destination is None:
+        raise DeliveryFailed(
+            "no_destination",
+            f"{payer.name} has chosen to have files pushed to its own SFTP server, but no SFTP "
+            "destination is set up. Add one in the plan-admin portal, or switch to collecting "
+            "files from the hub's SFTP repository.",
+            permanent=True,
+        )
+    return destination
+
+
+def delivery_remote_directory(*, payer: Payer, former_payer_slug: str, request_id: int) -> str:
+    """Return the folder one request's files go to (layout: see ``exchange.delivery``)."""
+    request_folder = posixpath.join(former_payer_slug, str(request_id))
+    if payer.delivery_mode == DeliveryMode.PUSH_SFTP:
+        return posixpath.join(_sftp_destination(payer).remote_directory, request_folder)
+    return request_folder
+
+
+def deliver_files(
+    *, payer: Payer, remote_directory: str, storage: PayloadStorage, files: list[tuple[str, str]]
+) -> list[DeliveredFile]:
+    """Deliver ``files`` ((storage name, remote file name), manifest last) to ``payer``.
+
+    Pushes to the payer's SFTP destination or writes into its repository folder, by
+    ``payer.delivery_mode``. Safe to run again after any failure. Raises ``DeliveryFailed``.
+    """
+    if payer.delivery_mode == DeliveryMode.PUSH_SFTP:
+        with sftp_session(_sftp_destination(payer)) as sftp:
+            return deliver_set(
+                target=SftpTarget(sftp, remote_directory), storage=storage, files=files
+            )
+    try:
+        return deliver_set(
+            target=RepositoryTarget(payer=payer, directory=remote_directory),
+            storage=storage,
+            files=files,
+        )
+    except ValueError as exc:
+        raise DeliveryFailed("invalid_name", f"Cannot deliver: {exc}.", permanent=True) from None
+    except OSError as exc:
+        raise DeliveryFailed(
+            "repository_unavailable",
+            f"The hub could not write to its SFTP repository ({exc.strerror or exc}); "
+            "the hub will try again.",
+            permanent=False,
+        ) from None

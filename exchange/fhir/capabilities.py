@@ -1,0 +1,61 @@
+"""Read what a former payer's CapabilityStatement offers: FHIR version, operations, searches.
+
+The summary is what ``FhirEndpoint.capabilities`` keeps after a *Test* and what retrieval
+decides by (SPEC.md "Getting the data": ``$everything``, else ``patient=`` searches of
+every type the CapabilityStatement lists).
+"""
+
+from typing import Any
+
+FHIR_R4 = "4.0.1"
+# The operations the hub uses, in the order a report lists them.
+KNOWN_OPERATIONS = (
+    "member-match",
+    "everything",
+    "bulk-member-match",
+    "davinci-data-export",
+    "export",
+)
+
+
+def _operation_names(holder: dict[str, Any]) -> set[str]:
+    names = set()
+    for operation in holder.get("operation") or []:
+        if isinstance(operation, dict) and isinstance(operation.get("name"), str):
+            names.add(operation["name"].lstrip("$"))
+    return names
+
+
+def capability_summary(statement: dict[str, Any]) -> dict[str, Any]:
+    """Return the JSON kept in ``FhirEndpoint.capabilities`` for a CapabilityStatement.
+
+    ``{"fhir_version": "4.0.1", "operations": ["everything", "member-match"],
+    "patient_search_types": ["Condition", ..., "Patient"]}`` — operations by name without
+    ``$``, at system or resource level; the types searchable by ``patient`` (and Patient
+    itself when it can be searched, by ``_id``).
+    """
+    operations: set[str] = set()
+    search_types: set[str] = set()
+    for rest in statement.get("rest") or []:
+        if not isinstance(rest, dict) or rest.get("mode", "server") != "server":
+            continue
+        operations |= _operation_names(rest)
+        for resource in rest.get("resource") or []:
+            if not isinstance(resource, dict) or not isinstance(resource.get("type"), str):
+                continue
+            operations |= _operation_names(resource)
+            interactions = {
+                i.get("code") for i in resource.get("interaction") or [] if isinstance(i, dict)
+            }
+            parameters = {
+                p.get("name") for p in resource.get("searchParam") or [] if isinstance(p, dict)
+            }
+            if "search-type" not in interactions:
+                continue
+            if "patient" in parameters or resource["type"] == "Patient":
+                search_types.add(resource["type"])
+    return {
+        "fhir_version": statement.get("fhirVersion", ""),
+        "operations": sorted(operations),
+        "patient_search_types": sorted(search_types),
+    }

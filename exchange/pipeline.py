@@ -1,0 +1,393 @@
+"""The steps of one exchange, end to end (ARCHITECTURE.md "One exchange, end to end").
+
+Each step is a service the Celery tasks in ``exchange/tasks.py`` call with ids. A step
+claims its work with a state transition (a conditional UPDATE, exchange/state_machine.py),
+so a task delivered twice, or a request the reaper resumes, cannot run a step twice in a
+way that shows: retrieval resumes from its cursor, screening and packaging overwrite their
+own outputs, delivery skips files already delivered whole and sends the manifest last.
+
+Errors are of two kinds (STYLE.md #6): ``StepDeferred`` (transient: the task retries
+later, honouring Retry-After) and ``StepFailed`` (permanent: the request ends ``failed``
+with a reason the member and the administrators can act on).
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from exchange.delivery import DeliveryFailed, deliver_files, delivery_remote_directory
+from exchange.fhir.errors import FhirCallError
+from exchange.member_match import member_match_run
+from exchange.models import (
+    AuthorizationMode,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    ExchangeEvent,
+    ExchangeRequest,
+    ExchangeStatus,
+)
+from exchange.packaging import (
+    MANIFEST_FILE,
+    PackageContext,
+    PayerParty,
+    package_build,
+    package_prefix,
+)
+from exchange.payload_storage import PayloadStorage
+from exchange.retrieval import RetrievalResult, records_retrieve
+from exchange.screening import screening_run
+from exchange.state_machine import exchange_request_transition
+
+logger = logging.getLogger(__name__)
+S = ExchangeStatus
+
+
+class StepDeferred(Exception):
+    """A transient failure: try the step again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StepFailed(Exception):
+    """A permanent failure: the request ends ``failed`` with this code and sentence."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StepAbandoned(Exception):
+    """The request left the step's state while it ran (withdrawn, cancelled): stop quietly."""
+
+
+def _load(request_id: int, payer_id: int) -> ExchangeRequest:
+    return (
+        ExchangeRequest.objects.for_payer(payer_id)
+        .select_related("payer", "former_payer", "consent", "member")
+        .get(pk=request_id)
+    )
+
+
+def _note(exchange_request: ExchangeRequest, message: str, **data: object) -> None:
+    ExchangeEvent.objects.create(
+        payer_id=exchange_request.payer_id,
+        exchange_request=exchange_request,
+        message=message,
+        data=data,
+    )
+
+
+def _move(exchange_request: ExchangeRequest, to_status: str, message: str, **reason: str) -> bool:
+    moved = exchange_request_transition(
+        payer=exchange_request.payer_id,
+        exchange_request_id=exchange_request.pk,
+        from_status=exchange_request.status,
+        to_status=to_status,
+        message=message,
+        **reason,
+    )
+    if moved:
+        exchange_request.status = to_status
+    return moved
+
+
+def _claim(
+    exchange_request: ExchangeRequest, *, ready: set[str], working: str, message: str
+) -> bool:
+    """Move a request that is ``ready`` into the ``working`` state of a step; return whether
+    this step should run — also when the request is already ``working`` (a resumed step)."""
+    if exchange_request.status in ready:
+        return _move(exchange_request, working, message)
+    return exchange_request.status == working
+
+
+def request_fail(*, request_id: int, payer_id: int, code: str, message: str) -> None:
+    """End the request ``failed`` from whatever in-progress state it is in."""
+    exchange_request = _load(request_id, payer_id)
+    if exchange_request.status not in _IN_FLIGHT:
+        return
+    _move(
+        exchange_request,
+        S.FAILED,
+        f"Stopped: {message}",
+        reason_code=code,
+        reason_message=message,
+    )
+
+
+_IN_FLIGHT = {
+    S.CONSENTED,
+    S.AWAITING_AUTHORIZATION,
+    S.AUTHORIZED,
+    S.MATCHING,
+    S.MATCHED,
+    S.RETRIEVING,
+    S.SCREENING,
+    S.PACKAGING,
+    S.DELIVERING,
+}
+
+
+# --- Step 1: authorize (payer-to-payer match, or wait for the member's launch) ---
+
+
+def request_authorize(*, request_id: int, payer_id: int) -> str | None:
+    """Start authorization; return the next state to run, or None when there is none yet."""
+    exchange_request = _load(request_id, payer_id)
+    if exchange_request.authorization_mode == AuthorizationMode.MEMBER_AUTHORIZED:
+        if exchange_request.status == S.CONSENTED:
+            _move(
+                exchange_request,
+                S.AWAITING_AUTHORIZATION,
+                f"Waiting for you to sign in at {exchange_request.former_payer.name} "
+                "and allow the transfer.",
+            )
+        return None
+    if not _claim(
+        exchange_request,
+        ready={S.CONSENTED},
+        working=S.MATCHING,
+        message=f"Looking for you among {exchange_request.former_payer.name}'s members.",
+    ):
+        return None
+    try:
+        outcome = member_match_run(exchange_request=exchange_request)
+    except FhirCallError as exc:
+        raise _step_error(exc) from exc
+    if outcome.status == S.MATCHED:
+        _move(exchange_request, S.MATCHED, f"{exchange_request.former_payer.name} found you.")
+        return S.MATCHED
+    _move(
+        exchange_request,
+        outcome.status,
+        outcome.reason_message,
+        reason_code=outcome.reason_code,
+        reason_message=outcome.reason_message,
+    )
+    return None
+
+
+def _step_error(exc: FhirCallError) -> Exception:
+    """Sort a failed call to the former payer into give up or try again (STYLE.md #6)."""
+    if exc.code == "request_stopped":
+        return StepAbandoned(exc.message)
+    if exc.permanent:
+        return StepFailed(exc.code, exc.message)
+    return StepDeferred(exc.message, retry_after=exc.retry_after)
+
+
+# --- Step 2: retrieve ---
+
+
+def request_retrieve(*, request_id: int, payer_id: int, storage: PayloadStorage) -> str | None:
+    """Fetch the member's records into staging, resuming where a previous run stopped."""
+    exchange_request = _load(request_id, payer_id)
+    if not _claim(
+        exchange_request,
+        ready={S.MATCHED, S.AUTHORIZED},
+        working=S.RETRIEVING,
+        message=f"Fetching your records from {exchange_request.former_payer.name}.",
+    ):
+        return None
+
+    def progressed(_: RetrievalResult) -> None:
+        # Each page staged: the reaper sees the work moving (retrieval saves the counts).
+        ExchangeRequest.objects.for_payer(payer_id).filter(pk=request_id).update(
+            last_progress_at=timezone.now()
+        )
+
+    try:
+        result = records_retrieve(
+            exchange_request=exchange_request, storage=storage, on_progress=progressed
+        )
+    except FhirCallError as exc:
+        raise _step_error(exc) from exc
+    with transaction.atomic():
+        _move(
+            exchange_request,
+            S.SCREENING,
+            f"Received {result.resources} records from {exchange_request.former_payer.name}.",
+        )
+    return S.SCREENING
+
+
+# --- Step 3: screen and package ---
+
+
+def request_screen_and_package(
+    *, request_id: int, payer_id: int, storage: PayloadStorage
+) -> str | None:
+    """Apply the rule's limits to the staged records, then package what may leave the hub."""
+    exchange_request = _load(request_id, payer_id)
+    if exchange_request.status == S.SCREENING:
+        result = screening_run(
+            request_id=request_id,
+            request_date=timezone.localdate(exchange_request.opted_in_at),
+            policy=exchange_request.consent.policy,
+            storage=storage,
+        )
+        screened_out = {row["code"]: row["count"] for row in result.screened_out()}
+        with transaction.atomic():
+            ExchangeRequest.objects.for_payer(payer_id).filter(pk=request_id).update(
+                screened_out_counts=screened_out
+            )
+            if not _move(
+                exchange_request,
+                S.PACKAGING,
+                f"Checked your records against the rule: {result.kept_total} may be shared, "
+                f"{sum(screened_out.values())} stay behind.",
+            ):
+                return None
+    if exchange_request.status != S.PACKAGING:
+        return None
+    package = package_build(
+        request_id=request_id, storage=storage, manifest_context=_package_context(exchange_request)
+    )
+    manifest_name, _ = package.delivery_order[-1]
+    with transaction.atomic():
+        Delivery.objects.update_or_create(
+            payer_id=payer_id,
+            exchange_request=exchange_request,
+            defaults={
+                "mode": exchange_request.payer.delivery_mode,
+                "manifest": json.loads(storage.read_bytes(manifest_name)),
+            },
+        )
+        _move(exchange_request, S.DELIVERING, "Your records are packaged and on their way.")
+    return S.DELIVERING
+
+
+def _package_context(exchange_request: ExchangeRequest) -> PackageContext:
+    return PackageContext(
+        request_id=exchange_request.pk,
+        new_payer=PayerParty.of(exchange_request.payer),
+        former_payer=PayerParty.of(exchange_request.former_payer),
+        consent_id=str(exchange_request.consent_id),
+        consent_policy=exchange_request.consent.policy,
+        hub_name=settings.HUB_NAME,
+    )
+
+
+# --- Step 4: deliver ---
+
+
+def request_deliver(
+    *, request_id: int, payer_id: int, task_id: str, storage: PayloadStorage
+) -> str | None:
+    """Send the package to the new payer; one DeliveryAttempt per task id."""
+    exchange_request = _load(request_id, payer_id)
+    if exchange_request.status != S.DELIVERING:
+        return None
+    delivery = Delivery.objects.for_payer(payer_id).get(exchange_request=exchange_request)
+    attempt, _ = DeliveryAttempt.objects.get_or_create(
+        payer_id=payer_id,
+        delivery=delivery,
+        task_id=task_id,
+        defaults={"started_at": timezone.now()},
+    )
+    # An earlier attempt still open was cut off (its worker died): say so on its row.
+    DeliveryAttempt.objects.for_payer(payer_id).filter(
+        delivery=delivery, finished_at__isnull=True
+    ).exclude(pk=attempt.pk).update(
+        finished_at=timezone.now(),
+        succeeded=False,
+        error_code="interrupted",
+        error_message="The worker stopped during this attempt; the next attempt took over.",
+    )
+    Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
+        status=DeliveryStatus.IN_PROGRESS
+    )
+    # The package's files as its manifest lists them, then the manifest itself, last.
+    prefix = package_prefix(request_id)
+    files = [(f"{prefix}/{entry['name']}", entry["name"]) for entry in delivery.manifest["files"]]
+    files.append((f"{prefix}/{MANIFEST_FILE}", MANIFEST_FILE))
+    try:
+        remote_directory = delivery_remote_directory(
+            payer=exchange_request.payer,
+            former_payer_slug=exchange_request.former_payer.slug,
+            request_id=request_id,
+        )
+        Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
+            remote_directory=remote_directory
+        )
+        delivered = deliver_files(
+            payer=exchange_request.payer,
+            remote_directory=remote_directory,
+            storage=storage,
+            files=files,
+        )
+    except DeliveryFailed as exc:
+        _attempt_finished(attempt, succeeded=False, code=exc.code, message=exc.message)
+        if exc.permanent:
+            Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
+                status=DeliveryStatus.FAILED
+            )
+            raise StepFailed(exc.code, exc.message) from exc
+        raise StepDeferred(exc.message) from exc
+    with transaction.atomic():
+        _attempt_finished(attempt, succeeded=True)
+        Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
+            status=DeliveryStatus.DELIVERED, delivered_at=timezone.now()
+        )
+        if _move(
+            exchange_request,
+            S.DELIVERED,
+            f"Delivered to {exchange_request.payer.name}: {len(delivered)} files.",
+        ):
+            transaction.on_commit(lambda: storage.delete_tree(f"requests/{request_id}/staging"))
+    return None
+
+
+def _attempt_finished(
+    attempt: DeliveryAttempt, *, succeeded: bool, code: str = "", message: str = ""
+) -> None:
+    attempt.finished_at = timezone.now()
+    attempt.succeeded = succeeded
+    attempt.error_code = code
+    attempt.error_message = message
+    attempt.save(update_fields=["finished_at", "succeeded", "error_code", "error_message"])
+
+
+def request_retry_scheduled(*, request_id: int, payer_id: int, delay_seconds: float) -> None:
+    """Note that the request's current step runs again in ``delay_seconds`` (a task retry).
+
+    Waiting out a former payer's long ``Retry-After`` is not being stuck: the request counts
+    as moving until the retry is due, so the reaper does not start a second chain of
+    retries beside the scheduled one (STYLE.md #5).
+    """
+    ExchangeRequest.objects.for_payer(payer_id).filter(pk=request_id, status__in=_IN_FLIGHT).update(
+        last_progress_at=timezone.now() + timedelta(seconds=delay_seconds)
+    )
+
+
+@dataclass(frozen=True)
+class StuckRequest:
+    request_id: int
+    payer_id: int
+    status: str
+
+
+def stuck_requests(*, older_than_seconds: int) -> list[StuckRequest]:
+    """Return in-flight requests whose state has not changed for ``older_than_seconds``."""
+    limit = timezone.now() - timedelta(seconds=older_than_seconds)
+    rows = (
+        ExchangeRequest.objects.filter(
+            status__in=_IN_FLIGHT - {S.AWAITING_AUTHORIZATION},
+            last_progress_at__lt=limit,
+        )
+        .values_list("pk", "payer_id", "status")
+        .order_by("status_changed_at")[:500]
+    )
+    return [
+        StuckRequest(request_id=pk, payer_id=payer_id, status=status)
+        for pk, payer_id, status in rows
+    ]

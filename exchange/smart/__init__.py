@@ -1,0 +1,1 @@
+"""SMART authorization at former payers: discovery, registration, Backend Services, member launch."""

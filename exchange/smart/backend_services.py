@@ -1,0 +1,150 @@
+"""SMART Backend Services access tokens the hub obtains as a new payer (SPEC.md "Authorization").
+
+``client_credentials`` with a client assertion (SMART App Launch 2.x, Backend Services
+§Authenticating: a JWT signed RS384 or ES384 with ``kid`` in the header, ``iss`` = ``sub``
+= client_id, ``aud`` = the token URL, ``exp`` at most five minutes ahead, a unique
+``jti``). The key is the new payer's active signing key (hub.signing_keys), whose public
+half the holder fetches from the JWKS URL given at registration.
+"""
+
+import secrets
+import time
+from datetime import timedelta
+
+import jwt
+from django.utils import timezone
+
+from exchange.fhir.endpoints import holder_endpoint_get
+from exchange.fhir.errors import FhirPermanentError
+from exchange.models import HolderRegistration, RegistrationMethod
+from exchange.smart.discovery import SmartConfiguration, smart_configuration_read
+from exchange.smart.oauth import TokenResponse, token_request
+from exchange.smart.registration import holder_registration_backend
+from hub.models import FhirEndpoint, Payer, SigningAlgorithm, SigningKey
+from hub.outbound import PayerHttpClient
+from hub.signing_keys import signing_keys_ensure
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# Backend Services: exp no more than five minutes after the assertion is made.
+ASSERTION_LIFETIME_SECONDS = 240
+# Renew a cached token this long before it ends (a fifth of a short token's life at most),
+# so a call never starts with a token about to lapse.
+RENEW_BEFORE_SECONDS = 30
+# When a holder does not say how long its token lives (expires_in is only RECOMMENDED).
+ASSUMED_LIFETIME_SECONDS = 300
+
+
+def _signing_key(payer: Payer) -> SigningKey:
+    """Return the payer's active key to sign with, creating its keys on first use."""
+    keys = {key.algorithm: key for key in signing_keys_ensure(payer=payer)}
+    # Both algorithms are ones servers SHALL accept; RS384 is the more widely deployed.
+    return keys.get(SigningAlgorithm.RS384) or keys[SigningAlgorithm.ES384]
+
+
+def client_assertion(*, payer: Payer, client_id: str, token_url: str) -> str:
+    """Return a signed client assertion for ``client_id`` at ``token_url`` as ``payer``."""
+    key = _signing_key(payer)
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_url,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME_SECONDS,
+        "jti": secrets.token_urlsafe(24),
+    }
+    return jwt.encode(
+        claims,
+        key.private_key_pem,
+        algorithm=key.algorithm,
+        headers={"kid": key.kid, "typ": "JWT"},
+    )
+
+
+def token_renewal_time(expires_in: int | None) -> timedelta:
+    """Return how long from now a token of ``expires_in`` seconds may still be used."""
+    lifetime = float(expires_in) if expires_in else ASSUMED_LIFETIME_SECONDS
+    return timedelta(seconds=lifetime - min(RENEW_BEFORE_SECONDS, lifetime / 5))
+
+
+def _request_token(
+    *,
+    payer: Payer,
+    endpoint: FhirEndpoint,
+    configuration: SmartConfiguration,
+    registration: HolderRegistration,
+    http: PayerHttpClient,
+) -> TokenResponse:
+    return token_request(
+        http=http,
+        token_url=configuration.token_endpoint,
+        holder_name=endpoint.payer.name,
+        form={
+            "grant_type": "client_credentials",
+            "scope": endpoint.scopes,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": client_assertion(
+                payer=payer,
+                client_id=registration.backend_client_id,
+                token_url=configuration.token_endpoint,
+            ),
+        },
+    )
+
+
+def backend_access_token(*, payer: Payer, former_payer: Payer, force_refresh: bool = False) -> str:
+    """Return an access token at ``former_payer`` for ``payer``, cached until shortly before it ends.
+
+    ``force_refresh`` (after a 401) ignores the cached token. Registers the hub at the
+    holder first when needed, and once more when the holder no longer knows the client.
+    """
+    endpoint = holder_endpoint_get(former_payer=former_payer)
+    if not endpoint.offers_backend_services:
+        raise FhirPermanentError(
+            f"{former_payer.name} does not offer payer-to-payer access (SMART Backend Services).",
+            code="backend_services_not_offered",
+        )
+    cached = HolderRegistration.objects.for_payer(payer).filter(former_payer=former_payer).first()
+    if (
+        cached is not None
+        and not force_refresh
+        and cached.backend_access_token
+        and cached.backend_token_scope == endpoint.scopes
+        and cached.backend_token_expires_at is not None
+        and cached.backend_token_expires_at > timezone.now()
+    ):
+        return cached.backend_access_token
+    with PayerHttpClient() as http:
+        configuration = smart_configuration_read(endpoint=endpoint, http=http)
+        registration = holder_registration_backend(
+            payer=payer, endpoint=endpoint, configuration=configuration, http=http
+        )
+        try:
+            token = _request_token(
+                payer=payer,
+                endpoint=endpoint,
+                configuration=configuration,
+                registration=registration,
+                http=http,
+            )
+        except FhirPermanentError as exc:
+            # A holder that lost its registrations (restarted, purged) answers invalid_client.
+            if exc.code != "client_refused" or registration.method != RegistrationMethod.DYNAMIC:
+                raise
+            registration = holder_registration_backend(
+                payer=payer, endpoint=endpoint, configuration=configuration, http=http, renew=True
+            )
+            token = _request_token(
+                payer=payer,
+                endpoint=endpoint,
+                configuration=configuration,
+                registration=registration,
+                http=http,
+            )
+    registration.backend_access_token = token.access_token
+    registration.backend_token_scope = endpoint.scopes
+    registration.backend_token_expires_at = timezone.now() + token_renewal_time(token.expires_in)
+    registration.save(
+        update_fields=["backend_access_token", "backend_token_scope", "backend_token_expires_at"]
+    )
+    return token.access_token

@@ -1,0 +1,367 @@
+"""What the plan-admin portal reads (STYLE.md #1: selectors read).
+
+Every query is scoped to the administrator's payer, except two deliberate reads
+across tenants, each limited to what the other side may see: the directory
+(public facts about participating payers) and the requests *to* this payer as a
+former payer (status and dates only, never the requesting payer's member data).
+"""
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.db.models import (
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.db.models.functions import TruncWeek
+from django.utils import timezone
+
+from exchange.models import (
+    Delivery,
+    DeliveryStatus,
+    ExchangeEvent,
+    ExchangeRequest,
+    ExchangeStatus,
+)
+from exchange.state_machine import ENDED
+from hub.models import (
+    FhirEndpoint,
+    OnboardingRequest,
+    Payer,
+    PayerStatus,
+    SigningKey,
+    SigningKeyStatus,
+)
+from hub.tenancy import get_for_payer_or_404
+
+REQUEST_SORTS = [
+    ("-opted_in_at", "Newest opt-in first"),
+    ("opted_in_at", "Oldest opt-in first"),
+    ("due_by", "Due soonest"),
+    ("-status_changed_at", "Most recently changed"),
+    ("status", "Status"),
+]
+# The columns a list page or an export needs; the encrypted card number is never loaded.
+_LIST_COLUMNS = (
+    "status", "status_changed_at", "opted_in_at", "due_by", "reason_code",
+    "authorization_mode", "member__username", "member__first_name", "member__last_name",
+    "former_payer__name",
+)  # fmt: skip
+CSV_HEADER = (
+    "request id", "status", "status changed at", "opted in at", "due by", "reason code",
+    "authorization mode", "member username", "member first name", "member last name",
+    "former payer",
+)  # fmt: skip
+# The hub has asked the former payer once a request reaches one of these states:
+# $member-match was sent, or the member was sent to sign in there (CMS-0057-F: the
+# new payer must request the data no later than one week after the opt-in).
+REQUESTED_AT_FORMER_PAYER = (ExchangeStatus.MATCHING, ExchangeStatus.AWAITING_AUTHORIZATION)
+UNSUCCESSFUL_ENDS = (
+    ExchangeStatus.FAILED,
+    ExchangeStatus.NO_MATCH,
+    ExchangeStatus.CONSENT_CONSTRAINED,
+    ExchangeStatus.AUTHORIZATION_DENIED,
+)
+COMPLIANCE_WEEKS = 12
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    status: str = ""
+    former_payer_id: int | None = None
+    opted_in_from: date | None = None
+    opted_in_to: date | None = None
+    overdue: bool = False
+    member: str = ""
+    sort: str = REQUEST_SORTS[0][0]
+
+
+def _overdue(now: datetime) -> Q:
+    return Q(due_by__lt=now) & ~Q(status__in=ENDED)
+
+
+def exchange_requests_filtered(
+    *, payer: Payer, filters: RequestFilters
+) -> QuerySet[ExchangeRequest]:
+    """Return the payer's requests (as the new payer) matching ``filters``, sorted.
+
+    Every filter leads with the payer, so the (payer, ...) indexes of ExchangeRequest serve it.
+    """
+    queryset = ExchangeRequest.objects.for_payer(payer)
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    if filters.former_payer_id is not None:
+        queryset = queryset.filter(former_payer_id=filters.former_payer_id)
+    if filters.opted_in_from is not None:
+        queryset = queryset.filter(opted_in_at__date__gte=filters.opted_in_from)
+    if filters.opted_in_to is not None:
+        queryset = queryset.filter(opted_in_at__date__lte=filters.opted_in_to)
+    if filters.overdue:
+        queryset = queryset.filter(_overdue(timezone.now()))
+    if filters.member:
+        term = filters.member
+        queryset = queryset.filter(
+            Q(member__username__icontains=term)
+            | Q(member__first_name__icontains=term)
+            | Q(member__last_name__icontains=term)
+        )
+    sort = filters.sort if filters.sort in dict(REQUEST_SORTS) else REQUEST_SORTS[0][0]
+    return (
+        queryset.select_related("member", "former_payer").only(*_LIST_COLUMNS).order_by(sort, "-pk")
+    )
+
+
+def exchange_requests_csv_rows(
+    *, queryset: QuerySet[ExchangeRequest]
+) -> Iterator[tuple[object, ...]]:
+    """Yield the CSV header, then one row per request, reading the database in chunks."""
+    yield CSV_HEADER
+    yield from queryset.values_list("pk", *_LIST_COLUMNS).iterator(chunk_size=2000)
+
+
+def exchange_request_for_admin(*, payer: Payer, request_id: int) -> ExchangeRequest:
+    """Return one of the payer's requests, or 404 (also for another payer's request)."""
+    return get_for_payer_or_404(
+        ExchangeRequest.objects.select_related("member", "former_payer", "consent"),
+        payer,
+        pk=request_id,
+    )
+
+
+def exchange_request_timeline(
+    *, payer: Payer, exchange_request: ExchangeRequest
+) -> QuerySet[ExchangeEvent]:
+    return (
+        ExchangeEvent.objects.for_payer(payer)
+        .filter(exchange_request=exchange_request)
+        .order_by("created_at", "pk")
+    )
+
+
+def exchange_request_delivery(
+    *, payer: Payer, exchange_request: ExchangeRequest
+) -> Delivery | None:
+    """Return the request's delivery with its attempts, if packaging got that far."""
+    return (
+        Delivery.objects.for_payer(payer)
+        .filter(exchange_request=exchange_request)
+        .prefetch_related("attempts")
+        .first()
+    )
+
+
+def signing_keys_published(*, payer: Payer) -> QuerySet[SigningKey]:
+    return (
+        SigningKey.objects.for_payer(payer)
+        .filter(status__in=[SigningKeyStatus.ACTIVE, SigningKeyStatus.PREVIOUS])
+        .order_by("algorithm", "status", "-created_at")
+    )
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    payer: Payer
+    has_endpoint: bool
+    endpoint_checked_at: datetime | None
+
+    @property
+    def endpoint_status(self) -> str:
+        if not self.has_endpoint:
+            return "No FHIR endpoint yet"
+        if self.endpoint_checked_at is None:
+            return "Endpoint registered, not tested yet"
+        return "Endpoint tested"
+
+
+def directory_entries(
+    *, payer: Payer, query: str = "", state: str = "", plan_type: str = ""
+) -> list[DirectoryEntry]:
+    """Return the participating payers other than ``payer`` that match the search.
+
+    The directory is public to every tenant: it reads names, identifiers, coverage and
+    whether an endpoint is registered — nothing else of another payer.
+    """
+    endpoints = FhirEndpoint.objects.filter(payer=OuterRef("pk"))
+    payers = (
+        Payer.objects.filter(status=PayerStatus.PARTICIPATING)
+        .exclude(pk=payer.pk)
+        .annotate(
+            has_endpoint=Exists(endpoints),
+            endpoint_checked_at=Subquery(endpoints.values("capabilities_checked_at")[:1]),
+        )
+        .order_by("name")
+    )
+    if query:
+        payers = payers.filter(
+            Q(name__icontains=query) | Q(npi=query) | Q(payer_identifier__iexact=query)
+        )
+    entries = [
+        DirectoryEntry(
+            payer=p,
+            has_endpoint=p.has_endpoint,
+            endpoint_checked_at=p.endpoint_checked_at,
+        )
+        for p in payers
+    ]
+    # States and plan types are JSON lists, which SQLite (the demo) cannot search inside;
+    # the directory holds hundreds of payers at most, so they are matched here.
+    if state:
+        entries = [e for e in entries if state.upper() in e.payer.states]
+    if plan_type:
+        entries = [e for e in entries if plan_type in e.payer.plan_types]
+    return entries
+
+
+def onboarding_requests_of(*, payer: Payer) -> QuerySet[OnboardingRequest]:
+    return OnboardingRequest.objects.for_payer(payer).order_by("-created_at")
+
+
+@dataclass(frozen=True)
+class ComplianceSummary:
+    since: datetime
+    opened: int
+    requested_on_time: int
+    requested_late: int
+    not_requested_past_due: int
+    overdue_now: int
+    delivered: int
+    median_to_delivery: timedelta | None
+    p90_to_delivery: timedelta | None
+    outcomes: list[tuple[str, int]] = field(default_factory=list)
+    failures_by_reason: list[tuple[str, int]] = field(default_factory=list)
+    deliveries_per_week: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def judged(self) -> int:
+        """Requests whose one-week deadline can be judged: asked already, or past due."""
+        return self.requested_on_time + self.requested_late + self.not_requested_past_due
+
+    @property
+    def on_time_percent(self) -> float | None:
+        return 100 * self.requested_on_time / self.judged if self.judged else None
+
+
+def compliance_summary(*, payer: Payer, since: datetime) -> ComplianceSummary:
+    """Return the CMS-0057-F view of the payer's requests opted in since ``since``."""
+    now = timezone.now()
+    requests = ExchangeRequest.objects.for_payer(payer).filter(opted_in_at__gte=since)
+    # One grouped join rather than a subquery per request: 5x faster at 100,000 requests.
+    first_asked = Min("events__created_at", filter=Q(events__status__in=REQUESTED_AT_FORMER_PAYER))
+    counts = requests.annotate(asked_at=first_asked).aggregate(
+        opened=Count("pk"),
+        on_time=Count("pk", filter=Q(asked_at__lte=F("due_by"))),
+        late=Count("pk", filter=Q(asked_at__gt=F("due_by"))),
+        not_asked_past_due=Count("pk", filter=Q(asked_at__isnull=True, due_by__lt=now)),
+        overdue=Count("pk", filter=_overdue(now)),
+        delivered=Count("pk", filter=Q(status=ExchangeStatus.DELIVERED)),
+    )
+    # A delivered request ends there, so its status_changed_at is the delivery time.
+    delivered = requests.filter(status=ExchangeStatus.DELIVERED)
+    outcomes = requests.values("status").annotate(n=Count("pk")).order_by("-n", "status")
+    labels = dict(ExchangeStatus.choices)
+    failures = (
+        requests.filter(status__in=UNSUCCESSFUL_ENDS)
+        .values("reason_code")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "reason_code")
+    )
+    return ComplianceSummary(
+        since=since,
+        opened=counts["opened"],
+        requested_on_time=counts["on_time"],
+        requested_late=counts["late"],
+        not_requested_past_due=counts["not_asked_past_due"],
+        overdue_now=counts["overdue"],
+        delivered=counts["delivered"],
+        median_to_delivery=_time_to_delivery_percentile(delivered, counts["delivered"], 0.5),
+        p90_to_delivery=_time_to_delivery_percentile(delivered, counts["delivered"], 0.9),
+        outcomes=[(labels.get(row["status"], row["status"]), row["n"]) for row in outcomes],
+        failures_by_reason=[
+            (row["reason_code"] or "(no reason given)", row["n"]) for row in failures
+        ],
+        deliveries_per_week=_deliveries_per_week(payer=payer, now=now),
+    )
+
+
+def _time_to_delivery_percentile(
+    delivered: QuerySet[ExchangeRequest], count: int, fraction: float
+) -> timedelta | None:
+    """Return the nearest-rank percentile of opt-in → delivery among ``count`` rows.
+
+    Nearest rank (the value at position ceil(p·n)) runs on PostgreSQL and on the demo's
+    SQLite alike, and is always the time of a real request.
+    """
+    if not count:
+        return None
+    position = max(math.ceil(fraction * count), 1) - 1
+    duration = ExpressionWrapper(
+        F("status_changed_at") - F("opted_in_at"), output_field=DurationField()
+    )
+    value = (
+        delivered.annotate(duration=duration)
+        .order_by("duration")
+        .values_list("duration", flat=True)[position]
+    )
+    return value if isinstance(value, timedelta) else None
+
+
+def _deliveries_per_week(*, payer: Payer, now: datetime) -> list[tuple[str, int]]:
+    """Return (week starting, deliveries) for the last COMPLIANCE_WEEKS weeks, empty weeks too."""
+    this_week = timezone.localdate(now) - timedelta(days=timezone.localdate(now).weekday())
+    first_week = this_week - timedelta(weeks=COMPLIANCE_WEEKS - 1)
+    rows = (
+        Delivery.objects.for_payer(payer)
+        .filter(status=DeliveryStatus.DELIVERED, delivered_at__date__gte=first_week)
+        .annotate(week=TruncWeek("delivered_at"))
+        .values("week")
+        .annotate(n=Count("pk"))
+    )
+    per_week = {
+        row["week"].date() if isinstance(row["week"], datetime) else row["week"]: row["n"]
+        for row in rows
+    }
+    weeks = [first_week + timedelta(weeks=i) for i in range(COMPLIANCE_WEEKS)]
+    return [(week.isoformat(), per_week.get(week, 0)) for week in weeks]
+
+
+@dataclass(frozen=True)
+class FormerPayerSummary:
+    total: int
+    outcomes: list[tuple[str, int]]
+    by_requesting_payer: list[tuple[str, int]]
+    recent: list[dict[str, object]]
+
+
+def former_payer_summary(*, payer: Payer, recent: int = 50) -> FormerPayerSummary:
+    """Return counts and outcomes of the requests other payers made to ``payer`` as former payer.
+
+    These rows belong to the requesting payers; only their status, dates and the
+    requesting payer's name are read — no member, consent or card data.
+    """
+    requests = ExchangeRequest.objects.filter(former_payer=payer)
+    labels = dict(ExchangeStatus.choices)
+    outcomes = requests.values("status").annotate(n=Count("pk")).order_by("-n", "status")
+    requesters = (
+        requests.values("payer__name").annotate(n=Count("pk")).order_by("-n", "payer__name")
+    )
+    return FormerPayerSummary(
+        total=requests.count(),
+        outcomes=[(labels.get(r["status"], r["status"]), r["n"]) for r in outcomes],
+        by_requesting_payer=[(r["payer__name"], r["n"]) for r in requesters],
+        recent=[
+            {**row, "status": labels.get(row["status"], row["status"])}
+            for row in requests.order_by("-opted_in_at").values(
+                "payer__name", "status", "opted_in_at", "due_by", "status_changed_at"
+            )[:recent]
+        ],
+    )

@@ -1,0 +1,24 @@
+"""Routes of the plan-admin portal, under ``/p/<payer_slug>/admin/``."""
+
+from django.urls import path
+
+from plan_admin.views import directory, integration, reports, requests
+
+app_name = "plan_admin"
+urlpatterns = [
+    path("", integration.settings_page, name="settings"),
+    path("settings/<slug:part>/", integration.settings_save, name="settings-save"),
+    path("settings/<slug:part>/test/", integration.settings_test, name="settings-test"),
+    path("sftp-host-key/", integration.sftp_host_key_fetch, name="sftp-host-key"),
+    path("signing-keys/rotate/", integration.signing_key_rotate_view, name="signing-key-rotate"),
+    path("directory/", directory.directory, name="directory"),
+    path("directory/onboarding/", directory.onboarding_request_create, name="onboarding-create"),
+    path("requests/", requests.request_list, name="request-list"),
+    path("requests/export.csv", requests.request_export, name="request-export"),
+    path("requests/<int:request_id>/", requests.request_detail, name="request-detail"),
+    path(
+        "requests/<int:request_id>/<slug:action>/", requests.request_action, name="request-action"
+    ),
+    path("compliance/", reports.compliance, name="compliance"),
+    path("as-former-payer/", reports.as_former_payer, name="as-former-payer"),
+]

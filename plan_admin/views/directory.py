@@ -1,0 +1,64 @@
+"""The directory of participating payers, and requests to onboard the missing ones."""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from hub.audit import client_address
+from hub.models import Payer, PlanType, Role
+from hub.tenancy import tenant_view
+from plan_admin import selectors, services
+from plan_admin.forms import OnboardingRequestForm
+from plan_admin.views import acting_admin
+
+
+def _directory_page(
+    request: HttpRequest, payer: Payer, *, onboarding_form: OnboardingRequestForm, status: int = 200
+) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    state = request.GET.get("state", "").strip()
+    plan_type = request.GET.get("plan_type", "")
+    return render(
+        request,
+        "plan_admin/directory.html",
+        {
+            "payer": payer,
+            "entries": selectors.directory_entries(
+                payer=payer, query=query, state=state, plan_type=plan_type
+            ),
+            "query": query,
+            "state": state,
+            "plan_type": plan_type,
+            "plan_types": PlanType.choices,
+            "plan_type_labels": dict(PlanType.choices),
+            "onboarding_form": onboarding_form,
+            "onboarding_requests": selectors.onboarding_requests_of(payer=payer),
+        },
+        status=status,
+    )
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_GET
+def directory(request: HttpRequest, payer: Payer) -> HttpResponse:
+    return _directory_page(request, payer, onboarding_form=OnboardingRequestForm())
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_POST
+def onboarding_request_create(request: HttpRequest, payer: Payer) -> HttpResponse:
+    form = OnboardingRequestForm(data=request.POST)
+    if not form.is_valid():
+        return _directory_page(request, payer, onboarding_form=form, status=400)
+    services.onboarding_request_create(
+        payer=payer,
+        requested_by=acting_admin(request),
+        client_address=client_address(request),
+        **{name: form.cleaned_data[name] for name in form._meta.fields or ()},
+    )
+    messages.success(
+        request,
+        f"Thank you — the hub's team will contact {form.cleaned_data['organization_name']}.",
+    )
+    return redirect("plan_admin:directory", payer_slug=payer.slug)

@@ -1,0 +1,298 @@
+"""Integration settings: the hub's values to register at the payer, the payer's systems, *Test*."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Model
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from hub.audit import client_address
+from hub.connectivity import ConnectivityReport
+from hub.models import (
+    FhirEndpoint,
+    IdentityProvider,
+    Payer,
+    Role,
+    SftpDestination,
+    SigningAlgorithm,
+)
+from hub.signing_keys import signing_key_rotate
+from hub.ssh_keys import parse_public_key_line, sha256_fingerprint
+from hub.tenancy import tenant_view
+from plan_admin import connectivity, selectors, services
+from plan_admin.forms import (
+    ClientJwksForm,
+    DeliveryModeForm,
+    FhirEndpointForm,
+    IdentityProviderForm,
+    SftpDestinationForm,
+    SftpHostKeyFetchForm,
+)
+from plan_admin.views import acting_admin
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One section of the settings page: its form, the service that saves it, its row."""
+
+    form_class: type[forms.ModelForm[Any]]
+    context_name: str
+    save: Callable[..., Model]
+    instance: Callable[[Payer], Model | None]
+    saved_message: str
+
+
+def _fresh_payer(payer: Payer) -> Payer:
+    # A form validates on its instance; give it a copy so a refused value never
+    # reaches the payer object the page renders.
+    return Payer.objects.get(pk=payer.pk)
+
+
+_PARTS = {
+    "fhir-endpoint": _Part(
+        FhirEndpointForm, "fhir_form", partial(services.integration_setting_save, model=FhirEndpoint),
+        lambda payer: FhirEndpoint.objects.for_payer(payer).first(), "FHIR endpoint saved.",
+    ),
+    "identity-provider": _Part(
+        IdentityProviderForm, "idp_form", partial(services.integration_setting_save, model=IdentityProvider),
+        lambda payer: IdentityProvider.objects.for_payer(payer).first(), "Identity provider saved.",
+    ),
+    "client-jwks": _Part(
+        ClientJwksForm, "client_jwks_form", services.payer_settings_update, _fresh_payer,
+        "Client key set URL saved.",
+    ),
+    "delivery-mode": _Part(
+        DeliveryModeForm, "delivery_mode_form", services.payer_settings_update, _fresh_payer,
+        "Delivery mode saved.",
+    ),
+    "sftp-destination": _Part(
+        SftpDestinationForm, "sftp_form", partial(services.integration_setting_save, model=SftpDestination),
+        lambda payer: SftpDestination.objects.for_payer(payer).first(), "SFTP destination saved.",
+    ),
+}  # fmt: skip
+
+
+def _part_form(part: str, payer: Payer, **kwargs: Any) -> forms.ModelForm[Any]:
+    """Return the form of one section; ids carry the section, as fields repeat across sections."""
+    spec = _PARTS[part]
+    return spec.form_class(instance=spec.instance(payer), auto_id=f"{part}-%s", **kwargs)
+
+
+def _settings_url(payer: Payer, part: str = "") -> str:
+    url = reverse("plan_admin:settings", kwargs={"payer_slug": payer.slug})
+    return f"{url}#{part}" if part else url
+
+
+def _hub_values(payer: Payer) -> list[tuple[str, str, str]]:
+    """Return (what, value, where to register it) for the values the payer registers."""
+    base = settings.HUB_PUBLIC_URL
+    jwks = base + reverse("payer-jwks", kwargs={"payer_slug": payer.slug})
+    return [
+        ("OpenID Connect redirect URI", f"{base}/oidc/callback/",
+         "at your identity provider, for the hub's client id"),
+        ("SMART launch redirect URI", f"{base}/p/{payer.slug}/me/launch/callback/",
+         "at the former payers whose members authorize with SMART App Launch"),
+        ("JWKS URL of your signing keys", jwks,
+         "at former payers, as the key set of your SMART Backend Services client"),
+    ]  # fmt: skip
+
+
+def _settings_page(
+    request: HttpRequest,
+    payer: Payer,
+    *,
+    status: int = 200,
+    reports: dict[str, ConnectivityReport] | None = None,
+    **bound_forms: forms.ModelForm[Any],
+) -> HttpResponse:
+    """Render the settings page; ``bound_forms`` replace the default form of their section."""
+    page_forms: dict[str, forms.ModelForm[Any]] = {
+        spec.context_name: _part_form(part, payer) for part, spec in _PARTS.items()
+    }
+    page_forms.update(bound_forms)
+    context: dict[str, Any] = {
+        "payer": payer,
+        "hub_values": _hub_values(payer),
+        "signing_keys": selectors.signing_keys_published(payer=payer),
+        "algorithms": SigningAlgorithm.choices,
+        # Template variables cannot contain dashes: "fhir-endpoint" is shown as fhir_endpoint.
+        "reports": {part.replace("-", "_"): report for part, report in (reports or {}).items()},
+        **page_forms,
+    }
+    return render(request, "plan_admin/settings.html", context, status=status)
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_GET
+def settings_page(request: HttpRequest, payer: Payer) -> HttpResponse:
+    return _settings_page(request, payer)
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_POST
+def settings_save(request: HttpRequest, payer: Payer, part: str) -> HttpResponse:
+    """Validate one section's form and save it through its service (audited)."""
+    spec = _PARTS.get(part)
+    if spec is None:
+        raise Http404("No such settings section.")
+    form = _part_form(part, payer, data=request.POST)
+    if form.is_valid():
+        values = {name: form.cleaned_data[name] for name in form._meta.fields or ()}
+        try:
+            spec.save(
+                payer=payer,
+                actor=acting_admin(request),
+                values=values,
+                client_address=client_address(request),
+            )
+        except (services.SettingRefused, ValidationError) as exc:
+            form.add_error(None, exc if isinstance(exc, ValidationError) else str(exc))
+        else:
+            messages.success(request, spec.saved_message)
+            return redirect(_settings_url(payer, part))
+    return _settings_page(request, payer, status=400, reports=None, **{spec.context_name: form})
+
+
+def _not_configured(subject: str, what: str) -> ConnectivityReport:
+    report = ConnectivityReport(subject=subject)
+    report.failed("Find the settings", f"Save the {what} first, then test it.")
+    return report
+
+
+def _engine_not_deployed(subject: str) -> ConnectivityReport:
+    report = ConnectivityReport(subject=subject)
+    report.failed("Run the test", "This test is not available in this version of the hub.")
+    return report
+
+
+def _test_fhir_endpoint(payer: Payer) -> ConnectivityReport:
+    endpoint = FhirEndpoint.objects.for_payer(payer).first()
+    if endpoint is None:
+        return _not_configured("FHIR endpoint", "FHIR endpoint")
+    # Imported here: the engine's checks are deployed separately from this portal.
+    try:
+        from exchange.connectivity import fhir_endpoint_check
+    except ImportError:
+        return _engine_not_deployed(f"FHIR endpoint {endpoint.base_url}")
+    return fhir_endpoint_check(endpoint=endpoint)
+
+
+def _test_identity_provider(payer: Payer) -> ConnectivityReport:
+    identity_provider = IdentityProvider.objects.for_payer(payer).first()
+    if identity_provider is None:
+        return _not_configured("Identity provider", "identity provider")
+    return connectivity.identity_provider_check(identity_provider=identity_provider)
+
+
+def _test_client_jwks(payer: Payer) -> ConnectivityReport:
+    if not payer.client_jwks_url:
+        return _not_configured("Client keys", "URL of your client key set")
+    return connectivity.client_jwks_check(jwks_url=payer.client_jwks_url)
+
+
+def _test_sftp_destination(payer: Payer) -> ConnectivityReport:
+    destination = SftpDestination.objects.for_payer(payer).first()
+    if destination is None:
+        return _not_configured("SFTP destination", "SFTP destination")
+    try:
+        from exchange.delivery.sftp import sftp_destination_check
+    except ImportError:
+        return _engine_not_deployed(f"SFTP destination {destination}")
+    return sftp_destination_check(destination=destination)
+
+
+_TESTS: dict[str, Callable[[Payer], ConnectivityReport]] = {
+    "fhir-endpoint": _test_fhir_endpoint,
+    "identity-provider": _test_identity_provider,
+    "client-jwks": _test_client_jwks,
+    "sftp-destination": _test_sftp_destination,
+}
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_POST
+def settings_test(request: HttpRequest, payer: Payer, part: str) -> HttpResponse:
+    """Run the *Test* of one saved section and show its report beside it."""
+    test = _TESTS.get(part)
+    if test is None:
+        raise Http404("No such test.")
+    return _settings_page(request, payer, reports={part: test(payer)})
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_POST
+def sftp_host_key_fetch(request: HttpRequest, payer: Payer) -> HttpResponse:
+    """Fetch the SFTP server's host key and put it in the form for the administrator to confirm.
+
+    Nothing is saved: the administrator compares the fingerprint with the one their
+    SFTP administrator gives them, then saves the form to pin the key.
+    """
+    location = SftpHostKeyFetchForm(data=request.POST)
+    report = ConnectivityReport(subject="SFTP host key")
+    typed = {
+        name: request.POST.get(name, "")
+        for name in ("host", "port", "username", "host_key", "remote_directory")
+    }
+    if not location.is_valid():
+        for field, errors in location.errors.items():
+            report.failed(f"Check the {field}", " ".join(str(error) for error in errors))
+        return _settings_page(
+            request, payer, status=400, reports={"sftp-host-key": report},
+            sftp_form=_part_form("sftp-destination", payer, initial=typed),
+        )  # fmt: skip
+    host, port = location.cleaned_data["host"], location.cleaned_data["port"]
+    try:
+        from exchange.delivery.protocol import DeliveryFailed
+        from exchange.delivery.sftp import sftp_host_key_fetch as fetch_host_key
+    except ImportError:
+        report = _engine_not_deployed("SFTP host key")
+    else:
+        try:
+            line = fetch_host_key(host=host, port=port)
+        except DeliveryFailed as exc:
+            report.failed("Fetch the host key", exc.message)
+        else:
+            typed["host_key"] = line
+            fingerprint = sha256_fingerprint(parse_public_key_line(line))
+            report.passed(
+                "Fetch the host key",
+                f"{host}:{port} presents the {line.split()[0]} key {fingerprint}. Compare it with "
+                "the fingerprint your SFTP administrator gives you, then save to pin it.",
+            )
+    return _settings_page(
+        request, payer, reports={"sftp-host-key": report},
+        sftp_form=_part_form("sftp-destination", payer, initial=typed),
+    )  # fmt: skip
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_POST
+def signing_key_rotate_view(request: HttpRequest, payer: Payer) -> HttpResponseRedirect:
+    """Replace the payer's active signing key; the previous one stays published for the grace period."""
+    algorithm = request.POST.get("algorithm", "")
+    if algorithm not in SigningAlgorithm.values:
+        messages.error(request, "Choose RS384 or ES384 to rotate.")
+        return redirect(_settings_url(payer, "signing-keys"))
+    key = signing_key_rotate(
+        payer=payer,
+        algorithm=algorithm,
+        actor=acting_admin(request),
+        client_address=client_address(request),
+    )
+    messages.success(
+        request,
+        f"New {algorithm} key {key.kid} is active; the previous one stays published for "
+        f"{settings.SIGNING_KEY_GRACE_DAYS} days.",
+    )
+    return redirect(_settings_url(payer, "signing-keys"))

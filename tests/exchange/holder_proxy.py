@@ -1,0 +1,88 @@
+"""A reverse proxy in front of a sandbox payer's FHIR base that misbehaves on purpose.
+
+The sandbox is a well-behaved holder; some holders are not. The proxy forwards every
+request under ``/fhir`` to the real sandbox (tokens, paging and data stay the sandbox's
+own), rewrites the sandbox's FHIR base in answers to its own, and lets a test alter an
+answer: drop ``$everything`` from the CapabilityStatement, send malformed JSON, a Bundle
+of another type, another FHIR version.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from tests.sandbox.harness import RunningSandbox
+
+# (path with query, body after base rewriting) -> the body to send instead.
+Rewrite = Callable[[str, bytes], bytes]
+FORWARDED_HEADERS = ("Authorization", "Accept", "Content-Type")
+
+
+@dataclass
+class HolderProxy:
+    base: str
+    rewrites: list[Rewrite] = field(default_factory=list)
+    # (method, path with query, request body) of every request, in order.
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    @property
+    def fhir(self) -> str:
+        return f"{self.base}/fhir"
+
+
+@contextmanager
+def holder_proxy(sandbox: RunningSandbox) -> Iterator[HolderProxy]:
+    proxy = HolderProxy(base="")
+    upstream = httpx.Client(base_url=sandbox.base, timeout=30)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            content = self.rfile.read(length) if length else b""
+            proxy.received.append((self.command, self.path, content))
+            answer = upstream.request(
+                self.command,
+                self.path,
+                content=content or None,
+                headers={h: self.headers[h] for h in FORWARDED_HEADERS if self.headers.get(h)},
+            )
+            body = answer.content.replace(sandbox.fhir.encode(), proxy.fhir.encode())
+            for rewrite in proxy.rewrites:
+                body = rewrite(self.path, body)
+            self.send_response(answer.status_code)
+            for name in ("Content-Type", "Retry-After", "WWW-Authenticate"):
+                if name in answer.headers:
+                    self.send_header(name, answer.headers[name])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = _forward
+        do_POST = _forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    proxy.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+        upstream.close()
+
+
+def on_path(fragment: str, replace: Callable[[bytes], bytes]) -> Rewrite:
+    """Return a rewrite that applies ``replace`` to answers whose path contains ``fragment``."""
+
+    def rewrite(path: str, body: bytes) -> bytes:
+        return replace(body) if fragment in path else body
+
+    return rewrite

@@ -1,0 +1,180 @@
+"""The member's pages: find former plans, consent, follow, withdraw, invite a missing plan."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from exchange.models import (
+    AuthorizationMode,
+    Consent,
+    ConsentStatus,
+    ExchangeRequest,
+    ExchangeStatus,
+)
+from hub.models import AuditEvent, FhirEndpoint, OnboardingRequest, Payer, PayerStatus, PlanType
+from tests.conftest import Tenant
+from tests.factories import PayerFactory, UserFactory
+
+
+def _client(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _holder(payer: Payer, *, backend: bool = True) -> Payer:
+    FhirEndpoint.objects.create(
+        payer=payer,
+        base_url="http://127.0.0.1:9/fhir",
+        offers_backend_services=backend,
+        offers_member_authorization=not backend,
+    )
+    return payer
+
+
+def _form(*payers: Payer, card: str = "DH10001235", policy: str = "regular") -> dict[str, Any]:
+    data: dict[str, Any] = {"former": [p.pk for p in payers], "policy": policy, "agree": "on"}
+    for payer in payers:
+        data[f"p{payer.pk}-card_member_id"] = card
+        data[f"p{payer.pk}-coverage_start"] = "2021-01-01"
+        data[f"p{payer.pk}-coverage_end"] = "2025-06-30"
+    return data
+
+
+def test_the_directory_lists_other_connected_plans_and_searches(
+    north: Tenant, south: Tenant
+) -> None:
+    _holder(south.payer)
+    _holder(north.payer)
+    west = _holder(
+        PayerFactory(slug="west", name="Western Mutual", states=["CA"], plan_types=[PlanType.QHP])
+    )
+    PayerFactory(slug="east", name="Eastern Care", status=PayerStatus.INVITED)
+    client = _client(north.member)
+    page = client.get("/p/north/me/plans/").content.decode()
+    assert "Southern Cross Health" in page and "Western Mutual" in page
+    assert "North Star Health</label>" not in page  # not one's own plan
+    assert "Eastern Care" not in page  # not participating yet
+    found = client.get("/p/north/me/plans/", {"state": "ca"}).content.decode()
+    assert "Western Mutual" in found and "Southern Cross Health" not in found
+    assert "Western Mutual" in client.get("/p/north/me/plans/", {"q": "mutual"}).content.decode()
+    assert west.pk
+
+
+def test_one_consent_asks_several_former_plans_at_once(
+    north: Tenant, south: Tenant, django_capture_on_commit_callbacks: Any
+) -> None:
+    _holder(south.payer)
+    west = _holder(PayerFactory(slug="west", name="Western Mutual"), backend=False)
+    with django_capture_on_commit_callbacks() as queued:
+        response = _client(north.member).post("/p/north/me/requests/new/", _form(south.payer, west))
+    assert response.status_code == 302
+    requests = {r.former_payer.slug: r for r in ExchangeRequest.objects.for_payer(north.payer)}
+    assert set(requests) == {"south", "west"}
+    # Payer-to-payer goes straight to the worker; member sign-in waits for the member.
+    assert requests["south"].authorization_mode == AuthorizationMode.BACKEND_SERVICES
+    assert requests["south"].status == ExchangeStatus.CONSENTED
+    assert requests["west"].status == ExchangeStatus.AWAITING_AUTHORIZATION
+    assert len(queued) == 1
+    south_request = requests["south"]
+    assert south_request.due_by - south_request.opted_in_at == timedelta(days=7)
+    consent = south_request.consent.fhir_resource
+    assert consent["id"] == str(south_request.consent_id)
+    assert consent["sourceReference"]["reference"].endswith(
+        f"/p/north/fhir/Consent/{south_request.consent_id}"
+    )
+    assert consent["policy"][0]["uri"].endswith("#regular")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"card": '<script>alert("x")</script>'}, "letters, digits and dashes only"),
+        ({"coverage_end": "2015-01-01"}, "more than five years ago"),
+        ({"coverage_end": "2020-01-01"}, "before the start date"),
+        ({"agree": None}, "Tick the box to give your consent"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message_and_nothing_is_created(
+    north: Tenant, south: Tenant, change: dict[str, Any], message: str
+) -> None:
+    _holder(south.payer)
+    data = _form(south.payer, card=change.get("card", "DH10001235"))
+    if "coverage_end" in change:
+        data[f"p{south.payer.pk}-coverage_end"] = change["coverage_end"]
+    if "agree" in change:
+        del data["agree"]
+    response = _client(north.member).post("/p/north/me/requests/new/", data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not ExchangeRequest.objects.exists() and not Consent.objects.exists()
+
+
+def test_withdrawing_ends_the_request_and_the_consent(north: Tenant, south: Tenant) -> None:
+    _holder(south.payer)
+    client = _client(north.member)
+    client.post("/p/north/me/requests/new/", _form(south.payer))
+    exchange_request = ExchangeRequest.objects.get()
+    response = client.post(f"/p/north/me/requests/{exchange_request.pk}/withdraw/")
+    assert response.status_code == 302
+    exchange_request.refresh_from_db()
+    assert exchange_request.status == ExchangeStatus.REVOKED
+    assert exchange_request.consent.status == ConsentStatus.INACTIVE
+    assert exchange_request.consent.fhir_resource["status"] == "inactive"
+    assert AuditEvent.objects.filter(action="consent.withdraw").count() == 1
+    progress = client.get(f"/p/north/me/requests/{exchange_request.pk}/progress.json").json()
+    assert progress["status"] == "revoked" and progress["ended"] is True
+    assert "withdrew" in progress["events"][-1]["message"]
+
+
+def test_another_member_and_another_payer_get_404(north: Tenant, south: Tenant) -> None:
+    _holder(south.payer)
+    _client(north.member).post("/p/north/me/requests/new/", _form(south.payer))
+    exchange_request = ExchangeRequest.objects.get()
+    neighbour = UserFactory(username="nadia", payer=north.payer)
+    for user, slug in ((neighbour, "north"), (south.member, "south"), (south.member, "north")):
+        client = _client(user)
+        for path in ("", "progress.json"):
+            assert (
+                client.get(f"/p/{slug}/me/requests/{exchange_request.pk}/{path}").status_code == 404
+            )
+        assert (
+            client.post(f"/p/{slug}/me/requests/{exchange_request.pk}/withdraw/").status_code == 404
+        )
+    exchange_request.refresh_from_db()
+    assert exchange_request.status == ExchangeStatus.CONSENTED
+
+
+def test_a_missing_plan_can_be_invited(north: Tenant) -> None:
+    response = _client(north.member).post(
+        "/p/north/me/plans/invite/",
+        {
+            "organization_name": "Prairie Health Co-op",
+            "state": "ND",
+            "npi": "",
+            "note": "2019-2022",
+        },
+    )
+    assert response.status_code == 302
+    invitation = OnboardingRequest.objects.for_payer(north.payer).get()
+    assert invitation.requested_by == north.member
+    assert invitation.organization_name == "Prairie Health Co-op"
+    bad = _client(north.member).post(
+        "/p/north/me/plans/invite/", {"organization_name": "X", "npi": "1234567890"}
+    )
+    assert bad.status_code == 200 and "NPI" in bad.content.decode()
+    assert OnboardingRequest.objects.count() == 1
+
+
+def test_the_status_page_shows_the_timeline(north: Tenant, south: Tenant) -> None:
+    _holder(south.payer, backend=False)
+    client = _client(north.member)
+    client.post("/p/north/me/requests/new/", _form(south.payer))
+    exchange_request = ExchangeRequest.objects.get()
+    page = client.get(f"/p/north/me/requests/{exchange_request.pk}/").content.decode()
+    assert "Sign in at Southern Cross Health" in page
+    assert "Waiting for you to sign in at Southern Cross Health" in page
+    assert exchange_request.due_by > timezone.now()

@@ -1,0 +1,141 @@
+"""Members and administrators sign in through their own payer's OpenID Connect provider.
+
+The provider is a real sandbox payer process (tests/sandbox/harness.py); the hub talks to
+it over HTTP through its one outbound client.
+"""
+
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import Client
+
+from hub.models import AuditEvent, IdentityProvider, Role, User
+from tests.conftest import Tenant
+from tests.sandbox.harness import NEW, SEED, RunningSandbox, running_sandbox
+from tests.support.net import free_loopback_port
+from tests.support.sandbox_sign_in import sandbox_sign_in
+
+CALLBACK = "http://testserver/oidc/callback/"
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[RunningSandbox]:
+    with running_sandbox(
+        NEW, "--seed", SEED, "--members", "20", "--redirect-uri", CALLBACK
+    ) as sandbox:
+        yield sandbox
+
+
+def _connect(tenant: Tenant, idp: RunningSandbox) -> IdentityProvider:
+    return IdentityProvider.objects.create(
+        payer=tenant.payer,
+        issuer=f"{idp.base}/oidc",
+        client_id="hub",
+        client_secret="hub-demo-secret",
+        scopes="openid profile",
+    )
+
+
+def _sign_in(client: Client, slug: str, username: str) -> str:
+    """Run the whole code flow; return where the hub sends the person at the end."""
+    start = client.get(f"/p/{slug}/sign-in/")
+    assert start.status_code == 302, start.content
+    authorize = urlsplit(start["Location"])
+    query = parse_qs(authorize.query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["nonce"] and query["state"]
+    callback = urlsplit(sandbox_sign_in(start["Location"], username))
+    finish = client.get(callback.path, dict(parse_qs(callback.query)))
+    return str(finish.status_code) + " " + finish.get("Location", finish.content.decode())
+
+
+def test_a_member_signs_in_and_is_bound_to_payer_and_subject(
+    north: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    patricia = next(m for m in idp.member_list()["members"] if m["username"] == "patricia.person")
+    client = Client()
+    assert _sign_in(client, "north", "patricia.person") == "302 /p/north/me/"
+    member = User.objects.get(payer=north.payer, oidc_subject__isnull=False, last_name="Person")
+    assert member.role == Role.MEMBER
+    assert member.birth_date.isoformat() == patricia["birth_date"]
+    assert member.plan_member_id == patricia["member_id"]
+    assert client.get("/p/north/me/").status_code == 200
+    assert AuditEvent.objects.filter(action="user.sign_in", object_id=str(member.pk)).exists()
+    # Signing in again finds the same person, not a second one.
+    assert _sign_in(Client(), "north", "patricia.person") == "302 /p/north/me/"
+    assert User.objects.filter(payer=north.payer, last_name="Person").count() == 1
+
+
+def test_the_same_subject_at_another_payer_is_another_person(
+    north: Tenant, south: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    _connect(south, idp)
+    _sign_in(Client(), "north", "patricia.person")
+    _sign_in(Client(), "south", "patricia.person")
+    people = User.objects.filter(last_name="Person").order_by("payer__slug")
+    assert [p.payer.slug for p in people] == ["north", "south"]
+    assert people[0].oidc_subject == people[1].oidc_subject
+
+
+def test_an_administrator_claim_opens_the_admin_portal_not_the_member_pages(
+    north: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    client = Client()
+    assert _sign_in(client, "north", "admin") == "302 /p/north/admin/"
+    assert User.objects.get(payer=north.payer, username__startswith="north-", role=Role.PLAN_ADMIN)
+    assert client.get("/p/north/me/").status_code == 404
+
+
+def test_a_forged_state_is_refused_with_a_page_that_says_so(
+    north: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    client = Client()
+    start = client.get("/p/north/sign-in/")
+    callback = urlsplit(sandbox_sign_in(start["Location"], "patricia.person"))
+    query = {k: v[0] for k, v in parse_qs(callback.query).items()}
+    forged = client.get(callback.path, {**query, "state": "forged-state"})
+    assert forged.status_code == 400
+    assert b"not valid any more" in forged.content
+    # The genuine answer still works once; replaying it does not.
+    assert client.get(callback.path, query).status_code == 302
+    assert Client().get(callback.path, query).status_code == 400
+
+
+def test_an_unreachable_provider_gives_a_page_not_a_500(north: Tenant) -> None:
+    IdentityProvider.objects.create(
+        payer=north.payer, issuer=f"http://127.0.0.1:{free_loopback_port()}/oidc", client_id="hub"
+    )
+    response = Client().get("/p/north/sign-in/")
+    assert response.status_code == 503
+    assert b"could not be reached" in response.content
+
+
+def test_a_payer_without_sign_in_says_so(north: Tenant) -> None:
+    response = Client().get("/p/north/sign-in/")
+    assert response.status_code == 503
+    assert b"has not set up sign-in" in response.content
+
+
+def test_a_misconfigured_client_secret_is_reported_not_crashed(
+    north: Tenant, idp: RunningSandbox
+) -> None:
+    provider = _connect(north, idp)
+    provider.client_secret = "wrong-secret"
+    provider.save()
+    outcome = _sign_in(Client(), "north", "patricia.person")
+    assert outcome.startswith("503")
+    assert "refused to complete the sign-in" in outcome
+
+
+def test_sign_out_ends_the_session(north: Tenant, idp: RunningSandbox) -> None:
+    _connect(north, idp)
+    client = Client()
+    _sign_in(client, "north", "patricia.person")
+    response = client.post("/p/north/me/sign-out/")
+    assert response.status_code == 302
+    assert client.get("/p/north/me/").status_code == 302
