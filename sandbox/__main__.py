@@ -19,12 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.core.wsgi import get_wsgi_application
 
-    from sandbox.runtime import Sandbox, install
+    from sandbox.runtime import Sandbox, UnknownLargeMember, install
     from sandbox.server import serve
 
     # Exit normally on SIGTERM (how tests and the demo stop a sandbox), so atexit cleanup runs.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    sandbox = Sandbox(config)
+    try:
+        sandbox = Sandbox(config)
+    except UnknownLargeMember as exc:
+        print(f"python -m sandbox: error: {exc}", file=sys.stderr)
+        return 2
     install(sandbox)
     application = get_wsgi_application()
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,9 @@ DEFAULT_EXPORT_TTL_S = 3600
 DEFAULT_OIDC_CLIENT_ID = "hub"
 DEFAULT_OIDC_CLIENT_SECRET = "hub-demo-secret"  # noqa: S105 - documented demo credential
 REDIRECT_URIS_ENV = "SANDBOX_REDIRECT_URIS"
+HUB_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+# --large-member: at 1,000 a record holds about 300,000 resources (some 650 MB of JSON).
+MAX_CARE_FACTOR = 1000
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,14 @@ class SandboxConfig:
     redirect_uris: tuple[str, ...] = ()
     npi: str | None = None
     payer_id: str | None = None
+    hub_client_id: str | None = None
+    # (username, care factor) of members whose yearly care repeats that many times.
+    large_members: tuple[tuple[str, int], ...] = ()
     verbose: bool = False
+
+    def care_factor(self, username: str) -> int:
+        """Return how many times a year's ordinary care repeats for username (1 unless large)."""
+        return dict(self.large_members).get(username, 1)
 
     @property
     def bulk_file_ttl_s(self) -> float:
@@ -61,6 +72,16 @@ class SandboxConfig:
         return f"{self.base_url}/auth/token"
 
     @property
+    def client_jwks_url(self) -> str:
+        """Return where the public key of its client assertions at the hub is published."""
+        return f"{self.base_url}/sandbox/client-jwks.json"
+
+    @property
+    def consent_notification_url(self) -> str:
+        """Return the rest-hook endpoint its Subscriptions at the hub name."""
+        return f"{self.base_url}/sandbox/consent-notifications"
+
+    @property
     def issuer(self) -> str:
         """Return the OpenID Connect issuer."""
         return f"{self.base_url}/oidc"
@@ -78,6 +99,29 @@ def _iso_date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from exc
+
+
+def _client_id(text: str) -> str:
+    if not HUB_CLIENT_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"not a hub client id (a payer slug: letters, digits, '-' and '_'): {text!r}"
+        )
+    return text
+
+
+def _large_member(text: str) -> tuple[str, int]:
+    username, equals, factor = text.partition("=")
+    if not equals or not username.strip():
+        raise argparse.ArgumentTypeError(f"not USERNAME=FACTOR: {text!r}")
+    try:
+        value = int(factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the factor of {text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_CARE_FACTOR:
+        raise argparse.ArgumentTypeError(
+            f"the factor of {text!r} must be between 1 and {MAX_CARE_FACTOR}"
+        )
+    return username.strip().lower(), value
 
 
 def _fault_plan(text: str) -> FaultPlan:
@@ -120,13 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--redirect-uri", action="append", default=[])
     parser.add_argument("--npi", help="override the NPI derived from the name")
     parser.add_argument("--payer-id", help="override the payer id derived from the name")
+    parser.add_argument(
+        "--hub-client-id",
+        type=_client_id,
+        help="this payer's client id (slug) at the hub: subscribe to the hub Consents it is named in",
+    )
+    parser.add_argument(
+        "--large-member",
+        type=_large_member,
+        action="append",
+        default=[],
+        metavar="USERNAME=FACTOR",
+        help="repeat a year's ordinary care FACTOR times in this member's record (about 300 "
+        "resources per factor for patricia.person): one member with a very large record",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 
 
 def config_from_args(argv: list[str] | None = None) -> SandboxConfig:
     """Parse argv (and SANDBOX_REDIRECT_URIS) into a SandboxConfig."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    large_usernames = [username for username, _ in args.large_member]
+    if len(set(large_usernames)) < len(large_usernames):
+        parser.error("--large-member: a username is given more than once")
     env_uris = [u for u in os.environ.get(REDIRECT_URIS_ENV, "").split(",") if u.strip()]
     as_of = args.as_of or dt.datetime.now(dt.UTC).date()
     return SandboxConfig(
@@ -146,5 +208,7 @@ def config_from_args(argv: list[str] | None = None) -> SandboxConfig:
         redirect_uris=tuple(args.redirect_uri) + tuple(u.strip() for u in env_uris),
         npi=args.npi,
         payer_id=args.payer_id,
+        hub_client_id=args.hub_client_id,
+        large_members=tuple(args.large_member),
         verbose=args.verbose,
     )

@@ -16,6 +16,8 @@ from sandbox.auth.clients import Client, ClientRegistry
 from sandbox.auth.keys import SigningKey
 from sandbox.auth.tokens import TokenStore
 from sandbox.config import SandboxConfig
+from sandbox.consent_subscriptions.hub import HubClient
+from sandbox.consent_subscriptions.subscriber import ConsentSubscriber
 from sandbox.data.codes import ACT_CODE, SENSITIVE_ACT_CODES
 from sandbox.data.directory import Directory, build_directory
 from sandbox.data.generator import member_resources
@@ -86,6 +88,10 @@ def _bulk_directory(data_dir: Path | None) -> Path:
     return directory
 
 
+class UnknownLargeMember(ValueError):
+    """--large-member names a username no member of this sandbox signs in with."""
+
+
 class Sandbox:
     """The state of one sandbox payer; every view reaches it through current()."""
 
@@ -97,6 +103,11 @@ class Sandbox:
         self.population = Population(
             identity=self.identity, seed=config.seed, size=config.members, as_of=config.as_of
         )
+        unknown = [u for u, _ in config.large_members if self.population.by_username(u) is None]
+        if unknown:
+            raise UnknownLargeMember(
+                f"--large-member: no member of this sandbox signs in as {', '.join(unknown)}"
+            )
         self.directory: Directory = build_directory(self.identity)
         self.signing_key = SigningKey.load_or_create(config.data_dir)
         self.clients = ClientRegistry(config.data_dir)
@@ -113,6 +124,20 @@ class Sandbox:
         self.tokens = TokenStore()
         self.codes = CodeStore()
         self.consents = ConsentStore(config.data_dir)
+        # Its own identity as a client of the hub, apart from the IdP's id_token key.
+        self.client_key = SigningKey.load_or_create(
+            config.data_dir, filename="client-key.pem", algorithm="RS384"
+        )
+        self.consent_subscriber = ConsentSubscriber(
+            client=(
+                HubClient(client_id=config.hub_client_id, key=self.client_key)
+                if config.hub_client_id
+                else None
+            ),
+            consents=self.consents,
+            endpoint=config.consent_notification_url,
+            data_dir=config.data_dir,
+        )
         self.match_throttle = MatchThrottle(limit=config.match_lockout, window_s=MATCH_WINDOW_S)
         self.fault_dice = FaultDice(config.faults, config.seed)
         self.groups = GroupStore()
@@ -133,7 +158,11 @@ class Sandbox:
         if member is None:
             return None
         resources = member_resources(
-            identity=self.identity, member=member, seed=self.config.seed, as_of=self.config.as_of
+            identity=self.identity,
+            member=member,
+            seed=self.config.seed,
+            as_of=self.config.as_of,
+            care_factor=self.config.care_factor(member.username),
         )
         cited_all: set[tuple[str, str]] = set()
         cited_regular: set[tuple[str, str]] = set()

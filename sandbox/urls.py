@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
 
 from sandbox.auth import views as auth_views
+from sandbox.consent_subscriptions import views as subscription_views
 from sandbox.fhir.outcomes import operation_outcome
 from sandbox.fhir.views import fhir_endpoint
 from sandbox.member_list import members_json
@@ -48,4 +49,7 @@ urlpatterns = [
     path("oidc/userinfo", oidc_views.userinfo),
     path("oidc/jwks", oidc_views.jwks),
     path("sandbox/members.json", members_json),
+    path("sandbox/client-jwks.json", subscription_views.client_jwks),
+    path("sandbox/consent-notifications", subscription_views.consent_notifications),
+    path("sandbox/consent-notifications.json", subscription_views.consent_notifications_json),
 ]

@@ -160,6 +160,9 @@ class MemberHistory:
     member: Member
     seed: str
     as_of: dt.date
+    # How many times the ordinary care of a year repeats (--large-member): 1 is a typical
+    # member; larger factors give one member a record of tens of thousands of resources.
+    care_factor: int = 1
     resources: list[Resource] = field(default_factory=list)
     _counters: dict[str, int] = field(default_factory=dict)
 
@@ -415,27 +418,36 @@ class MemberHistory:
             events.append(
                 _Event(self._day_between(year_start, year_end), "preventive", codes.WELLNESS)
             )
-            for _ in range(self.rng.randint(1, 4)):
-                condition = (
-                    self.rng.choice(self.health.chronic)
-                    if self.health.chronic and self.rng.random() < 0.6
-                    else None
-                )
-                events.append(_Event(self._day_between(year_start, year_end), "office", condition))
-            if self.rng.random() < 0.12:
-                events.append(_Event(self._day_between(year_start, year_end), "emergency"))
-            if self.rng.random() < 0.06 or (self.member.showcase and year_start == start):
-                events.append(_Event(self._day_between(year_start, year_end), "inpatient"))
-            for condition in self.health.sensitive:
-                for _ in range(2):
-                    events.append(
-                        _Event(self._day_between(year_start, year_end), "sensitive", condition)
-                    )
-            if self.health.dental:
-                for _ in range(2):
-                    events.append(_Event(self._day_between(year_start, year_end), "dental"))
+            for _ in range(self.care_factor):
+                events += self._care_of_a_year(year_start, year_end, first=year_start == start)
             year_start = year_end + dt.timedelta(days=1)
         events.sort(key=lambda e: e.day)
+        return events
+
+    def _care_of_a_year(
+        self, year_start: dt.date, year_end: dt.date, *, first: bool
+    ) -> list[_Event]:
+        """Return one round of a year's visits, emergencies, stays and dental care."""
+        events: list[_Event] = []
+        for _ in range(self.rng.randint(1, 4)):
+            condition = (
+                self.rng.choice(self.health.chronic)
+                if self.health.chronic and self.rng.random() < 0.6
+                else None
+            )
+            events.append(_Event(self._day_between(year_start, year_end), "office", condition))
+        if self.rng.random() < 0.12:
+            events.append(_Event(self._day_between(year_start, year_end), "emergency"))
+        if self.rng.random() < 0.06 or (self.member.showcase and first):
+            events.append(_Event(self._day_between(year_start, year_end), "inpatient"))
+        for condition in self.health.sensitive:
+            for _ in range(2):
+                events.append(
+                    _Event(self._day_between(year_start, year_end), "sensitive", condition)
+                )
+        if self.health.dental:
+            for _ in range(2):
+                events.append(_Event(self._day_between(year_start, year_end), "dental"))
         return events
 
     def _event(self, event: _Event, conditions: dict[str, Resource]) -> None:
@@ -1246,7 +1258,12 @@ class MemberHistory:
 
 
 def member_resources(
-    *, identity: PayerIdentity, member: Member, seed: str, as_of: dt.date
+    *, identity: PayerIdentity, member: Member, seed: str, as_of: dt.date, care_factor: int = 1
 ) -> list[Resource]:
-    """Return every resource of member at the payer identity, Patient first."""
-    return MemberHistory(identity=identity, member=member, seed=seed, as_of=as_of).build()
+    """Return every resource of member at the payer identity, Patient first.
+
+    ``care_factor`` repeats each year's ordinary care that many times (see MemberHistory).
+    """
+    return MemberHistory(
+        identity=identity, member=member, seed=seed, as_of=as_of, care_factor=care_factor
+    ).build()

@@ -265,7 +265,7 @@ def run_bulk_member_match(
         builders[code].add(member_bundle.patient, member)
         if member and consent:
             kept.append((consent, member.patient_id))
-    sandbox.consents.keep_many(kept, client_id=grant.client_id)
+    sandbox.consent_subscriber.follow(sandbox.consents.keep_many(kept, client_id=grant.client_id))
     request_id = uuid.uuid4().hex
     # MatchedMembers is 1..1 in the OperationDefinition; the other two only when non-empty.
     groups = {

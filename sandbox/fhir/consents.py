@@ -44,6 +44,13 @@ class HeldConsent:
     status: str = "active"
     resource: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def source_reference(self) -> str:
+        """Return Consent.sourceReference.reference: where the original consent lives."""
+        source = self.resource.get("sourceReference")
+        reference = source.get("reference") if isinstance(source, dict) else None
+        return reference if isinstance(reference, str) else ""
+
 
 def _coded(concept: Any, system: str, code: str) -> bool:
     if not isinstance(concept, dict):
@@ -197,6 +204,11 @@ class ConsentStore:
         """Return every consent client_id holds, oldest first."""
         with self._lock:
             return [c for c in self._by_id.values() if c.client_id == client_id]
+
+    def from_source(self, reference: str) -> list[HeldConsent]:
+        """Return every consent (of any client) whose sourceReference is reference."""
+        with self._lock:
+            return [c for c in self._by_id.values() if c.source_reference == reference]
 
     def patients_of(self, client_id: str) -> list[str]:
         """Return the patient ids client_id holds a consent for."""

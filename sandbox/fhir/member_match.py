@@ -16,14 +16,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import pydantic
 from fhir.resources.R4B.parameters import Parameters
 
 from sandbox.auth.scopes import grants
 from sandbox.auth.tokens import CONTEXT_SYSTEM, Grant
 from sandbox.data.population import Member
 from sandbox.fhir.consents import ConsentProblem, HeldConsent, consent_problem, read_consent
-from sandbox.fhir.outcomes import FhirError
+from sandbox.fhir.outcomes import FhirError, require_valid
 from sandbox.runtime import Sandbox
 
 HREX_TEMP = "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp"
@@ -34,12 +33,6 @@ PARAMETER_TYPES = {
     "Consent": "Consent",
 }
 REQUIRED = ("MemberPatient", "CoverageToMatch")
-
-
-def _first_error(exc: pydantic.ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error.get("loc", ()))
-    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 def read_parts(parts: list[Any], *, operation: str) -> dict[str, dict[str, Any]]:
@@ -83,10 +76,7 @@ def parameters_of(body: Any) -> list[Any]:
 
 def check_structure(body: dict[str, Any]) -> None:
     """Raise 400 naming the first element of body that is not valid FHIR R4 Parameters."""
-    try:
-        Parameters.model_validate(body)
-    except pydantic.ValidationError as exc:
-        raise FhirError(400, "structure", f"invalid Parameters: {_first_error(exc)}") from None
+    require_valid(Parameters, body)
 
 
 def read_parameters(body: Any) -> dict[str, dict[str, Any]]:
@@ -176,6 +166,9 @@ def unique_member(sandbox: Sandbox, patient: dict[str, Any], coverage: dict[str,
 
 def refusal_of_consent(sandbox: Sandbox, grant: Grant, consent: HeldConsent) -> str | None:
     """Return why consent cannot be honoured for the calling client today, or None."""
+    withdrawn = sandbox.consent_subscriber.withdrawal_of(consent)
+    if withdrawn:
+        return withdrawn
     return consent_problem(
         consent,
         client=sandbox.clients.get(grant.client_id),
@@ -220,7 +213,10 @@ def member_match(sandbox: Sandbox, grant: Grant, body: Any) -> dict[str, Any]:
         problem = refusal_of_consent(sandbox, grant, consent)
         if problem:
             raise FhirError(422, "business-rule", f"the consent cannot be honoured: {problem}")
-        sandbox.consents.keep(consent, client_id=grant.client_id, patient_id=member.patient_id)
+        held = sandbox.consents.keep(
+            consent, client_id=grant.client_id, patient_id=member.patient_id
+        )
+        sandbox.consent_subscriber.follow([held])
     return {
         "resourceType": "Parameters",
         "parameter": [

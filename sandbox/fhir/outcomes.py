@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pydantic
 from django.http import HttpResponse
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -54,3 +55,15 @@ def operation_outcome(
 def error_response(error: FhirError) -> HttpResponse:
     """Return the OperationOutcome of a FhirError."""
     return operation_outcome(error.status, error.code, error.diagnostics, headers=error.headers)
+
+
+def require_valid(model: type[pydantic.BaseModel], body: dict[str, Any]) -> None:
+    """Raise 400 naming the first element of body that is not a valid FHIR R4 model."""
+    try:
+        model.model_validate(body)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        raise FhirError(
+            400, "structure", f"invalid {model.__name__}: {where}: {error.get('msg', 'invalid')}"
+        ) from None
