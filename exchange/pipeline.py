@@ -15,6 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -324,7 +325,16 @@ def request_deliver(
             remote_directory=remote_directory,
             storage=storage,
             files=files,
+            on_progress=partial(_still_delivering, request_id=request_id, payer_id=payer_id),
         )
+    except StepAbandoned:
+        _attempt_finished(
+            attempt,
+            succeeded=False,
+            code="stopped",
+            message="The request was withdrawn or cancelled during the delivery.",
+        )
+        raise
     except DeliveryFailed as exc:
         _attempt_finished(attempt, succeeded=False, code=exc.code, message=exc.message)
         if exc.permanent:
@@ -345,6 +355,17 @@ def request_deliver(
         ):
             transaction.on_commit(lambda: storage.delete_tree(f"requests/{request_id}/staging"))
     return None
+
+
+def _still_delivering(*, request_id: int, payer_id: int) -> None:
+    """A long upload moves: keep the reaper off it, and stop if the request was withdrawn."""
+    moving = (
+        ExchangeRequest.objects.for_payer(payer_id)
+        .filter(pk=request_id, status=S.DELIVERING)
+        .update(last_progress_at=timezone.now())
+    )
+    if not moving:
+        raise StepAbandoned("the request is no longer delivering")
 
 
 def _attempt_finished(

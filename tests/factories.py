@@ -53,6 +53,8 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
 class ConsentFactory(factory.django.DjangoModelFactory[Consent]):
     class Meta:
         model = Consent
+        # consent_publish saves the row itself.
+        skip_postgeneration_save = True
 
     member = factory.SubFactory(UserFactory)
     payer = factory.SelfAttribute("member.payer")

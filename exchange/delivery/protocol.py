@@ -18,7 +18,7 @@ never change between runs, so a rerun can never produce a second set.
 
 import hashlib
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,10 +105,24 @@ def payload_sha256(storage: PayloadStorage, storage_name: str) -> str:
     return digest.hexdigest()
 
 
+# How often a long upload reports that it is still moving (see ``deliver_set``).
+PROGRESS_EVERY_BYTES = 8 * 1024 * 1024
+
+ProgressCallback = Callable[[], None]
+
+
 def deliver_set(
-    *, target: DeliveryTarget, storage: PayloadStorage, files: list[tuple[str, str]]
+    *,
+    target: DeliveryTarget,
+    storage: PayloadStorage,
+    files: list[tuple[str, str]],
+    on_progress: ProgressCallback | None = None,
 ) -> list[DeliveredFile]:
-    """Deliver ``files`` (storage name, remote file name), the manifest last, to ``target``."""
+    """Deliver ``files`` (storage name, remote file name), the manifest last, to ``target``.
+
+    ``on_progress`` is called every PROGRESS_EVERY_BYTES sent: the caller shows the work is
+    moving (so it is not taken for stuck) and may stop it by raising.
+    """
     if not files:
         raise ValueError("a delivery needs at least the manifest")
     for _, remote_name in files:
@@ -132,7 +146,7 @@ def deliver_set(
         ]
     target.remove(manifest_name)
     return [
-        _deliver_one(target, storage, storage_name, remote_name)
+        _deliver_one(target, storage, storage_name, remote_name, on_progress)
         for storage_name, remote_name in files
     ]
 
@@ -148,7 +162,11 @@ def _already_there(
 
 
 def _deliver_one(
-    target: DeliveryTarget, storage: PayloadStorage, storage_name: str, name: str
+    target: DeliveryTarget,
+    storage: PayloadStorage,
+    storage_name: str,
+    name: str,
+    on_progress: ProgressCallback | None,
 ) -> DeliveredFile:
     remote_path = posixpath.join(target.directory, name)
     size = storage.size(storage_name)
@@ -160,10 +178,15 @@ def _deliver_one(
     digest = hashlib.sha256()
 
     def hashed_chunks() -> Iterator[bytes]:
+        unreported = 0
         with storage.open(storage_name) as reader:
             for chunk in reader.chunks():
                 digest.update(chunk)
                 yield chunk
+                unreported += len(chunk)
+                if on_progress is not None and unreported >= PROGRESS_EVERY_BYTES:
+                    on_progress()
+                    unreported = 0
 
     target.write_temporary(name, hashed_chunks())
     landed = target.temporary_size(name)

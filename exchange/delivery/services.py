@@ -2,7 +2,12 @@
 
 import posixpath
 
-from exchange.delivery.protocol import DeliveredFile, DeliveryFailed, deliver_set
+from exchange.delivery.protocol import (
+    DeliveredFile,
+    DeliveryFailed,
+    ProgressCallback,
+    deliver_set,
+)
 from exchange.delivery.repository import RepositoryTarget
 from exchange.delivery.sftp import SftpTarget, sftp_session
 from exchange.payload_storage import PayloadStorage
@@ -31,23 +36,33 @@ def delivery_remote_directory(*, payer: Payer, former_payer_slug: str, request_i
 
 
 def deliver_files(
-    *, payer: Payer, remote_directory: str, storage: PayloadStorage, files: list[tuple[str, str]]
+    *,
+    payer: Payer,
+    remote_directory: str,
+    storage: PayloadStorage,
+    files: list[tuple[str, str]],
+    on_progress: ProgressCallback | None = None,
 ) -> list[DeliveredFile]:
     """Deliver ``files`` ((storage name, remote file name), manifest last) to ``payer``.
 
     Pushes to the payer's SFTP destination or writes into its repository folder, by
     ``payer.delivery_mode``. Safe to run again after any failure. Raises ``DeliveryFailed``.
+    ``on_progress`` is called as a long upload moves (``protocol.deliver_set``).
     """
     if payer.delivery_mode == DeliveryMode.PUSH_SFTP:
         with sftp_session(_sftp_destination(payer)) as sftp:
             return deliver_set(
-                target=SftpTarget(sftp, remote_directory), storage=storage, files=files
+                target=SftpTarget(sftp, remote_directory),
+                storage=storage,
+                files=files,
+                on_progress=on_progress,
             )
     try:
         return deliver_set(
             target=RepositoryTarget(payer=payer, directory=remote_directory),
             storage=storage,
             files=files,
+            on_progress=on_progress,
         )
     except ValueError as exc:
         raise DeliveryFailed("invalid_name", f"Cannot deliver: {exc}.", permanent=True) from None

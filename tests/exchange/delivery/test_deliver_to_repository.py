@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.delivery import DeliveryFailed, deliver_files
+from exchange.delivery import DeliveryFailed, deliver_files, delivery_remote_directory, protocol
 from exchange.repository.models import RepositoryFile
 from exchange.repository.storage import repository_storage
 from tests.conftest import Tenant
@@ -93,3 +93,38 @@ def test_a_name_that_could_escape_the_folder_is_refused(north: Tenant, package: 
             files=package.files,
         )  # fmt: skip
     assert failure.value.code == "invalid_name" and failure.value.permanent
+
+
+def test_a_long_upload_reports_progress_and_stops_when_told(
+    repository: RunningRepository, north: Tenant, package: Package, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small step, so the 1.8 MB bundle counts as a long upload.
+    monkeypatch.setattr(protocol, "PROGRESS_EVERY_BYTES", 256 * 1024)
+    reports: list[int] = []
+    folder = delivery_remote_directory(payer=north.payer, former_payer_slug="south", request_id=43)
+    deliver_files(
+        payer=north.payer,
+        remote_directory=folder,
+        storage=package.storage,
+        files=package.files,
+        on_progress=lambda: reports.append(1),
+    )
+    assert len(reports) >= 6
+
+    class Withdrawn(Exception):
+        pass
+
+    def withdrawn() -> None:
+        raise Withdrawn
+
+    folder = delivery_remote_directory(payer=north.payer, former_payer_slug="south", request_id=44)
+    with pytest.raises(Withdrawn):
+        deliver_files(
+            payer=north.payer,
+            remote_directory=folder,
+            storage=package.storage,
+            files=package.files,
+            on_progress=withdrawn,
+        )
+    # Stopped mid-file: nothing under a final name, no manifest.
+    assert repository_storage().list("north/south/44") == []
