@@ -61,6 +61,7 @@ def _environment(demo_secrets: dict[str, str]) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
         "HTTPS": "false",
+        "HUB_PUBLIC_URL": f"http://127.0.0.1:{HUB_PORT}",
         "PAYLOAD_STORAGE_DIR": str(STATE / "payloads"),
         "SFTP_REPOSITORY_DIR": str(STATE / "repository"),
         "SFTP_REPOSITORY_HOST_KEY_FILE": str(STATE / "sftp_host_key"),
