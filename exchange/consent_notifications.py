@@ -21,11 +21,11 @@ class NotificationNotDelivered(Exception):
     """The subscriber's endpoint did not take the notification; try again later."""
 
 
-def consent_changed(*, consent_id: int) -> None:
-    """Queue one notification per active subscription to the Consent."""
+def consent_changed(*, consent_id: int, payer_id: int) -> None:
+    """Queue one notification per active subscription to the Consent of ``payer_id``."""
     from exchange.tasks import consent_notification_send
 
-    consent = Consent.objects.get(pk=consent_id)
+    consent = Consent.objects.for_payer(payer_id).get(pk=consent_id)
     subscriptions = ConsentSubscription.objects.for_payer(consent.payer_id).filter(
         consent=consent, status=SubscriptionStatus.ACTIVE
     )
@@ -48,9 +48,11 @@ def consent_notification_deliver(*, notification_id: int, payer_id: int) -> None
         .select_related("subscription", "subscription__consent")
         .get(pk=notification_id)
     )
-    if notification.delivered_at is not None:
-        return
     subscription = notification.subscription
+    # Nothing is owed once sent, nor to a subscription its subscriber ended (FHIR R4
+    # Subscription.status "off") or that was given up on.
+    if notification.delivered_at is not None or subscription.status != SubscriptionStatus.ACTIVE:
+        return
     headers = {"Content-Type": "application/fhir+json"}
     for line in filter(None, subscription.headers.splitlines()):
         name, _, value = line.partition(":")
@@ -83,7 +85,9 @@ def _failed(notification: ConsentNotification, message: str) -> None:
 def consent_subscription_give_up(*, notification_id: int, payer_id: int) -> None:
     """After the last retry: mark the subscription in error (FHIR R4 Subscription.status)."""
     notification = ConsentNotification.objects.for_payer(payer_id).get(pk=notification_id)
-    ConsentSubscription.objects.for_payer(payer_id).filter(pk=notification.subscription_id).update(
+    ConsentSubscription.objects.for_payer(payer_id).filter(
+        pk=notification.subscription_id, status=SubscriptionStatus.ACTIVE
+    ).update(
         status=SubscriptionStatus.ERROR,
         error=f"notifications could not be delivered: {notification.last_error}"[:500],
     )

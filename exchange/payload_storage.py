@@ -87,7 +87,11 @@ class PayloadWriter:
 
     def __init__(self, final_path: Path) -> None:
         self._final_path = final_path
-        self._temporary_path = final_path.with_name(final_path.name + _TEMPORARY_SUFFIX)
+        # A temporary name of its own: two writers of one name (a task delivered twice) must
+        # not write into the same temporary file; the last one closed wins, whole.
+        self._temporary_path = final_path.with_name(
+            f"{final_path.name}.{secrets.token_hex(4)}{_TEMPORARY_SUFFIX}"
+        )
         key_id, master = next(iter(_master_keys().items()))
         salt = secrets.token_bytes(16)
         self._nonce_prefix = secrets.token_bytes(8)

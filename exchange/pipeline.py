@@ -29,7 +29,6 @@ from exchange.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
-    ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
 )
@@ -41,9 +40,9 @@ from exchange.packaging import (
     package_prefix,
 )
 from exchange.payload_storage import PayloadStorage
-from exchange.retrieval import RetrievalResult, records_retrieve
+from exchange.retrieval import RetrievalResult, records_retrieve, staging_prefix
 from exchange.screening import screening_run
-from exchange.state_machine import exchange_request_transition
+from exchange.state_machine import IN_PROGRESS, exchange_request_transition
 
 logger = logging.getLogger(__name__)
 S = ExchangeStatus
@@ -78,15 +77,6 @@ def _load(request_id: int, payer_id: int) -> ExchangeRequest:
     )
 
 
-def _note(exchange_request: ExchangeRequest, message: str, **data: object) -> None:
-    ExchangeEvent.objects.create(
-        payer_id=exchange_request.payer_id,
-        exchange_request=exchange_request,
-        message=message,
-        data=data,
-    )
-
-
 def _move(exchange_request: ExchangeRequest, to_status: str, message: str, **reason: str) -> bool:
     moved = exchange_request_transition(
         payer=exchange_request.payer_id,
@@ -114,7 +104,7 @@ def _claim(
 def request_fail(*, request_id: int, payer_id: int, code: str, message: str) -> None:
     """End the request ``failed`` from whatever in-progress state it is in."""
     exchange_request = _load(request_id, payer_id)
-    if exchange_request.status not in _IN_FLIGHT:
+    if exchange_request.status not in IN_PROGRESS:
         return
     _move(
         exchange_request,
@@ -123,19 +113,6 @@ def request_fail(*, request_id: int, payer_id: int, code: str, message: str) -> 
         reason_code=code,
         reason_message=message,
     )
-
-
-_IN_FLIGHT = {
-    S.CONSENTED,
-    S.AWAITING_AUTHORIZATION,
-    S.AUTHORIZED,
-    S.MATCHING,
-    S.MATCHED,
-    S.RETRIEVING,
-    S.SCREENING,
-    S.PACKAGING,
-    S.DELIVERING,
-}
 
 
 # --- Step 1: authorize (payer-to-payer match, or wait for the member's launch) ---
@@ -353,7 +330,7 @@ def request_deliver(
             S.DELIVERED,
             f"Delivered to {exchange_request.payer.name}: {len(delivered)} files.",
         ):
-            transaction.on_commit(lambda: storage.delete_tree(f"requests/{request_id}/staging"))
+            transaction.on_commit(lambda: storage.delete_tree(staging_prefix(exchange_request)))
     return None
 
 
@@ -385,9 +362,9 @@ def request_retry_scheduled(*, request_id: int, payer_id: int, delay_seconds: fl
     as moving until the retry is due, so the reaper does not start a second chain of
     retries beside the scheduled one (STYLE.md #5).
     """
-    ExchangeRequest.objects.for_payer(payer_id).filter(pk=request_id, status__in=_IN_FLIGHT).update(
-        last_progress_at=timezone.now() + timedelta(seconds=delay_seconds)
-    )
+    ExchangeRequest.objects.for_payer(payer_id).filter(
+        pk=request_id, status__in=IN_PROGRESS
+    ).update(last_progress_at=timezone.now() + timedelta(seconds=delay_seconds))
 
 
 @dataclass(frozen=True)
@@ -402,7 +379,7 @@ def stuck_requests(*, older_than_seconds: int) -> list[StuckRequest]:
     limit = timezone.now() - timedelta(seconds=older_than_seconds)
     rows = (
         ExchangeRequest.objects.filter(
-            status__in=_IN_FLIGHT - {S.AWAITING_AUTHORIZATION},
+            status__in=IN_PROGRESS - {S.AWAITING_AUTHORIZATION},
             last_progress_at__lt=limit,
         )
         .values_list("pk", "payer_id", "status")

@@ -36,6 +36,7 @@ from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import ExchangeRequest
 from exchange.payload_storage import PayloadStorage
+from exchange.screening.ndjson import ndjson_lines
 from exchange.smart.access import token_provider_for
 from exchange.state_machine import IN_PROGRESS
 from hub.outbound import PayerHttpClient
@@ -181,15 +182,10 @@ def _staged_keys(storage: PayloadStorage, prefix: str, pages: int) -> set[tuple[
     """Return the (type, id) keys of the resources in the pages already staged."""
     seen: set[tuple[str, str]] = set()
     for page in range(1, pages + 1):
-        with storage.open(_page_name(prefix, page)) as reader:
-            pending = b""
-            for chunk in reader.chunks():
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    key = _key(json.loads(line))
-                    if key is not None:
-                        seen.add(key)
+        for line in ndjson_lines(storage, _page_name(prefix, page)):
+            key = _key(json.loads(line))
+            if key is not None:
+                seen.add(key)
     return seen
 
 

@@ -226,7 +226,7 @@ def exchange_request_denied(*, exchange_request: ExchangeRequest, member: User, 
     """The member did not allow the transfer at the former payer: the request ends there."""
     former = exchange_request.former_payer.name
     with transaction.atomic():
-        exchange_request_transition(
+        moved = exchange_request_transition(
             payer=exchange_request.payer_id,
             exchange_request_id=exchange_request.pk,
             from_status=ExchangeStatus.AWAITING_AUTHORIZATION,
@@ -236,12 +236,13 @@ def exchange_request_denied(*, exchange_request: ExchangeRequest, member: User, 
             reason_message=f"The transfer was not allowed at {former}. You can ask again "
             "and allow it when you sign in there.",
         )
-        audit_record(
-            action="exchange_request.authorization_denied",
-            obj=exchange_request,
-            payer=exchange_request.payer,
-            actor=member,
-        )
+        if moved:
+            audit_record(
+                action="exchange_request.authorization_denied",
+                obj=exchange_request,
+                payer=exchange_request.payer,
+                actor=member,
+            )
 
 
 def exchange_request_withdraw(
@@ -266,7 +267,10 @@ def exchange_request_withdraw(
         )
         if not revoked:
             return
-        for sibling in consent.exchange_requests.exclude(status__in=ENDED):
+        # Locked, so a step's transition in flight commits first and is read here; otherwise
+        # the conditional move below would find the request moved on, and leave it running
+        # under a withdrawn consent.
+        for sibling in consent.exchange_requests.select_for_update().exclude(status__in=ENDED):
             exchange_request_transition(
                 payer=sibling.payer_id,
                 exchange_request_id=sibling.pk,
@@ -283,4 +287,6 @@ def exchange_request_withdraw(
             actor=member,
             client_address=client_address,
         )
-        transaction.on_commit(lambda: consent_changed(consent_id=consent.pk))
+        transaction.on_commit(
+            lambda: consent_changed(consent_id=consent.pk, payer_id=consent.payer_id)
+        )

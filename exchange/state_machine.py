@@ -42,6 +42,17 @@ ENDED = frozenset(status for status, targets in TRANSITIONS.items() if not targe
 IN_PROGRESS = frozenset(TRANSITIONS) - ENDED - {S.FAILED}
 
 
+# A timeline line is a CharField; the message may quote a former payer's own words
+# (OperationOutcome diagnostics, an OAuth error_description) of any length.
+_MESSAGE_LIMIT = ExchangeEvent._meta.get_field("message").max_length or 500
+
+
+def _timeline_line(message: str) -> str:
+    if len(message) <= _MESSAGE_LIMIT:
+        return message
+    return message[: _MESSAGE_LIMIT - 1] + "…"
+
+
 class IllegalTransition(Exception):
     """The state machine has no arrow from one state to the other."""
 
@@ -60,6 +71,7 @@ def exchange_request_transition(
 
     Returns False (and changes nothing) when the request is no longer in
     ``from_status`` — someone else moved it, or this very move already happened.
+    ``message`` longer than a timeline line is cut short there; ``reason_message`` is kept whole.
     Raises IllegalTransition for a move the state machine does not have.
     """
     if to_status not in TRANSITIONS.get(from_status, set()):
@@ -83,7 +95,7 @@ def exchange_request_transition(
                 payer_id=payer_id,
                 exchange_request_id=exchange_request_id,
                 status=to_status,
-                message=message,
+                message=_timeline_line(message),
                 data={"from": from_status, **({"reason": reason_code} if reason_code else {})},
             )
     return bool(moved)

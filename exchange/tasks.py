@@ -7,6 +7,7 @@ delivered twice, or resumed by the reaper, is harmless (STYLE.md #4).
 """
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from exchange import consent_notifications, pipeline
 from exchange.models import ExchangeRequest, ExchangeStatus
+from exchange.payload_retention import payloads_purge
 from exchange.payload_storage import PayloadStorage
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,10 @@ S = ExchangeStatus
 # Transient failures are retried with exponential backoff (capped), Retry-After first.
 MAX_RETRIES = 8
 _BACKOFF_CAP_SECONDS = 15 * 60
+# A Retry-After longer than this is honoured only up to it: a countdown beyond the broker's
+# visibility timeout (4 hours, hub/settings.py) would have Redis hand the waiting task out
+# a second time.
+MAX_RETRY_COUNTDOWN_SECONDS = 60 * 60
 
 
 @shared_task(name="exchange.advance")
@@ -51,10 +57,15 @@ def _run_step(task: Task, request_id: int, payer_id: int, step: Any, **kwargs: A
                 request_id=request_id,
                 payer_id=payer_id,
                 code="gave_up_retrying",
-                message=f"the former payer kept failing; the last error was: {exc}",
+                # Any step defers: retrieval on the former payer, delivery on the new payer's
+                # SFTP server or the hub's repository. The last error names which.
+                message=f"the hub gave up after {MAX_RETRIES} retries; the last error was: {exc}",
             )
             return
-        countdown = exc.retry_after or min(_BACKOFF_CAP_SECONDS, 5 * 2**task.request.retries)
+        countdown = min(
+            exc.retry_after or min(_BACKOFF_CAP_SECONDS, 5 * 2**task.request.retries),
+            MAX_RETRY_COUNTDOWN_SECONDS,
+        )
         logger.info("step deferred", extra={"request": request_id, "countdown": countdown})
         pipeline.request_retry_scheduled(
             request_id=request_id, payer_id=payer_id, delay_seconds=countdown
@@ -108,6 +119,14 @@ _STEP_OF_STATE: dict[str, Task] = {
     S.PACKAGING: exchange_request_screen,
     S.DELIVERING: exchange_request_deliver,
 }
+
+
+@shared_task(name="exchange.purge_payloads")
+def exchange_payloads_purge() -> int:
+    """Delete the payload files of requests that ended PAYLOAD_RETENTION_DAYS ago (hourly)."""
+    return payloads_purge(
+        storage=PayloadStorage(), retention=timedelta(days=settings.PAYLOAD_RETENTION_DAYS)
+    )
 
 
 @shared_task(name="exchange.resume_stuck")

@@ -54,6 +54,8 @@ HUB_NAME = env_str("HUB_NAME", "Payer-to-payer hub")
 
 # --- Payload staging storage (retrieved FHIR data before delivery) ---
 PAYLOAD_STORAGE_DIR = Path(env_str("PAYLOAD_STORAGE_DIR", str(BASE_DIR / "var" / "payloads")))
+# A request's staged, screened and packaged files are purged this long after it ended.
+PAYLOAD_RETENTION_DAYS = env_int("PAYLOAD_RETENTION_DAYS", 7, minimum=0)
 
 # --- The hub's SFTP repository, where payers' systems collect deliveries (exchange/repository/) ---
 SFTP_REPOSITORY_DIR = Path(env_str("SFTP_REPOSITORY_DIR", str(BASE_DIR / "var" / "repository")))
@@ -257,6 +259,7 @@ CELERY_BEAT_SCHEDULE = {
     "retire-expired-signing-keys": {"task": "hub.retire_expired_signing_keys", "schedule": 60 * 60},
     "purge-sftp-repository": {"task": "sftp_repository.purge", "schedule": 60 * 60},
     "resume-stuck-exchange-requests": {"task": "exchange.resume_stuck", "schedule": 5 * 60},
+    "purge-exchange-payloads": {"task": "exchange.purge_payloads", "schedule": 60 * 60},
 }
 # A request whose work has not moved for this long is resumed by the reaper (or failed
 # after EXCHANGE_MAX_RESUMES resumptions).

@@ -8,8 +8,7 @@ from django.core.validators import RegexValidator
 from django.utils import timezone
 
 from exchange.models import ConsentPolicy
-from hub.models import OnboardingRequest, PlanType
-from hub.validators import validate_npi
+from plan_admin import forms as plan_admin_forms
 
 # What a card's member id looks like: letters, digits, dashes and spaces. Anything else —
 # markup, quotes, control characters — is refused with a message, never stored.
@@ -20,19 +19,6 @@ card_member_id_validator = RegexValidator(
 
 # CMS-0057-F: previous payers of the last five years (SPEC.md "The rule").
 LOOKBACK_YEARS = 5
-
-
-class DirectorySearchForm(forms.Form):
-    q = forms.CharField(label="Plan name", required=False, max_length=100)
-    state = forms.CharField(
-        label="State",
-        required=False,
-        max_length=2,
-        validators=[RegexValidator(r"^[A-Za-z]{2}$", "Use the two-letter state code, like MN.")],
-    )
-    plan_type = forms.ChoiceField(
-        label="Kind of plan", required=False, choices=[("", "Any"), *PlanType.choices]
-    )
 
 
 class FormerCoverageForm(forms.Form):
@@ -87,15 +73,18 @@ class ConsentForm(forms.Form):
     )
 
 
-class OnboardingRequestForm(forms.ModelForm):
-    npi = forms.CharField(label="NPI (if you know it)", required=False, validators=[validate_npi])
+class OnboardingRequestForm(plan_admin_forms.OnboardingRequestForm):
+    """The administrators' onboarding form (the same checks), in a member's words."""
 
-    class Meta:
-        model = OnboardingRequest
-        fields = ["organization_name", "npi", "state", "contact_email", "note"]
-        labels = {
-            "organization_name": "Name of your former plan",
-            "state": "State (two letters)",
-            "contact_email": "Your email, if you want to hear back",
-            "note": "Anything that helps us find them",
-        }
+    member_labels = {
+        "organization_name": "Name of your former plan",
+        "npi": "NPI (if you know it)",
+        "state": "State (two letters)",
+        "contact_email": "Your email, if you want to hear back",
+        "note": "Anything that helps us find them",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, label in self.member_labels.items():
+            self.fields[name].label = label

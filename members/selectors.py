@@ -4,8 +4,9 @@ from django.db.models import QuerySet
 
 from exchange.models import Consent, Delivery, ExchangeEvent, ExchangeRequest
 from exchange.state_machine import ENDED
-from hub.models import FhirEndpoint, Payer, PayerStatus, User
+from hub.models import Payer, User
 from hub.tenancy import get_for_payer_or_404
+from plan_admin.selectors import directory_entries
 
 
 def member_requests(*, payer: Payer, member: User) -> QuerySet[ExchangeRequest]:
@@ -41,20 +42,14 @@ def member_consent(*, payer: Payer, member: User, consent_id: int) -> Consent:
 
 def directory_payers(
     *, payer: Payer, name: str = "", state: str = "", plan_type: str = ""
-) -> QuerySet[Payer]:
-    """Return the participating payers a member of ``payer`` can ask for records."""
-    payers = (
-        Payer.objects.filter(status=PayerStatus.PARTICIPATING)
-        .exclude(pk=payer.pk)
-        .filter(pk__in=FhirEndpoint.objects.values("payer_id"))
-    )
-    if name:
-        payers = payers.filter(name__icontains=name)
-    if state:
-        payers = payers.filter(states__contains=[state.upper()])
-    if plan_type:
-        payers = payers.filter(plan_types__contains=[plan_type])
-    return payers.order_by("name")
+) -> list[Payer]:
+    """Return the participating payers a member of ``payer`` can ask for records.
+
+    The plan-admin directory with one more condition: the payer has a FHIR endpoint
+    to ask. ``name`` also matches an NPI or payer id there.
+    """
+    entries = directory_entries(payer=payer, query=name, state=state, plan_type=plan_type)
+    return [entry.payer for entry in entries if entry.has_endpoint]
 
 
 def member_request_progress(*, exchange_request: ExchangeRequest) -> dict[str, object]:

@@ -234,6 +234,12 @@ class PayerOidcBackend(OIDCAuthenticationBackend):
         self.OIDC_RP_SIGN_ALGO = "RS256"
         return super().authenticate(request, **kwargs)
 
+    def get_user(self, user_id: Any) -> User | None:
+        """Return the session's person while they may still sign in (as ModelBackend does):
+        switching someone off ends the sessions they already have, not only their next sign-in."""
+        user = User.objects.filter(pk=user_id).first()
+        return user if user is not None and user.is_active else None
+
     def _post(self, url: str, data: dict[str, Any]) -> Any:
         try:
             with PayerHttpClient() as client:

@@ -6,7 +6,6 @@ selectors, so another member's request — or another payer's — is a 404.
 """
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -27,16 +26,13 @@ from exchange.smart.member_launch import (
     member_launch_refused,
 )
 from exchange.state_machine import ENDED
-from hub.audit import audit_record, client_address
-from hub.models import Payer, Role, User
+from hub.audit import client_address
+from hub.models import Payer, PlanType, Role, User
 from hub.tenancy import tenant_view
 from members import selectors
-from members.forms import (
-    ConsentForm,
-    DirectorySearchForm,
-    FormerCoverageForm,
-    OnboardingRequestForm,
-)
+from members.forms import ConsentForm, FormerCoverageForm, OnboardingRequestForm
+from plan_admin.forms import DirectorySearchForm
+from plan_admin.services import onboarding_request_create
 
 
 def _member(request: HttpRequest) -> User:
@@ -68,33 +64,29 @@ def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
 def directory(request: HttpRequest, payer: Payer) -> HttpResponse:
     """Search the participating plans; tick one or more former plans to ask."""
     form = DirectorySearchForm(request.GET or None)
-    payers = selectors.directory_payers(payer=payer)
-    if form.is_bound and form.is_valid():
-        payers = selectors.directory_payers(
-            payer=payer,
-            name=form.cleaned_data["q"],
-            state=form.cleaned_data["state"],
-            plan_type=form.cleaned_data["plan_type"],
-        )
-    return render(
-        request, "members/directory.html", {"payer": payer, "form": form, "payers": payers}
+    search = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    payers = selectors.directory_payers(
+        payer=payer,
+        name=search.get("q", ""),
+        state=search.get("state", ""),
+        plan_type=search.get("plan_type", ""),
     )
+    kinds = dict(PlanType.choices)
+    rows = [(p, [kinds.get(code, code) for code in p.plan_types]) for p in payers]
+    return render(request, "members/directory.html", {"payer": payer, "form": form, "rows": rows})
 
 
 @tenant_view(Role.MEMBER)
 def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
     """Describe each chosen former plan, choose what may be shared, and consent."""
     member = _member(request)
-    chosen_ids = (
+    chosen_ids = set(
         request.POST.getlist("former")
         if request.method == "POST"
         else request.GET.getlist("former")
     )
-    former_payers = list(
-        selectors.directory_payers(payer=payer).filter(
-            pk__in=[i for i in chosen_ids if i.isdigit()]
-        )
-    )
+    # Compared as text: a ticked id is only ever one the directory itself offered.
+    former_payers = [p for p in selectors.directory_payers(payer=payer) if str(p.pk) in chosen_ids]
     if not former_payers:
         messages.error(request, "Choose at least one former plan from the directory first.")
         return HttpResponseRedirect(reverse("members:directory", kwargs={"payer_slug": payer.slug}))
@@ -201,7 +193,7 @@ def launch_callback(request: HttpRequest, payer: Payer) -> HttpResponse:
     try:
         if request.GET.get("error"):
             exchange_request = member_launch_refused(
-                payer=payer, state=state, redirect_uri=redirect_uri
+                payer=payer, member=_member(request), state=state, redirect_uri=redirect_uri
             )
             exchange_request_denied(
                 exchange_request=exchange_request,
@@ -210,7 +202,11 @@ def launch_callback(request: HttpRequest, payer: Payer) -> HttpResponse:
             )
             return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
         exchange_request = member_launch_complete(
-            payer=payer, state=state, code=request.GET.get("code", ""), redirect_uri=redirect_uri
+            payer=payer,
+            member=_member(request),
+            state=state,
+            code=request.GET.get("code", ""),
+            redirect_uri=redirect_uri,
         )
     except FhirCallError as exc:
         return render(
@@ -250,19 +246,12 @@ def invite_plan(request: HttpRequest, payer: Payer) -> HttpResponse:
     """ "My plan is not listed": ask the hub to bring it on board."""
     form = OnboardingRequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            onboarding = form.save(commit=False)
-            onboarding.payer = payer
-            onboarding.requested_by = _member(request)
-            onboarding.save()
-            audit_record(
-                action="onboarding_request.create",
-                obj=onboarding,
-                payer=payer,
-                actor=_member(request),
-                changes={"organization_name": onboarding.organization_name},
-                client_address=client_address(request),
-            )
+        onboarding = onboarding_request_create(
+            payer=payer,
+            requested_by=_member(request),
+            client_address=client_address(request),
+            **{name: form.cleaned_data[name] for name in form._meta.fields or ()},
+        )
         messages.success(
             request,
             f"Thank you. We will ask {onboarding.organization_name} to join; "

@@ -6,11 +6,13 @@ makes sense at the door: refusing private network addresses typed as literals.
 
 import ipaddress
 from datetime import date
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
 
 from exchange.models import ExchangeStatus
 from hub.models import (
@@ -18,6 +20,7 @@ from hub.models import (
     IdentityProvider,
     OnboardingRequest,
     Payer,
+    PlanType,
     SftpDestination,
 )
 from hub.secret_inputs import SecretFieldsFormMixin
@@ -122,12 +125,21 @@ class SftpDestinationForm(PublicDestinationFormMixin, SecretFieldsFormMixin, for
         widgets = {"host_key": forms.Textarea(attrs={"rows": 2})}
 
 
+def _sftp_destination_formfield(name: str) -> forms.Field | None:
+    """Return the form field of an SftpDestination column, with the column's validators.
+
+    A model field leaves its validators to model validation, which a plain form never runs.
+    """
+    column = cast("models.Field[Any, Any]", SftpDestination._meta.get_field(name))
+    return column.formfield(validators=column.validators)
+
+
 class SftpHostKeyFetchForm(PublicDestinationFormMixin, forms.Form):
     """Where to fetch a host key from, before the administrator pins it (validated as saved)."""
 
     host_fields = ("host",)
-    host = SftpDestination._meta.get_field("host").formfield()
-    port = SftpDestination._meta.get_field("port").formfield()
+    host = _sftp_destination_formfield("host")
+    port = _sftp_destination_formfield("port")
 
 
 class ClientJwksForm(PublicDestinationFormMixin, forms.ModelForm):
@@ -143,6 +155,21 @@ class DeliveryModeForm(forms.ModelForm):
         model = Payer
         fields = ["delivery_mode"]
         widgets = {"delivery_mode": forms.RadioSelect}
+
+
+class DirectorySearchForm(forms.Form):
+    """The directory's search, for members and administrators alike."""
+
+    q = forms.CharField(label="Plan name", required=False, max_length=100)
+    state = forms.CharField(
+        label="State",
+        required=False,
+        max_length=2,
+        validators=[RegexValidator(r"^[A-Za-z]{2}$", "Use the two-letter state code, like MN.")],
+    )
+    plan_type = forms.ChoiceField(
+        label="Kind of plan", required=False, choices=[("", "Any"), *PlanType.choices]
+    )
 
 
 class OnboardingRequestForm(forms.ModelForm):

@@ -65,6 +65,11 @@ def _client_keys(payer: Payer) -> list[dict[str, Any]]:
         ) from exc
     if not isinstance(keys, list):
         raise ClientRefused("invalid_client", "the registered JWKS has no list of keys")
+    # RFC 7517 §5: "keys" is an array of JWK objects.
+    if not all(isinstance(key, dict) for key in keys):
+        raise ClientRefused(
+            "invalid_client", "the registered JWKS holds keys that are not JSON objects"
+        )
     return keys
 
 

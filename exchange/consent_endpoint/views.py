@@ -70,6 +70,15 @@ def _client(view: Handler) -> Handler:
     return wrapper
 
 
+# Either grantable Subscription scope (SMART v2 ``cruds``, v1 ``write``) covers creating,
+# reading and deleting the client's own subscriptions.
+SUBSCRIPTION_SCOPES = frozenset({"system/Subscription.cruds", "system/Subscription.write"})
+
+
+def _lacks_subscription_scope() -> JsonResponse:
+    return operation_outcome(403, "forbidden", "the token lacks system/Subscription.cruds")
+
+
 def _consent_for_client(tenant: Payer, client: Payer, consent_id: int) -> Consent | None:
     return Consent.objects.for_payer(tenant).filter(pk=consent_id, former_payer=client).first()
 
@@ -155,8 +164,8 @@ def consent_read(
 def subscription_create(
     request: HttpRequest, tenant: Payer, client: Payer, scopes: list[str]
 ) -> HttpResponse:
-    if not {"system/Subscription.cruds", "system/Subscription.write"} & set(scopes):
-        return operation_outcome(403, "forbidden", "the token lacks system/Subscription.cruds")
+    if not SUBSCRIPTION_SCOPES & set(scopes):
+        return _lacks_subscription_scope()
     try:
         body = json.loads(request.body)
     except ValueError:
@@ -182,6 +191,11 @@ def subscription_create(
     if consent is None:
         return operation_outcome(404, "not-found", f"Consent/{match.group(1)} is not known")
     endpoint = str(channel.get("endpoint", ""))
+    limit = ConsentSubscription._meta.get_field("endpoint").max_length
+    if limit is not None and len(endpoint) > limit:
+        return operation_outcome(
+            422, "too-long", f"channel.endpoint is not usable: at most {limit} characters"
+        )
     try:
         validate_payer_url(endpoint)
     except ValidationError as exc:
@@ -225,6 +239,8 @@ def subscription_create(
 def subscription_detail(
     request: HttpRequest, tenant: Payer, client: Payer, scopes: list[str], subscription_id: int
 ) -> HttpResponse:
+    if not SUBSCRIPTION_SCOPES & set(scopes):
+        return _lacks_subscription_scope()
     subscription = (
         ConsentSubscription.objects.for_payer(tenant)
         .filter(pk=subscription_id, subscriber=client)
@@ -233,7 +249,15 @@ def subscription_detail(
     if subscription is None:
         return operation_outcome(404, "not-found", f"Subscription/{subscription_id} is not known")
     if request.method == "DELETE":
-        subscription.status = SubscriptionStatus.OFF
-        subscription.save(update_fields=["status"])
+        with transaction.atomic():
+            subscription.status = SubscriptionStatus.OFF
+            subscription.save(update_fields=["status"])
+            audit_record(
+                action="consent_subscription.delete",
+                obj=subscription,
+                payer=tenant,
+                actor_label=f"client:{client.slug}",
+                changes={"criteria": subscription.criteria},
+            )
         return HttpResponse(status=204)
     return _fhir(_subscription_resource(subscription))

@@ -11,7 +11,7 @@ network faults after a short backoff), up to ``max_attempts`` calls and as long 
 wait is at most ``max_retry_wait`` seconds — short waits are cheaper in the worker than
 a Celery round trip. A longer ``Retry-After``, or a fault that outlasts the attempts, is
 raised as ``FhirTransientError`` carrying ``retry_after`` for the Celery task to retry
-with ``countdown`` (ARCHITECTURE.md "Durability").
+with ``countdown`` (STYLE.md #5 and #6).
 
 A 401 makes the client ask its token provider for a fresh token once and repeat the
 call (SMART App Launch: an access token may end before its ``expires_in``).

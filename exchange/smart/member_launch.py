@@ -23,7 +23,7 @@ from exchange.smart.backend_services import token_renewal_time
 from exchange.smart.discovery import smart_configuration_read
 from exchange.smart.oauth import TokenResponse, token_request
 from exchange.smart.registration import holder_registration_member
-from hub.models import Payer
+from hub.models import Payer, User
 from hub.outbound import PayerHttpClient
 
 # A launch not completed within this time is refused: the member starts over.
@@ -136,8 +136,9 @@ def _store_tokens(launch: MemberLaunch, token: TokenResponse) -> None:
     launch.scope = token.scope or launch.scope
 
 
-def _open_launch(*, payer: Payer, state: str, redirect_uri: str) -> MemberLaunch:
-    """Return the launch ``state`` names, locked; refuse forged, used, old or misdirected ones.
+def _open_launch(*, payer: Payer, member: User, state: str, redirect_uri: str) -> MemberLaunch:
+    """Return the launch ``state`` names, locked; refuse forged, used, old or misdirected ones,
+    and one another member started (a state is only good in the hands of its own member).
 
     Call inside a transaction: the row stays locked until the code is redeemed, so a
     double-submitted callback waits and then finds the launch completed.
@@ -146,7 +147,7 @@ def _open_launch(*, payer: Payer, state: str, redirect_uri: str) -> MemberLaunch
         MemberLaunch.objects.for_payer(payer)
         .select_for_update()
         .select_related("exchange_request__former_payer")
-        .filter(state_digest=_digest(state))
+        .filter(state_digest=_digest(state), exchange_request__member=member)
         .first()
     )
     if launch is None:
@@ -188,7 +189,7 @@ def _member_token(exchange_request: ExchangeRequest, form: dict[str, str]) -> To
 
 
 def member_launch_complete(
-    *, payer: Payer, state: str, code: str, redirect_uri: str
+    *, payer: Payer, member: User, state: str, code: str, redirect_uri: str
 ) -> ExchangeRequest:
     """Exchange the callback's code for tokens; return the request the launch belongs to.
 
@@ -196,7 +197,7 @@ def member_launch_complete(
     before, or one too old — a forged or replayed callback changes nothing.
     """
     with transaction.atomic():
-        launch = _open_launch(payer=payer, state=state, redirect_uri=redirect_uri)
+        launch = _open_launch(payer=payer, member=member, state=state, redirect_uri=redirect_uri)
         exchange_request = launch.exchange_request
         token = _member_token(
             exchange_request,
@@ -221,11 +222,13 @@ def member_launch_complete(
     return exchange_request
 
 
-def member_launch_refused(*, payer: Payer, state: str, redirect_uri: str) -> ExchangeRequest:
+def member_launch_refused(
+    *, payer: Payer, member: User, state: str, redirect_uri: str
+) -> ExchangeRequest:
     """The member said no at the former payer (``error=access_denied``): close the launch and
     return its request, which the caller ends ``authorization_denied``."""
     with transaction.atomic():
-        launch = _open_launch(payer=payer, state=state, redirect_uri=redirect_uri)
+        launch = _open_launch(payer=payer, member=member, state=state, redirect_uri=redirect_uri)
         launch.completed_at = timezone.now()
         launch.save(update_fields=["completed_at"])
     return launch.exchange_request

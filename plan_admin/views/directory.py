@@ -9,16 +9,19 @@ from hub.audit import client_address
 from hub.models import Payer, PlanType, Role
 from hub.tenancy import tenant_view
 from plan_admin import selectors, services
-from plan_admin.forms import OnboardingRequestForm
+from plan_admin.forms import DirectorySearchForm, OnboardingRequestForm
 from plan_admin.views import acting_admin
 
 
 def _directory_page(
     request: HttpRequest, payer: Payer, *, onboarding_form: OnboardingRequestForm, status: int = 200
 ) -> HttpResponse:
-    query = request.GET.get("q", "").strip()
-    state = request.GET.get("state", "").strip()
-    plan_type = request.GET.get("plan_type", "")
+    search = DirectorySearchForm(request.GET)
+    # A search that cannot run (a NUL byte, a state that is no state) shows the whole list.
+    found = search.cleaned_data if search.is_valid() else {}
+    query = found.get("q", "")
+    state = found.get("state", "")
+    plan_type = found.get("plan_type", "")
     return render(
         request,
         "plan_admin/directory.html",
@@ -27,15 +30,15 @@ def _directory_page(
             "entries": selectors.directory_entries(
                 payer=payer, query=query, state=state, plan_type=plan_type
             ),
-            "query": query,
-            "state": state,
+            "search": search,
+            "query": request.GET.get("q", ""),
+            "state": request.GET.get("state", ""),
             "plan_type": plan_type,
             "plan_types": PlanType.choices,
-            "plan_type_labels": dict(PlanType.choices),
             "onboarding_form": onboarding_form,
             "onboarding_requests": selectors.onboarding_requests_of(payer=payer),
         },
-        status=status,
+        status=400 if search.errors else status,
     )
 
 

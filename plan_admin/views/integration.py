@@ -17,6 +17,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from exchange.connectivity import fhir_endpoint_check
+from exchange.delivery import sftp as sftp_delivery
+from exchange.delivery.protocol import DeliveryFailed
 from hub.audit import client_address
 from hub.connectivity import ConnectivityReport
 from hub.models import (
@@ -170,21 +173,10 @@ def _not_configured(subject: str, what: str) -> ConnectivityReport:
     return report
 
 
-def _engine_not_deployed(subject: str) -> ConnectivityReport:
-    report = ConnectivityReport(subject=subject)
-    report.failed("Run the test", "This test is not available in this version of the hub.")
-    return report
-
-
 def _test_fhir_endpoint(payer: Payer) -> ConnectivityReport:
     endpoint = FhirEndpoint.objects.for_payer(payer).first()
     if endpoint is None:
         return _not_configured("FHIR endpoint", "FHIR endpoint")
-    # Imported here: the engine's checks are deployed separately from this portal.
-    try:
-        from exchange.connectivity import fhir_endpoint_check
-    except ImportError:
-        return _engine_not_deployed(f"FHIR endpoint {endpoint.base_url}")
     return fhir_endpoint_check(endpoint=endpoint)
 
 
@@ -205,11 +197,7 @@ def _test_sftp_destination(payer: Payer) -> ConnectivityReport:
     destination = SftpDestination.objects.for_payer(payer).first()
     if destination is None:
         return _not_configured("SFTP destination", "SFTP destination")
-    try:
-        from exchange.delivery.sftp import sftp_destination_check
-    except ImportError:
-        return _engine_not_deployed(f"SFTP destination {destination}")
-    return sftp_destination_check(destination=destination)
+    return sftp_delivery.sftp_destination_check(destination=destination)
 
 
 _TESTS: dict[str, Callable[[Payer], ConnectivityReport]] = {
@@ -253,23 +241,17 @@ def sftp_host_key_fetch(request: HttpRequest, payer: Payer) -> HttpResponse:
         )  # fmt: skip
     host, port = location.cleaned_data["host"], location.cleaned_data["port"]
     try:
-        from exchange.delivery.protocol import DeliveryFailed
-        from exchange.delivery.sftp import sftp_host_key_fetch as fetch_host_key
-    except ImportError:
-        report = _engine_not_deployed("SFTP host key")
+        line = sftp_delivery.sftp_host_key_fetch(host=host, port=port)
+    except DeliveryFailed as exc:
+        report.failed("Fetch the host key", exc.message)
     else:
-        try:
-            line = fetch_host_key(host=host, port=port)
-        except DeliveryFailed as exc:
-            report.failed("Fetch the host key", exc.message)
-        else:
-            typed["host_key"] = line
-            fingerprint = sha256_fingerprint(parse_public_key_line(line))
-            report.passed(
-                "Fetch the host key",
-                f"{host}:{port} presents the {line.split()[0]} key {fingerprint}. Compare it with "
-                "the fingerprint your SFTP administrator gives you, then save to pin it.",
-            )
+        typed["host_key"] = line
+        fingerprint = sha256_fingerprint(parse_public_key_line(line))
+        report.passed(
+            "Fetch the host key",
+            f"{host}:{port} presents the {line.split()[0]} key {fingerprint}. Compare it with "
+            "the fingerprint your SFTP administrator gives you, then save to pin it.",
+        )
     return _settings_page(
         request, payer, reports={"sftp-host-key": report},
         sftp_form=_part_form("sftp-destination", payer, initial=typed),

@@ -42,6 +42,19 @@ def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
     )
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV Injection");
+# member names come from each payer's identity provider, so they are quoted as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class _Echo:
     """A write-only file for csv.writer: hands each line back to the streaming response."""
 
@@ -61,9 +74,7 @@ def request_export(request: HttpRequest, payer: Payer) -> StreamingHttpResponse:
 
     def lines() -> Iterator[str]:
         for row in rows:
-            yield writer.writerow(
-                [value.isoformat() if isinstance(value, datetime) else value for value in row]
-            )
+            yield writer.writerow([_csv_cell(value) for value in row])
 
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     return StreamingHttpResponse(

@@ -16,9 +16,11 @@ from exchange.consent_endpoint.auth import token_endpoint_url
 from exchange.consent_notifications import (
     NotificationNotDelivered,
     consent_notification_deliver,
+    consent_subscription_give_up,
 )
 from exchange.models import ConsentNotification, ConsentStatus, ConsentSubscription
 from exchange.services import exchange_request_withdraw
+from hub.models import AuditEvent
 from tests.conftest import Tenant
 from tests.factories import ExchangeRequestFactory, PayerFactory
 from tests.support.http_stub import HttpStub, http_stub
@@ -150,6 +152,18 @@ def test_a_replayed_assertion_is_refused(south_jwks: HttpStub, south_key: Any) -
     assert "already used" in replay.json()["error_description"]
 
 
+def test_a_jwks_whose_keys_are_not_objects_is_refused_not_a_crash(
+    south: Tenant, south_key: Any
+) -> None:
+    with http_stub({"/jwks.json": {"keys": ["not-a-key", 42]}}) as stub:
+        south.payer.client_jwks_url = f"{stub.base}/jwks.json"
+        south.payer.save()
+        response = _token_response(_assertion(south_key))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+    assert "not JSON objects" in response.json()["error_description"]
+
+
 def test_scopes_beyond_the_consent_endpoint_are_refused(
     south_jwks: HttpStub, south_key: Any
 ) -> None:
@@ -228,6 +242,63 @@ def test_withdrawal_is_notified_to_the_subscriber_with_retries(
         assert body["status"] == "inactive"
 
 
+def test_a_subscription_is_read_and_deleted_only_with_a_subscription_scope(
+    exchange_request: Any, north: Tenant, south_jwks: HttpStub, south_key: Any
+) -> None:
+    created = _subscribe(
+        south_key, _subscription(exchange_request.consent_id, "http://127.0.0.1:9/hook")
+    )
+    assert created.status_code == 201, created.content
+    url = f"/p/north/fhir/Subscription/{created.json()['id']}"
+    consent_only = _token_response(_assertion(south_key), scope="system/Consent.rs")
+    reader = {"HTTP_AUTHORIZATION": f"Bearer {consent_only.json()['access_token']}"}
+
+    for method in (Client().get, Client().delete):
+        refused = method(url, **reader)
+        assert refused.status_code == 403
+        assert "system/Subscription.cruds" in refused.json()["issue"][0]["diagnostics"]
+    subscription = ConsentSubscription.objects.get()
+    assert subscription.status == "active"
+
+    assert Client().get(url, **_bearer(south_key)).json()["status"] == "active"
+    assert Client().delete(url, **_bearer(south_key)).status_code == 204
+    subscription.refresh_from_db()
+    assert subscription.status == "off"
+    # Ending a subscription is a change like creating one: audited, naming the client.
+    deleted = AuditEvent.objects.for_payer(north.payer).get(action="consent_subscription.delete")
+    assert deleted.actor_label == "client:south"
+    assert deleted.object_id == str(subscription.pk)
+
+
+def test_a_subscription_the_subscriber_ended_is_not_notified_nor_revived(
+    exchange_request: Any,
+    north: Tenant,
+    south_jwks: HttpStub,
+    south_key: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with http_stub() as receiver:
+        created = _subscribe(
+            south_key, _subscription(exchange_request.consent_id, f"{receiver.base}/hook")
+        )
+        with django_capture_on_commit_callbacks() as callbacks:
+            exchange_request_withdraw(member=north.member, exchange_request=exchange_request)
+        callbacks[0]()  # queue the notification; it is sent by hand below
+        notification = ConsentNotification.objects.get()
+        # The subscriber ends its subscription before the notification goes out.
+        ended = Client().delete(
+            f"/p/north/fhir/Subscription/{created.json()['id']}", **_bearer(south_key)
+        )
+        assert ended.status_code == 204
+
+        consent_notification_deliver(notification_id=notification.pk, payer_id=north.payer.pk)
+        consent_subscription_give_up(notification_id=notification.pk, payer_id=north.payer.pk)
+
+    assert [r for r in receiver.received if r.method == "POST"] == []
+    subscription = ConsentSubscription.objects.get()
+    assert (subscription.status, subscription.error) == ("off", "")
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
@@ -236,6 +307,7 @@ def test_withdrawal_is_notified_to_the_subscriber_with_retries(
         (lambda c, e: _subscription(c, e, criteria="Patient?_id=1"), 422, "criteria"),
         (lambda c, e: _subscription(c, e, criteria="Consent?_id=999999"), 404, "not known"),
         (lambda c, e: _subscription(c, "http://169.254.169.254/latest"), 422, "channel.endpoint"),
+        (lambda c, e: _subscription(c, f"{e}/{'a' * 600}"), 422, "at most 500 characters"),
     ],
 )
 def test_bad_subscriptions_are_refused_with_an_operation_outcome(

@@ -54,6 +54,22 @@ def test_a_file_being_written_is_not_listed(storage: PayloadStorage) -> None:
     assert storage.list("requests") == ["requests/1/bundle.json"]
 
 
+def test_two_writers_of_one_name_never_mix_their_bytes(storage: PayloadStorage) -> None:
+    # A task Celery delivers twice, or a step the reaper resumes while it still runs,
+    # writes the same payload name twice at once; the name must end up holding one of them.
+    first, second = b"1" * (2 * CHUNK_SIZE + 3), b"2" * (CHUNK_SIZE + 7)
+    one = storage.writer("requests/1/staging/00001.ndjson")
+    one.write(first[:CHUNK_SIZE])
+    two = storage.writer("requests/1/staging/00001.ndjson")
+    two.write(second)
+    one.write(first[CHUNK_SIZE:])
+    two.close()
+    assert storage.read_bytes("requests/1/staging/00001.ndjson") == second
+    one.close()
+    assert storage.read_bytes("requests/1/staging/00001.ndjson") == first
+    assert storage.list("requests/1") == ["requests/1/staging/00001.ndjson"]
+
+
 def test_truncation_and_tampering_are_detected(storage: PayloadStorage) -> None:
     storage.write_bytes("a.bin", os.urandom(2 * CHUNK_SIZE + 5))
     path = storage.root / "a.bin"

@@ -151,7 +151,11 @@ def test_a_member_authorized_retrieval_uses_the_members_token(
     )
     callback = dict(part.split("=", 1) for part in location.split("?", 1)[1].split("&"))
     request = member_launch_complete(
-        payer=north.payer, state=callback["state"], code=callback["code"], redirect_uri=CALLBACK
+        payer=north.payer,
+        member=north.member,
+        state=callback["state"],
+        code=callback["code"],
+        redirect_uri=CALLBACK,
     )
 
     result = records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)

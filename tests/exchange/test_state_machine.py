@@ -81,3 +81,30 @@ def test_every_state_is_reachable_and_ended_states_are_final() -> None:
         "cancelled",
         "revoked",
     } == ENDED
+
+
+def test_a_message_longer_than_a_timeline_line_is_shortened_not_lost(
+    request_at_north: ExchangeRequest,
+) -> None:
+    # A former payer's OperationOutcome text (or an authorization server's error_description)
+    # ends up in these sentences, and it can be of any length.
+    their_words = "The member could not be matched. " * 40
+    moved = exchange_request_transition(
+        payer=request_at_north.payer,
+        exchange_request_id=request_at_north.pk,
+        from_status=ExchangeStatus.CONSENTED,
+        to_status=ExchangeStatus.FAILED,
+        message=f"Stopped: {their_words}",
+        reason_code="rejected",
+        reason_message=their_words,
+    )
+
+    assert moved is True
+    request_at_north.refresh_from_db()
+    assert request_at_north.status == ExchangeStatus.FAILED
+    assert request_at_north.reason_message == their_words  # kept whole where it fits
+    event = ExchangeEvent.objects.get(exchange_request=request_at_north)
+    limit = ExchangeEvent._meta.get_field("message").max_length
+    assert len(event.message) == limit
+    assert event.message.startswith("Stopped: The member could not be matched.")
+    assert event.message.endswith("…")

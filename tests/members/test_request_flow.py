@@ -1,5 +1,7 @@
 """The member's pages: find former plans, consent, follow, withdraw, invite a missing plan."""
 
+import hashlib
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +15,7 @@ from exchange.models import (
     ConsentStatus,
     ExchangeRequest,
     ExchangeStatus,
+    MemberLaunch,
 )
 from hub.models import AuditEvent, FhirEndpoint, OnboardingRequest, Payer, PayerStatus, PlanType
 from tests.conftest import Tenant
@@ -178,3 +181,107 @@ def test_the_status_page_shows_the_timeline(north: Tenant, south: Tenant) -> Non
     assert "Sign in at Southern Cross Health" in page
     assert "Waiting for you to sign in at Southern Cross Health" in page
     assert exchange_request.due_by > timezone.now()
+
+
+def test_a_former_plan_id_that_is_not_a_number_is_ignored_not_a_500(
+    north: Tenant, south: Tenant
+) -> None:
+    _holder(south.payer)
+    # "²" passes str.isdigit() but is no integer: the ticked ids must not reach the database raw.
+    response = _client(north.member).get(
+        "/p/north/me/requests/new/", {"former": ["²", "1e3", str(south.payer.pk)]}
+    )
+    assert response.status_code == 200
+    assert [p.pk for p in response.context["former_payers"]] == [south.payer.pk]
+
+
+def test_what_went_wrong_or_right_is_told_on_the_page_the_member_lands_on(
+    north: Tenant, south: Tenant
+) -> None:
+    client = _client(north.member)
+    nothing_ticked = client.get("/p/north/me/requests/new/", follow=True)
+    assert nothing_ticked.redirect_chain == [("/p/north/me/plans/", 302)]
+    assert "Choose at least one former plan" in nothing_ticked.content.decode()
+    invited = client.post(
+        "/p/north/me/plans/invite/", {"organization_name": "Prairie Health Co-op"}, follow=True
+    )
+    assert "We will ask Prairie Health Co-op to join" in invited.content.decode()
+    _holder(south.payer)
+    west = _holder(PayerFactory(slug="west", name="Western Mutual"))
+    opened = client.post("/p/north/me/requests/new/", _form(south.payer, west), follow=True)
+    assert "2 requests opened" in opened.content.decode()
+
+
+def test_an_invited_plan_s_state_is_checked_like_everywhere_else(north: Tenant) -> None:
+    client = _client(north.member)
+    refused = client.post(
+        "/p/north/me/plans/invite/", {"organization_name": "Prairie Health Co-op", "state": "1!"}
+    )
+    assert "two-letter code" in refused.content.decode()
+    assert not OnboardingRequest.objects.exists()
+    client.post("/p/north/me/plans/invite/", {"organization_name": "Prairie", "state": "nd"})
+    assert OnboardingRequest.objects.get().state == "ND"
+    assert AuditEvent.objects.filter(action="onboarding_request.create").count() == 1
+
+
+def test_the_directory_names_kinds_of_plan_in_words_and_searches_them(
+    north: Tenant, south: Tenant
+) -> None:
+    _holder(south.payer)
+    _holder(
+        PayerFactory(slug="west", name="Western Mutual", plan_types=[PlanType.MEDICARE_ADVANTAGE])
+    )
+    client = _client(north.member)
+    page = client.get("/p/north/me/plans/").content.decode()
+    assert "Medicare Advantage" in page and "medicare_advantage</td>" not in page
+    found = client.get("/p/north/me/plans/", {"plan_type": PlanType.MEDICARE_ADVANTAGE})
+    assert [p.name for p, _ in found.context["rows"]] == ["Western Mutual"]
+
+
+def test_a_very_long_refusal_from_the_former_plan_ends_the_request_not_a_500(
+    north: Tenant, south: Tenant
+) -> None:
+    _holder(south.payer, backend=False)
+    client = _client(north.member)
+    client.post("/p/north/me/requests/new/", _form(south.payer))
+    exchange_request = ExchangeRequest.objects.get()
+    redirect_uri = "http://testserver/p/north/me/launch/callback/"
+    MemberLaunch.objects.create(
+        payer=north.payer, exchange_request=exchange_request,
+        state_digest=hashlib.sha256(b"launch-state").hexdigest(), code_verifier="v" * 43,
+        redirect_uri=redirect_uri, started_at=timezone.now(),
+    )  # fmt: skip
+    response = client.get(
+        "/p/north/me/launch/callback/",
+        {"state": "launch-state", "error": "access_denied", "error_description": "no " * 400},
+    )
+    assert response.status_code == 302
+    exchange_request.refresh_from_db()
+    assert exchange_request.status == ExchangeStatus.AUTHORIZATION_DENIED
+    said = exchange_request.events.get(status=ExchangeStatus.AUTHORIZATION_DENIED).message
+    assert said.startswith("Southern Cross Health did not allow the transfer (no no")
+    assert len(said) <= 500
+
+
+def test_the_status_page_announces_status_changes_and_labels_the_consent_choice(
+    north: Tenant, south: Tenant
+) -> None:
+    _holder(south.payer)
+    client = _client(north.member)
+    client.post("/p/north/me/requests/new/", _form(south.payer))
+    exchange_request = ExchangeRequest.objects.get()
+    status_page = client.get(f"/p/north/me/requests/{exchange_request.pk}/").content.decode()
+    # The script rewrites #status in place; a screen reader hears it only inside a live region.
+    live_regions = re.findall(
+        r'<(\w+)[^>]*\srole="status"[^>]*>((?:(?!</\1>).)*)</\1>', status_page, re.S
+    )
+    assert any('id="status"' in inside and 'id="reason"' in inside for _, inside in live_regions)
+    consent_page = client.post(
+        "/p/north/me/requests/new/", {**_form(south.payer), "policy": ""}
+    ).content.decode()
+    # A group of radio buttons is named by a legend, and its error is tied to the group.
+    assert re.search(
+        r'<fieldset aria-describedby="id_policy_error">\s*<legend>What may be shared</legend>',
+        consent_page,
+    )
+    assert 'id="id_policy_error"' in consent_page

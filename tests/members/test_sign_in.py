@@ -139,3 +139,37 @@ def test_sign_out_ends_the_session(north: Tenant, idp: RunningSandbox) -> None:
     response = client.post("/p/north/me/sign-out/")
     assert response.status_code == 302
     assert client.get("/p/north/me/").status_code == 302
+
+
+def test_a_person_switched_off_loses_the_session_they_have(
+    north: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    client = Client()
+    _sign_in(client, "north", "patricia.person")
+    assert client.get("/p/north/me/").status_code == 200
+    User.objects.filter(payer=north.payer, last_name="Person").update(is_active=False)
+    refused = client.get("/p/north/me/")
+    assert refused.status_code == 302
+    assert refused["Location"].startswith("/p/north/sign-in/")
+
+
+@pytest.mark.parametrize(
+    ("next_url", "lands_on"),
+    [
+        ("/p/north/me/requests/", "/p/north/me/requests/"),
+        ("https://evil.example/p/north/me/", "/p/north/me/"),
+        ("//evil.example/p/north/me/", "/p/north/me/"),
+        ("/\\evil.example", "/p/north/me/"),
+        ("javascript:alert(1)", "/p/north/me/"),
+    ],
+)
+def test_after_sign_in_only_a_page_of_the_hub_is_followed(
+    next_url: str, lands_on: str, north: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    client = Client()
+    start = client.get("/p/north/sign-in/", {"next": next_url})
+    callback = urlsplit(sandbox_sign_in(start["Location"], "patricia.person"))
+    finish = client.get(callback.path, dict(parse_qs(callback.query)))
+    assert (finish.status_code, finish["Location"]) == (302, lands_on)

@@ -77,3 +77,15 @@ def test_a_bad_onboarding_request_is_refused_with_a_message(
         assert message in response.content.decode()
     assert not OnboardingRequest.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_a_search_the_database_cannot_take_is_refused_with_a_message(
+    north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    FhirEndpointFactory(payer=south.payer)
+    client = signed_in(north.admin)
+    response = client.get(admin_url("directory"), {"q": "South\x00ern", "state": "Minnesota"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Null characters are not allowed" in page and "two-letter state code" in page
+    assert _names(response) == ["Southern Cross Health"]  # the list is shown unfiltered

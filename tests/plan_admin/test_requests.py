@@ -235,3 +235,18 @@ def test_a_retried_request_is_handed_to_the_engine_through_the_real_broker(
     headers = json.loads(message)["headers"]
     assert headers["task"] == "exchange.advance"
     assert headers["argsrepr"] == repr((request.pk, north.payer.pk))
+
+
+def test_csv_export_defuses_cells_a_spreadsheet_would_run_as_formulas(
+    north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    # Names come from each payer's identity provider: text the hub does not control.
+    mallory = UserFactory(payer=north.payer, first_name='=HYPERLINK("http://x.example")',
+                          last_name="@SUM(A1)")  # fmt: skip
+    _request(north, south.payer, member=mallory)
+    response = signed_in(north.admin).get(admin_url("request-export"))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["member first name"] == '\'=HYPERLINK("http://x.example")'
+    assert row["member last name"] == "'@SUM(A1)"
+    assert row["former payer"] == "Southern Cross Health"

@@ -6,7 +6,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from hub.models import SftpDestination
-from plan_admin.forms import FhirEndpointForm, IdentityProviderForm, SftpDestinationForm
+from plan_admin.forms import (
+    FhirEndpointForm,
+    IdentityProviderForm,
+    SftpDestinationForm,
+    SftpHostKeyFetchForm,
+)
 from tests.conftest import Tenant
 from tests.factories import IdentityProviderFactory, SftpDestinationFactory
 
@@ -63,6 +68,20 @@ def test_a_good_fhir_endpoint_is_accepted(north: Tenant) -> None:
 )  # fmt: skip
 def test_bad_sftp_settings_are_refused_with_a_message(field: str, value: str, message: str) -> None:
     form = _sftp_form(**{field: value})
+    assert not form.is_valid()
+    assert message in " ".join(form.errors[field])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("host", "sftp example com", "host name or an IP address"),
+     ("port", "70000", "less than or equal to 65535"),
+     ("port", "0", "greater than or equal to 1")],
+)  # fmt: skip
+def test_a_host_key_is_fetched_only_from_a_place_that_could_be_saved(
+    field: str, value: str, message: str
+) -> None:
+    form = SftpHostKeyFetchForm(data={"host": "sftp.example-payer.com", "port": "22", field: value})
     assert not form.is_valid()
     assert message in " ".join(form.errors[field])
 

@@ -19,6 +19,7 @@ from exchange.smart.member_launch import (
 )
 from tests.conftest import Tenant
 from tests.exchange.holders import former_payer_of, member_request, ordinary_member
+from tests.factories import UserFactory
 from tests.sandbox.harness import FORMER, NEW, SEED, RunningSandbox, running_sandbox
 from tests.support.sandbox_sign_in import sandbox_sign_in
 
@@ -57,7 +58,11 @@ def signed_in(holder: RunningSandbox, tenant: Tenant) -> tuple[ExchangeRequest, 
     authorize_url = member_launch_begin(exchange_request=request, redirect_uri=CALLBACK)
     callback = query(sandbox_sign_in(authorize_url, member["username"]))
     completed = member_launch_complete(
-        payer=tenant.payer, state=callback["state"], code=callback["code"], redirect_uri=CALLBACK
+        payer=tenant.payer,
+        member=tenant.member,
+        state=callback["state"],
+        code=callback["code"],
+        redirect_uri=CALLBACK,
     )
     return completed, member
 
@@ -117,7 +122,11 @@ def test_a_forged_state_is_refused_and_changes_nothing(
 
     with pytest.raises(LaunchStateInvalid) as refused:
         member_launch_complete(
-            payer=north.payer, state="forged-state", code="any", redirect_uri=CALLBACK
+            payer=north.payer,
+            member=north.member,
+            state="forged-state",
+            code="any",
+            redirect_uri=CALLBACK,
         )
 
     assert refused.value.code == "state_unknown"
@@ -132,12 +141,20 @@ def test_a_replayed_callback_is_refused(holder: RunningSandbox, north: Tenant) -
     authorize_url = member_launch_begin(exchange_request=request, redirect_uri=CALLBACK)
     callback = query(sandbox_sign_in(authorize_url, member["username"]))
     member_launch_complete(
-        payer=north.payer, state=callback["state"], code=callback["code"], redirect_uri=CALLBACK
+        payer=north.payer,
+        member=north.member,
+        state=callback["state"],
+        code=callback["code"],
+        redirect_uri=CALLBACK,
     )
 
     with pytest.raises(LaunchStateInvalid) as refused:
         member_launch_complete(
-            payer=north.payer, state=callback["state"], code=callback["code"], redirect_uri=CALLBACK
+            payer=north.payer,
+            member=north.member,
+            state=callback["state"],
+            code=callback["code"],
+            redirect_uri=CALLBACK,
         )
     assert refused.value.code == "state_used"
 
@@ -151,9 +168,32 @@ def test_another_payers_state_is_unknown_to_this_payer(
 
     with pytest.raises(LaunchStateInvalid) as refused:
         member_launch_complete(
-            payer=south.payer, state=callback["state"], code=callback["code"], redirect_uri=CALLBACK
+            payer=south.payer,
+            member=south.member,
+            state=callback["state"],
+            code=callback["code"],
+            redirect_uri=CALLBACK,
         )
     assert refused.value.code == "state_unknown"
+
+
+def test_another_members_callback_is_refused(holder: RunningSandbox, north: Tenant) -> None:
+    request, member = launch_request(holder, north)
+    authorize_url = member_launch_begin(exchange_request=request, redirect_uri=CALLBACK)
+    callback = query(sandbox_sign_in(authorize_url, member["username"]))
+    neighbour = UserFactory(username="nadia", payer=north.payer)
+
+    with pytest.raises(LaunchStateInvalid) as refused:
+        member_launch_complete(
+            payer=north.payer,
+            member=neighbour,
+            state=callback["state"],
+            code=callback["code"],
+            redirect_uri=CALLBACK,
+        )
+    assert refused.value.code == "state_unknown"
+    request.refresh_from_db()
+    assert request.matched_patient_id == ""
 
 
 def test_an_ended_member_token_is_refreshed_with_the_refresh_token(

@@ -1,0 +1,60 @@
+"""Members' records leave the hub's disk once their request has ended and the retention passed."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from exchange.models import ExchangeRequest, ExchangeStatus
+from exchange.payload_retention import payloads_purge
+from exchange.payload_storage import PayloadStorage
+from tests.factories import ExchangeRequestFactory
+
+RETENTION = timedelta(days=7)
+
+
+def _with_files(storage: PayloadStorage, status: str, ended_days_ago: int) -> ExchangeRequest:
+    exchange_request = ExchangeRequestFactory(status=status)
+    ExchangeRequest.objects.filter(pk=exchange_request.pk).update(
+        status_changed_at=timezone.now() - timedelta(days=ended_days_ago)
+    )
+    for name in ("staging/00001.ndjson", "screened/Patient.ndjson", "package/bundle.json"):
+        storage.write_bytes(
+            f"requests/{exchange_request.pk}/{name}", b'{"resourceType":"Patient"}\n'
+        )
+    return exchange_request
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> PayloadStorage:
+    return PayloadStorage(tmp_path)
+
+
+def test_ended_requests_are_purged_after_the_retention_and_not_before(
+    storage: PayloadStorage, db: None
+) -> None:
+    delivered_long_ago = _with_files(storage, ExchangeStatus.DELIVERED, 8)
+    failed_long_ago = _with_files(storage, ExchangeStatus.FAILED, 30)
+    delivered_yesterday = _with_files(storage, ExchangeStatus.DELIVERED, 1)
+    # Still in flight, however old: it may resume from its staged pages.
+    retrieving_long_ago = _with_files(storage, ExchangeStatus.RETRIEVING, 30)
+
+    assert payloads_purge(storage=storage, retention=RETENTION) == 2
+
+    remaining = {name.split("/")[1] for name in storage.list("requests")}
+    assert remaining == {str(delivered_yesterday.pk), str(retrieving_long_ago.pk)}
+    assert not (storage.root / f"requests/{delivered_long_ago.pk}").exists()
+    assert not (storage.root / f"requests/{failed_long_ago.pk}").exists()
+    # Running again finds nothing more to do.
+    assert payloads_purge(storage=storage, retention=RETENTION) == 0
+
+
+def test_a_folder_whose_request_is_gone_is_purged(storage: PayloadStorage, db: None) -> None:
+    storage.write_bytes("requests/999999/package/bundle.json", b"{}")
+    assert payloads_purge(storage=storage, retention=RETENTION) == 1
+    assert storage.list("requests") == []
+
+
+def test_nothing_to_purge_on_a_fresh_disk(storage: PayloadStorage, db: None) -> None:
+    assert payloads_purge(storage=storage, retention=RETENTION) == 0
