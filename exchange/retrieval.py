@@ -25,6 +25,7 @@ Waiting: 429/503 are retried within the call after ``Retry-After`` when the wait
 with ``retry_after``, and the task retries later with that countdown — and resumes.
 """
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,12 +128,19 @@ def _request_of(cursor: dict[str, Any], patient_id: str) -> tuple[str, dict[str,
 def _advance(cursor: dict[str, Any], next_url: str, fetched_url: str, former_name: str) -> None:
     cursor["page"] += 1
     if next_url:
-        if next_url == fetched_url:
+        # The links of the pages fetched so far, hashed: a next link back to any of them
+        # (the page itself, or A -> B -> A) would loop for ever.
+        seen = cursor.setdefault("seen_links", [])
+        if fetched_url and not seen:
+            seen.append(_link_digest(fetched_url))
+        digest = _link_digest(next_url)
+        if digest in seen:
             raise FhirPermanentError(
-                f"{former_name}'s server links a page to itself as the next one; the hub stops "
-                "rather than fetch it forever.",
+                f"{former_name}'s server links back to a page it already sent as the next one; "
+                "the hub stops rather than fetch it for ever.",
                 code="paging_loop",
             )
+        seen.append(digest)
         cursor["next_url"] = next_url
         return
     cursor["next_url"] = ""
@@ -141,6 +149,10 @@ def _advance(cursor: dict[str, Any], next_url: str, fetched_url: str, former_nam
         return
     cursor["type_index"] += 1
     cursor["done"] = cursor["type_index"] >= len(cursor["types"])
+
+
+def _link_digest(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
 def _next_link(bundle: dict[str, Any]) -> str:

@@ -109,6 +109,8 @@ def client_assertion_verify(assertion: str) -> Payer:
     expires = datetime.fromtimestamp(claims["exp"], tz=UTC)
     if expires - timezone.now() > MAX_ASSERTION_LIFETIME:
         raise ClientRefused("invalid_client", "the assertion's exp is more than five minutes ahead")
+    # Spent jtis are kept only while their assertion could still be presented.
+    UsedClientAssertion.objects.filter(expires_at__lt=timezone.now()).delete()
     try:
         with transaction.atomic():
             UsedClientAssertion.objects.create(

@@ -14,7 +14,6 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from fhir.resources.R4B.subscription import Subscription as FhirSubscription
@@ -45,6 +44,10 @@ def operation_outcome(status: int, code: str, text: str) -> JsonResponse:
     )
 
 
+def _unknown_payer(payer_slug: str) -> JsonResponse:
+    return operation_outcome(404, "not-found", f"no payer {payer_slug!r} at this hub")
+
+
 def _fhir(data: dict[str, Any], status: int = 200, **headers: str) -> JsonResponse:
     return JsonResponse(data, status=status, content_type=FHIR_JSON, headers=headers)
 
@@ -62,7 +65,9 @@ def _client(view: Handler) -> Handler:
             client, scopes = access_token_check(authorization.removeprefix("Bearer ").strip())
         except ClientRefused as exc:
             return operation_outcome(401, "login", exc.description)
-        tenant = get_object_or_404(Payer, slug=payer_slug)
+        tenant = Payer.objects.filter(slug=payer_slug).first()
+        if tenant is None:
+            return _unknown_payer(payer_slug)
         return view(request, tenant, client, scopes, *args, **kwargs)
 
     wrapper.__name__ = view.__name__
@@ -104,7 +109,8 @@ def _subscription_resource(subscription: ConsentSubscription) -> dict[str, Any]:
 @require_GET
 def metadata(request: HttpRequest, payer_slug: str) -> JsonResponse:
     """The CapabilityStatement of the Consent endpoint (open, as FHIR requires)."""
-    get_object_or_404(Payer, slug=payer_slug)
+    if not Payer.objects.filter(slug=payer_slug).exists():
+        return _unknown_payer(payer_slug)
     return _fhir(
         {
             "resourceType": "CapabilityStatement",

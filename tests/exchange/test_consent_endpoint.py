@@ -5,12 +5,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.test import Client
+from django.utils import timezone
 
 from exchange.consent_endpoint.auth import token_endpoint_url
 from exchange.consent_notifications import (
@@ -18,7 +20,12 @@ from exchange.consent_notifications import (
     consent_notification_deliver,
     consent_subscription_give_up,
 )
-from exchange.models import ConsentNotification, ConsentStatus, ConsentSubscription
+from exchange.models import (
+    ConsentNotification,
+    ConsentStatus,
+    ConsentSubscription,
+    UsedClientAssertion,
+)
 from exchange.services import exchange_request_withdraw
 from hub.models import AuditEvent
 from tests.conftest import Tenant
@@ -339,3 +346,22 @@ def test_metadata_lists_what_the_endpoint_does(north: Tenant) -> None:
     statement = Client().get("/p/north/fhir/metadata").json()
     types = {r["type"] for r in statement["rest"][0]["resource"]}
     assert types == {"Consent", "Subscription"}
+
+
+def test_an_unknown_payer_is_a_fhir_404(south_jwks: HttpStub, south_key: Any) -> None:
+    for response in (
+        Client().get("/p/nowhere/fhir/metadata"),
+        Client().get("/p/nowhere/fhir/Consent/1", **_bearer(south_key)),
+    ):
+        assert response.status_code == 404
+        assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_spent_assertions_are_forgotten_once_they_have_expired(
+    south_jwks: HttpStub, south_key: Any
+) -> None:
+    UsedClientAssertion.objects.create(
+        issuer="south", jti="old", expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    assert _token_response(_assertion(south_key)).status_code == 200
+    assert not UsedClientAssertion.objects.filter(jti="old").exists()

@@ -232,6 +232,29 @@ def test_without_everything_the_types_the_capability_statement_lists_are_searche
     assert_whole_record(result, storage, record)
 
 
+def test_a_next_link_back_to_an_earlier_page_is_refused(
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+) -> None:
+    with holder_proxy(holder) as proxy:
+        # The third page sends the hub back to the second: A -> B -> C -> B.
+        proxy.rewrites.append(
+            on_path(
+                f"_offset={2 * PAGE}",
+                lambda body: body.replace(
+                    f"_offset={3 * PAGE}".encode(), f"_offset={PAGE}".encode()
+                ),
+            )
+        )
+        request = matched(hub, holder, member, base_url=proxy.fhir)
+
+        with pytest.raises(FhirPermanentError) as refused:
+            records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
+
+    assert refused.value.code == "paging_loop"
+    assert "links back to a page it already sent" in refused.value.message
+    assert len([p for _, p, _ in proxy.received if "$everything" in p]) == 3
+
+
 def test_a_next_link_off_the_holders_base_is_refused(
     hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
 ) -> None:
