@@ -20,6 +20,7 @@ from hub.models import (
     IdentityProvider,
     OnboardingRequest,
     Payer,
+    PayerStatus,
     PlanType,
     SftpDestination,
 )
@@ -207,6 +208,16 @@ class RequestFilterForm(forms.Form):
     overdue = forms.BooleanField(required=False, label="Only overdue")
     member = forms.CharField(required=False, max_length=100, label="Member")
     sort = forms.ChoiceField(choices=REQUEST_SORTS, required=False)
+
+    def __init__(self, *args: Any, payer: Payer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Former payers a request of ours can name: the other participating payers.
+        former_payer = cast(forms.ModelChoiceField, self.fields["former_payer"])
+        former_payer.queryset = (
+            Payer.objects.filter(status=PayerStatus.PARTICIPATING)
+            .exclude(pk=payer.pk)
+            .only("pk", "name")
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -32,7 +32,7 @@ REQUESTS_PER_PAGE = 50
 @tenant_view(Role.PLAN_ADMIN)
 @require_GET
 def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
-    filter_form = RequestFilterForm(data=request.GET or None)
+    filter_form = RequestFilterForm(data=request.GET or None, payer=payer)
     requests = selectors.exchange_requests_filtered(payer=payer, filters=filter_form.filters())
     page = Paginator(requests, REQUESTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
@@ -66,7 +66,7 @@ class _Echo:
 @require_GET
 def request_export(request: HttpRequest, payer: Payer) -> StreamingHttpResponse:
     """Stream the filtered list as CSV, so 100,000 rows never sit in memory at once."""
-    filters = RequestFilterForm(data=request.GET or None).filters()
+    filters = RequestFilterForm(data=request.GET or None, payer=payer).filters()
     rows = selectors.exchange_requests_csv_rows(
         queryset=selectors.exchange_requests_filtered(payer=payer, filters=filters)
     )

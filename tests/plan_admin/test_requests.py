@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
 from hub.celery import app as celery_app
-from hub.models import AuditEvent, User
+from hub.models import AuditEvent, PayerStatus, User
 from tests.conftest import Tenant
 from tests.factories import (
     DeliveryAttemptFactory,
@@ -50,6 +50,15 @@ def test_the_list_shows_only_our_requests_newest_first(
     _request(south, north.payer)  # South's own request, with North as the former payer
     response = signed_in(north.admin).get(admin_url("request-list"))
     assert _ids(response) == [newer.pk, older.pk]
+
+
+def test_the_former_payer_filter_offers_the_other_participating_payers_only(
+    north: Tenant, south: Tenant, west: object, signed_in: Callable[[User], Client]
+) -> None:
+    PayerFactory(slug="east", name="Eastern Invited Plan", status=PayerStatus.INVITED)
+    form = signed_in(north.admin).get(admin_url("request-list")).context["filter_form"]
+    offered = {payer.slug for payer in form.fields["former_payer"].queryset}
+    assert offered == {"south", "west"}
 
 
 def test_filters_search_and_sort(
