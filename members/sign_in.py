@@ -160,8 +160,10 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
     def get(self, request: HttpRequest) -> HttpResponseBase:
         state = request.GET.get("state", "")
         pending = request.session.get("oidc_states", {}).get(state)
-        if pending is None:
-            # Unknown state: forged, replayed, or from a session that has ended.
+        payer = Payer.objects.filter(pk=pending[_PAYER_OF_STATE]).first() if pending else None
+        if payer is None:
+            # Unknown state (forged, replayed, from a session that has ended), or its payer
+            # has left the hub since.
             return render(
                 request,
                 "members/sign_in_problem.html",
@@ -171,7 +173,6 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
                 },
                 status=400,
             )
-        payer = Payer.objects.get(pk=pending[_PAYER_OF_STATE])
         self.payer = payer
         request.oidc_payer = payer  # type: ignore[attr-defined]
         if request.GET.get("error"):
