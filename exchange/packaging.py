@@ -95,15 +95,27 @@ class PackageFile:
 class Package:
     request_id: int
     files: list[PackageFile]  # delivery order, manifest last
+    manifest: dict[str, Any]  # manifest.json as written
 
     @property
     def delivery_order(self) -> list[tuple[str, str]]:
         """Return (storage name, remote file name) pairs in upload order, the manifest last."""
-        return [(file.storage_name, file.remote_name) for file in self.files]
+        return package_delivery_order(request_id=self.request_id, manifest=self.manifest)
 
 
 def package_prefix(request_id: int) -> str:
     return f"requests/{request_id}/package"
+
+
+def package_delivery_order(*, request_id: int, manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return the (storage name, remote file name) pairs of a built package, manifest last.
+
+    Derived from the manifest alone, so a delivery run later (another task, another worker)
+    finds the files the package step wrote.
+    """
+    prefix = package_prefix(request_id)
+    names = [entry["name"] for entry in manifest["files"]] + [MANIFEST_FILE]
+    return [(f"{prefix}/{name}", name) for name in names]
 
 
 def _instant(moment: datetime) -> str:
@@ -264,4 +276,5 @@ def package_build(
     return Package(
         request_id=request_id,
         files=[bundle, PackageFile(manifest_name, MANIFEST_FILE, writer.sha256, writer.size)],
+        manifest=manifest,
     )

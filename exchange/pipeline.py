@@ -11,7 +11,6 @@ later, honouring Retry-After) and ``StepFailed`` (permanent: the request ends ``
 with a reason the member and the administrators can act on).
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,13 +31,7 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
 )
-from exchange.packaging import (
-    MANIFEST_FILE,
-    PackageContext,
-    PayerParty,
-    package_build,
-    package_prefix,
-)
+from exchange.packaging import PackageContext, PayerParty, package_build, package_delivery_order
 from exchange.payload_storage import PayloadStorage
 from exchange.retrieval import RetrievalResult, records_retrieve, staging_prefix
 from exchange.screening import screening_run
@@ -230,14 +223,13 @@ def request_screen_and_package(
     package = package_build(
         request_id=request_id, storage=storage, manifest_context=_package_context(exchange_request)
     )
-    manifest_name, _ = package.delivery_order[-1]
     with transaction.atomic():
         Delivery.objects.update_or_create(
             payer_id=payer_id,
             exchange_request=exchange_request,
             defaults={
                 "mode": exchange_request.payer.delivery_mode,
-                "manifest": json.loads(storage.read_bytes(manifest_name)),
+                "manifest": package.manifest,
             },
         )
         _move(exchange_request, S.DELIVERING, "Your records are packaged and on their way.")
@@ -284,10 +276,7 @@ def request_deliver(
     Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
         status=DeliveryStatus.IN_PROGRESS
     )
-    # The package's files as its manifest lists them, then the manifest itself, last.
-    prefix = package_prefix(request_id)
-    files = [(f"{prefix}/{entry['name']}", entry["name"]) for entry in delivery.manifest["files"]]
-    files.append((f"{prefix}/{MANIFEST_FILE}", MANIFEST_FILE))
+    files = package_delivery_order(request_id=request_id, manifest=delivery.manifest)
     try:
         remote_directory = delivery_remote_directory(
             payer=exchange_request.payer,
