@@ -33,7 +33,7 @@ from exchange.models import (
 )
 from exchange.packaging import PackageContext, PayerParty, package_build, package_delivery_order
 from exchange.payload_storage import PayloadStorage
-from exchange.retrieval import RetrievalResult, records_retrieve, staging_prefix
+from exchange.retrieval import records_retrieve, staging_prefix
 from exchange.screening import screening_run
 from exchange.state_machine import IN_PROGRESS, exchange_request_transition
 
@@ -169,25 +169,15 @@ def request_retrieve(*, request_id: int, payer_id: int, storage: PayloadStorage)
         message=f"Fetching your records from {exchange_request.former_payer.name}.",
     ):
         return None
-
-    def progressed(_: RetrievalResult) -> None:
-        # Each page staged: the reaper sees the work moving (retrieval saves the counts).
-        ExchangeRequest.objects.for_payer(payer_id).filter(pk=request_id).update(
-            last_progress_at=timezone.now()
-        )
-
     try:
-        result = records_retrieve(
-            exchange_request=exchange_request, storage=storage, on_progress=progressed
-        )
+        result = records_retrieve(exchange_request=exchange_request, storage=storage)
     except FhirCallError as exc:
         raise _step_error(exc) from exc
-    with transaction.atomic():
-        _move(
-            exchange_request,
-            S.SCREENING,
-            f"Received {result.resources} records from {exchange_request.former_payer.name}.",
-        )
+    _move(
+        exchange_request,
+        S.SCREENING,
+        f"Received {result.resources} records from {exchange_request.former_payer.name}.",
+    )
     return S.SCREENING
 
 

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils import timezone
+
 from exchange.fhir.capabilities import capability_summary
 from exchange.fhir.client import FhirClient
 from exchange.fhir.endpoints import holder_endpoint_get
@@ -226,7 +228,8 @@ def _save_progress(
     saved = (
         ExchangeRequest.objects.for_payer(exchange_request.payer_id)
         .filter(pk=exchange_request.pk, status__in=IN_PROGRESS)
-        .update(retrieval_cursor=cursor, resource_counts=counts)
+        # last_progress_at: each page staged shows the reaper the work is moving.
+        .update(retrieval_cursor=cursor, resource_counts=counts, last_progress_at=timezone.now())
     )
     if not saved:
         raise FhirPermanentError(
