@@ -36,7 +36,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from exchange.consent import hrex_consent_resource  # noqa: E402
+from exchange.consents.resource import hrex_consent_resource  # noqa: E402
 from exchange.models import (  # noqa: E402
     AuthorizationMode,
     Consent,

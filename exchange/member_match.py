@@ -21,7 +21,7 @@ from typing import Any
 import pydantic
 from fhir.resources.R4B.parameters import Parameters
 
-from exchange.consent import payer_identifier
+from exchange.consents.resource import payer_identifier
 from exchange.fhir.client import FhirClient, outcome_codes, outcome_text
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirCallError, FhirPermanentError

@@ -7,6 +7,7 @@ asked for the data and receives it. The *former* payer is a plain reference.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from hub.fields import EncryptedTextField
 from hub.models import Payer, TenantOwned
@@ -319,7 +320,12 @@ class ConsentSubscription(TenantOwned):
 
 
 class ConsentNotification(TenantOwned):
-    """One notification owed to a subscriber for one change of a Consent; retried until sent."""
+    """One notification owed to a subscriber for one change of a Consent; retried until sent.
+
+    An outbox row: written in the same transaction as the Consent's change, so a broker
+    that is down when it commits loses nothing — the beat sweep re-sends every row still
+    undelivered once its ``next_attempt_at`` has passed (exchange/consents/tasks.py).
+    """
 
     subscription = models.ForeignKey(
         ConsentSubscription, on_delete=models.CASCADE, related_name="notifications"
@@ -329,9 +335,18 @@ class ConsentNotification(TenantOwned):
     attempts = models.PositiveSmallIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    # When a task is expected to have tried again; a row past it has no live task.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(delivered_at__isnull=True),
+                name="consent_notification_owed",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Notification {self.pk} ({self.consent_status})"

@@ -26,7 +26,7 @@ from typing import Any
 
 from fhir.resources.R4B.provenance import Provenance
 
-from exchange.consent import PAYER_ID_SYSTEM, POLICY_URI
+from exchange.consents.resource import PAYER_ID_SYSTEM, POLICY_URI
 from exchange.models import ConsentPolicy
 from exchange.payload_storage import PayloadStorage
 from exchange.screening import ScreeningResult, screening_result_read

@@ -1,6 +1,8 @@
-"""The steps of one exchange, end to end (ARCHITECTURE.md "One exchange, end to end").
+"""The request lifecycle as the engine drives it: the steps of one exchange, end to end
+(ARCHITECTURE.md "One exchange, end to end"), and failing, deferring and resuming them.
 
-Each step is a service the Celery tasks in ``exchange/tasks.py`` call with ids. A step
+What people and payer systems do to a request is in exchange/services.py. Each step here
+is a service the Celery task of the same name in ``exchange/tasks.py`` calls with ids. A step
 claims its work with a state transition (a conditional UPDATE, exchange/state_machine.py),
 so a task delivered twice, or a request the reaper resumes, cannot run a step twice in a
 way that shows: retrieval resumes from its cursor, screening and packaging overwrite their
@@ -12,12 +14,13 @@ with a reason the member and the administrators can act on).
 """
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from exchange.delivery import DeliveryFailed, deliver_files, delivery_remote_directory
@@ -36,6 +39,7 @@ from exchange.payload_storage import PayloadStorage
 from exchange.retrieval import records_retrieve, staging_prefix
 from exchange.screening import screening_run
 from exchange.state_machine import IN_PROGRESS, exchange_request_transition
+from hub.audit import ENGINE, audit_record
 
 logger = logging.getLogger(__name__)
 S = ExchangeStatus
@@ -70,14 +74,28 @@ def _load(request_id: int, payer_id: int) -> ExchangeRequest:
     )
 
 
-def _move(exchange_request: ExchangeRequest, to_status: str, message: str, **reason: str) -> bool:
+def _move(
+    exchange_request: ExchangeRequest,
+    to_status: str,
+    message: str,
+    *,
+    action: str = "exchange_request.transition",
+    details: dict[str, Any] | None = None,
+    reason_code: str = "",
+    reason_message: str = "",
+) -> bool:
     moved = exchange_request_transition(
         payer=exchange_request.payer_id,
         exchange_request_id=exchange_request.pk,
         from_status=exchange_request.status,
         to_status=to_status,
         message=message,
-        **reason,
+        actor=None,
+        actor_label=ENGINE,
+        action=action,
+        details=details,
+        reason_code=reason_code,
+        reason_message=reason_message,
     )
     if moved:
         exchange_request.status = to_status
@@ -94,7 +112,7 @@ def _claim(
     return exchange_request.status == working
 
 
-def request_fail(*, request_id: int, payer_id: int, code: str, message: str) -> None:
+def exchange_request_fail(*, request_id: int, payer_id: int, code: str, message: str) -> None:
     """End the request ``failed`` from whatever in-progress state it is in."""
     exchange_request = _load(request_id, payer_id)
     if exchange_request.status not in IN_PROGRESS:
@@ -108,11 +126,13 @@ def request_fail(*, request_id: int, payer_id: int, code: str, message: str) -> 
     )
 
 
-# --- Step 1: authorize (payer-to-payer match, or wait for the member's launch) ---
+# --- Step 1: match (payer-to-payer), or wait for the member's launch ---
 
 
-def request_authorize(*, request_id: int, payer_id: int) -> str | None:
-    """Start authorization; return the next state to run, or None when there is none yet."""
+def exchange_request_match(*, request_id: int, payer_id: int) -> str | None:
+    """Find the member at the former payer ($member-match, HRex §mm); return the next state
+    to run, or None when there is none yet (a member-authorized request waits for the
+    member's sign-in at the former payer, exchange/services.py exchange_request_authorize)."""
     exchange_request = _load(request_id, payer_id)
     if exchange_request.authorization_mode == AuthorizationMode.MEMBER_AUTHORIZED:
         if exchange_request.status == S.CONSENTED:
@@ -159,8 +179,14 @@ def _step_error(exc: FhirCallError) -> Exception:
 # --- Step 2: retrieve ---
 
 
-def request_retrieve(*, request_id: int, payer_id: int, storage: PayloadStorage) -> str | None:
-    """Fetch the member's records into staging, resuming where a previous run stopped."""
+def exchange_request_retrieve(
+    *, request_id: int, payer_id: int, storage: PayloadStorage
+) -> str | None:
+    """Fetch the member's records into staging, resuming where a previous run stopped.
+
+    The end of retrieval is a disclosure by the former payer: it is audited for both
+    payers with the count of resources per type (never their content).
+    """
     exchange_request = _load(request_id, payer_id)
     if not _claim(
         exchange_request,
@@ -173,18 +199,33 @@ def request_retrieve(*, request_id: int, payer_id: int, storage: PayloadStorage)
         result = records_retrieve(exchange_request=exchange_request, storage=storage)
     except FhirCallError as exc:
         raise _step_error(exc) from exc
-    _move(
-        exchange_request,
-        S.SCREENING,
-        f"Received {result.resources} records from {exchange_request.former_payer.name}.",
-    )
+    disclosure = {
+        "disclosed_by": exchange_request.former_payer.slug,
+        "disclosed_to": exchange_request.payer.slug,
+        "resources": result.resource_counts,
+    }
+    with transaction.atomic():
+        if _move(
+            exchange_request,
+            S.SCREENING,
+            f"Received {result.resources} records from {exchange_request.former_payer.name}.",
+            action="exchange_request.records_received",
+            details=disclosure,
+        ):
+            audit_record(
+                action="exchange_request.records_disclosed",
+                obj=exchange_request,
+                payer=exchange_request.former_payer,
+                actor_label=ENGINE,
+                changes=disclosure,
+            )
     return S.SCREENING
 
 
 # --- Step 3: screen and package ---
 
 
-def request_screen_and_package(
+def exchange_request_screen(
     *, request_id: int, payer_id: int, storage: PayloadStorage
 ) -> str | None:
     """Apply the rule's limits to the staged records, then package what may leave the hub."""
@@ -240,10 +281,14 @@ def _package_context(exchange_request: ExchangeRequest) -> PackageContext:
 # --- Step 4: deliver ---
 
 
-def request_deliver(
+def exchange_request_deliver(
     *, request_id: int, payer_id: int, task_id: str, storage: PayloadStorage
 ) -> str | None:
-    """Send the package to the new payer; one DeliveryAttempt per task id."""
+    """Send the package to the new payer; one DeliveryAttempt per task id.
+
+    The delivery is a disclosure to the new payer: its audit event names where the files
+    went and each file's path, size and sha256 (never its content).
+    """
     exchange_request = _load(request_id, payer_id)
     if exchange_request.status != S.DELIVERING:
         return None
@@ -308,6 +353,17 @@ def request_deliver(
             exchange_request,
             S.DELIVERED,
             f"Delivered to {exchange_request.payer.name}: {len(delivered)} files.",
+            action="exchange_request.deliver",
+            details={
+                "disclosed_by": exchange_request.former_payer.slug,
+                "disclosed_to": exchange_request.payer.slug,
+                "mode": delivery.mode,
+                "remote_directory": remote_directory,
+                "files": [
+                    {"path": file.remote_path, "size": file.size, "sha256": file.sha256}
+                    for file in delivered
+                ],
+            },
         ):
             transaction.on_commit(lambda: storage.delete_tree(staging_prefix(exchange_request)))
     return None
@@ -334,7 +390,7 @@ def _attempt_finished(
     attempt.save(update_fields=["finished_at", "succeeded", "error_code", "error_message"])
 
 
-def request_retry_scheduled(*, request_id: int, payer_id: int, delay_seconds: float) -> None:
+def exchange_request_defer(*, request_id: int, payer_id: int, delay_seconds: float) -> None:
     """Note that the request's current step runs again in ``delay_seconds`` (a task retry).
 
     Waiting out a former payer's long ``Retry-After`` is not being stuck: the request counts
@@ -346,25 +402,44 @@ def request_retry_scheduled(*, request_id: int, payer_id: int, delay_seconds: fl
     ).update(last_progress_at=timezone.now() + timedelta(seconds=delay_seconds))
 
 
-@dataclass(frozen=True)
-class StuckRequest:
-    request_id: int
-    payer_id: int
-    status: str
-
-
-def stuck_requests(*, older_than_seconds: int) -> list[StuckRequest]:
-    """Return in-flight requests whose state has not changed for ``older_than_seconds``."""
-    limit = timezone.now() - timedelta(seconds=older_than_seconds)
-    rows = (
+def exchange_requests_resume_stuck(
+    *, older_than_seconds: int, max_resumes: int, limit: int = 500
+) -> list[tuple[int, int]]:
+    """Claim the in-flight requests whose work has not moved for ``older_than_seconds`` (a
+    worker died mid-step); fail those resumed more than ``max_resumes`` times already, and
+    return (request id, payer id) of the others for the caller to advance again (Read the
+    Docs' build reaper, STYLE.md #5)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stuck = (
         ExchangeRequest.objects.filter(
             status__in=IN_PROGRESS - {S.AWAITING_AUTHORIZATION},
-            last_progress_at__lt=limit,
+            last_progress_at__lt=cutoff,
         )
         .values_list("pk", "payer_id", "status")
-        .order_by("status_changed_at")[:500]
+        .order_by("status_changed_at")[:limit]
     )
-    return [
-        StuckRequest(request_id=pk, payer_id=payer_id, status=status)
-        for pk, payer_id, status in rows
-    ]
+    to_resume = []
+    for request_id, payer_id, status in stuck:
+        # Claimed like a transition: a second reaper, or a step that moved meanwhile, wins.
+        claimed = (
+            ExchangeRequest.objects.for_payer(payer_id)
+            .filter(pk=request_id, status=status, last_progress_at__lt=cutoff)
+            .update(resume_count=F("resume_count") + 1, last_progress_at=timezone.now())
+        )
+        if not claimed:
+            continue
+        resumes = (
+            ExchangeRequest.objects.for_payer(payer_id)
+            .values_list("resume_count", flat=True)
+            .get(pk=request_id)
+        )
+        if resumes > max_resumes:
+            exchange_request_fail(
+                request_id=request_id,
+                payer_id=payer_id,
+                code="stuck",
+                message="the transfer stopped making progress; a plan administrator can retry it",
+            )
+            continue
+        to_resume.append((request_id, payer_id))
+    return to_resume

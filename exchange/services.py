@@ -1,4 +1,11 @@
-"""Services that open exchange requests (STYLE.md #1: services write)."""
+"""The request lifecycle as people and payer systems drive it (STYLE.md #1: services write).
+
+Every way a request is opened, authorized, denied, withdrawn, retried or cancelled is a
+service here; the portals, the API and the tasks call these and nothing below them. The
+engine's own moves (match, retrieve, screen, deliver, fail, defer, resume) are the steps of
+exchange/pipeline.py. Both move requests only through exchange/state_machine.py, which
+writes the timeline event and the audit event of every transition in its transaction.
+"""
 
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -7,24 +14,30 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from exchange.consent import hrex_consent_resource
-from exchange.consent_notifications import consent_changed
+from exchange.consents.services import consent_create, consent_revoke
 from exchange.models import (
     AuthorizationMode,
-    Consent,
     ConsentPolicy,
-    ConsentStatus,
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
 )
+from exchange.payload_storage import PayloadStorage
+from exchange.retrieval import records_retrieval_reset
+from exchange.smart.member_launch import member_launch_complete, member_launch_refused
 from exchange.state_machine import ENDED, exchange_request_transition
+from exchange.tasks import exchange_request_advance
 from hub.audit import audit_record
 from hub.models import FhirEndpoint, Payer, PayerStatus, User
+from hub.tenancy import get_for_payer_or_404
 
 
 class ExchangeRequestRefused(ValueError):
     """The request cannot be opened; the message tells the member why."""
+
+
+class ExchangeRequestActionRefused(ValueError):
+    """The request is not in a state that allows this action; the message says why."""
 
 
 def exchange_request_create(
@@ -59,18 +72,15 @@ def exchange_request_create(
     # The consent covers the request and its follow-ups: one year, or until revoked.
     period_end = today + timedelta(days=365)
     with transaction.atomic():
-        consent = Consent.objects.create(
-            payer=new_payer,
+        consent = consent_create(
             member=member,
+            new_payer=new_payer,
             former_payer=former_payer,
             policy=policy,
             period_start=today,
             period_end=period_end,
             opted_in_at=now,
-            # Written by consent_publish once the row has its id.
-            fhir_resource={},
         )
-        consent_publish(consent)
         exchange_request = ExchangeRequest.objects.create(
             payer=new_payer,
             member=member,
@@ -108,10 +118,11 @@ def exchange_request_create(
                 from_status=ExchangeStatus.CONSENTED,
                 to_status=ExchangeStatus.AWAITING_AUTHORIZATION,
                 message=f"Waiting for you to sign in at {former_payer.name} and allow the transfer.",
+                actor=member,
             )
             exchange_request.refresh_from_db()
         else:
-            transaction.on_commit(lambda: enqueue_next_step(exchange_request))
+            transaction.on_commit(lambda: _enqueue_next_step(exchange_request))
     return exchange_request
 
 
@@ -173,99 +184,77 @@ def authorization_mode_for(former_payer: Payer) -> AuthorizationMode:
     )
 
 
-def consent_publish(consent: Consent) -> None:
-    """Write the HRex Consent resource of ``consent``: its id, and as its signed original
-    (``sourceReference``) its URL on the hub's Consent endpoint, where the former payer
-    reads it and subscribes to its changes (seed 000 step 5)."""
-    resource = hrex_consent_resource(
-        patient_id="member",
-        former_payer=consent.former_payer,
-        new_payer=consent.payer,
-        policy=consent.policy,
-        period_start=consent.period_start,
-        period_end=consent.period_end,
-        source_document_url=consent_fhir_url(consent),
-    )
-    consent.fhir_resource = {"resourceType": "Consent", "id": str(consent.pk), **resource}
-    consent.save(update_fields=["fhir_resource"])
-
-
-def consent_fhir_url(consent: Consent) -> str:
-    """Return the URL of ``consent`` on the hub's Consent endpoint (README "Consent endpoint")."""
-    return f"{settings.HUB_PUBLIC_URL}/p/{consent.payer.slug}/fhir/Consent/{consent.pk}"
-
-
-def enqueue_next_step(exchange_request: ExchangeRequest) -> None:
+def _enqueue_next_step(exchange_request: ExchangeRequest) -> None:
     """Hand the request to the worker that runs its next step (exchange/tasks.py)."""
-    from exchange.tasks import exchange_request_advance
-
     exchange_request_advance.delay(exchange_request.pk, exchange_request.payer_id)
 
 
-def exchange_request_authorized(*, exchange_request: ExchangeRequest, member: User) -> None:
-    """The member allowed the transfer at the former payer: go on to retrieval."""
+def exchange_request_authorize(
+    *, payer: Payer, member: User, state: str, code: str, redirect_uri: str
+) -> ExchangeRequest:
+    """Finish the member's sign-in at the former payer (SMART standalone launch): keep its
+    tokens and go on to retrieval. Return the request the launch belongs to.
+
+    Raises FhirCallError (exchange/fhir/errors.py) for a callback the hub cannot use: a
+    forged or replayed ``state``, a code the former payer refuses, no patient in its answer.
+    """
     with transaction.atomic():
+        exchange_request = member_launch_complete(
+            payer=payer, member=member, state=state, code=code, redirect_uri=redirect_uri
+        )
         moved = exchange_request_transition(
-            payer=exchange_request.payer_id,
+            payer=payer,
             exchange_request_id=exchange_request.pk,
             from_status=ExchangeStatus.AWAITING_AUTHORIZATION,
             to_status=ExchangeStatus.AUTHORIZED,
             message=f"You allowed {exchange_request.former_payer.name} to share your records.",
+            actor=member,
+            action="exchange_request.authorize",
         )
         if moved:
-            audit_record(
-                action="exchange_request.authorize",
-                obj=exchange_request,
-                payer=exchange_request.payer,
-                actor=member,
-            )
-            transaction.on_commit(lambda: enqueue_next_step(exchange_request))
+            transaction.on_commit(lambda: _enqueue_next_step(exchange_request))
+    return exchange_request
 
 
-def exchange_request_denied(*, exchange_request: ExchangeRequest, member: User, said: str) -> None:
-    """The member did not allow the transfer at the former payer: the request ends there."""
-    former = exchange_request.former_payer.name
+def exchange_request_deny(
+    *, payer: Payer, member: User, state: str, redirect_uri: str, said: str
+) -> ExchangeRequest:
+    """The member did not allow the transfer at the former payer: the request ends there.
+
+    ``said`` is the former payer's ``error_description`` (or ``error``), quoted on the
+    timeline. Raises FhirCallError for a ``state`` the hub did not issue to this member.
+    """
     with transaction.atomic():
-        moved = exchange_request_transition(
-            payer=exchange_request.payer_id,
+        exchange_request = member_launch_refused(
+            payer=payer, member=member, state=state, redirect_uri=redirect_uri
+        )
+        former = exchange_request.former_payer.name
+        exchange_request_transition(
+            payer=payer,
             exchange_request_id=exchange_request.pk,
             from_status=ExchangeStatus.AWAITING_AUTHORIZATION,
             to_status=ExchangeStatus.AUTHORIZATION_DENIED,
             message=f"{former} did not allow the transfer ({said}).",
+            actor=member,
+            action="exchange_request.authorization_denied",
             reason_code="authorization_denied",
             reason_message=f"The transfer was not allowed at {former}. You can ask again "
             "and allow it when you sign in there.",
         )
-        if moved:
-            audit_record(
-                action="exchange_request.authorization_denied",
-                obj=exchange_request,
-                payer=exchange_request.payer,
-                actor=member,
-            )
+    return exchange_request
 
 
 def exchange_request_withdraw(
     *, member: User, exchange_request: ExchangeRequest, client_address: str | None = None
 ) -> None:
-    """Withdraw the member's consent: the Consent becomes inactive and the request ends.
+    """Withdraw the member's consent: the Consent becomes inactive and its requests end.
 
-    Running work sees the state change at its next step and stops (exchange/tasks.py);
-    former payers subscribed to the Consent are notified (exchange/consent_notifications.py).
+    Running work sees the state change at its next step and stops (exchange/pipeline.py);
+    former payers subscribed to the Consent are notified (exchange/consents/outbox.py).
     """
     consent = exchange_request.consent
-    now = timezone.now()
     with transaction.atomic():
-        revoked = (
-            Consent.objects.for_payer(exchange_request.payer_id)
-            .filter(pk=consent.pk, status=ConsentStatus.ACTIVE)
-            .update(
-                status=ConsentStatus.INACTIVE,
-                revoked_at=now,
-                fhir_resource={**consent.fhir_resource, "status": "inactive"},
-            )
-        )
-        if not revoked:
+        if not consent_revoke(consent=consent):
             return
         # Locked, so a step's transition in flight commits first and is read here; otherwise
         # the conditional move below would find the request moved on, and leave it running
@@ -277,6 +266,9 @@ def exchange_request_withdraw(
                 from_status=sibling.status,
                 to_status=ExchangeStatus.REVOKED,
                 message="You withdrew your consent. Nothing more will be fetched.",
+                actor=member,
+                action="exchange_request.revoke",
+                client_address=client_address,
                 reason_code="consent_withdrawn",
                 reason_message="You withdrew your consent.",
             )
@@ -287,6 +279,65 @@ def exchange_request_withdraw(
             actor=member,
             client_address=client_address,
         )
-        transaction.on_commit(
-            lambda: consent_changed(consent_id=consent.pk, payer_id=consent.payer_id)
+
+
+def exchange_request_retry(
+    *, payer: Payer, request_id: int, actor: User, client_address: str | None = None
+) -> ExchangeRequest:
+    """Start a failed request over from its consent and hand it back to the engine."""
+    exchange_request = get_for_payer_or_404(ExchangeRequest.objects.all(), payer, pk=request_id)
+    if exchange_request.status != ExchangeStatus.FAILED:
+        raise ExchangeRequestActionRefused("Only a failed request can be retried.")
+    with transaction.atomic():
+        moved = exchange_request_transition(
+            payer=payer,
+            exchange_request_id=exchange_request.pk,
+            from_status=ExchangeStatus.FAILED,
+            to_status=ExchangeStatus.CONSENTED,
+            message=f"Retried by the plan administrator {actor.get_username()}.",
+            actor=actor,
+            action="exchange_request.retry",
+            client_address=client_address,
         )
+        if not moved:
+            raise ExchangeRequestActionRefused(
+                "The request changed while you were looking at it; reload the page."
+            )
+        # The retry starts over: nothing staged by the failed attempt may mix in.
+        records_retrieval_reset(exchange_request=exchange_request, storage=PayloadStorage())
+        ExchangeRequest.objects.for_payer(payer).filter(pk=exchange_request.pk).update(
+            screened_out_counts={}, resume_count=0
+        )
+        transaction.on_commit(lambda: _enqueue_next_step(exchange_request))
+    exchange_request.refresh_from_db()
+    return exchange_request
+
+
+def exchange_request_cancel(
+    *, payer: Payer, request_id: int, actor: User, client_address: str | None = None
+) -> ExchangeRequest:
+    """Stop a request that has not ended; the member sees it cancelled on their timeline."""
+    exchange_request = get_for_payer_or_404(ExchangeRequest.objects.all(), payer, pk=request_id)
+    current = exchange_request.status
+    if current in ENDED:
+        raise ExchangeRequestActionRefused(
+            f"The request has already ended ({exchange_request.get_status_display().lower()})."
+        )
+    moved = exchange_request_transition(
+        payer=payer,
+        exchange_request_id=exchange_request.pk,
+        from_status=current,
+        to_status=ExchangeStatus.CANCELLED,
+        message=f"Cancelled by the plan administrator {actor.get_username()}.",
+        actor=actor,
+        action="exchange_request.cancel",
+        client_address=client_address,
+        reason_code="cancelled_by_payer",
+        reason_message="Your health plan cancelled this request.",
+    )
+    if not moved:
+        raise ExchangeRequestActionRefused(
+            "The request changed while you were looking at it; reload the page."
+        )
+    exchange_request.refresh_from_db()
+    return exchange_request

@@ -3,14 +3,19 @@
 A transition is a conditional UPDATE on the state the caller expects, so two
 workers racing on one request — or a task Celery delivers twice — cannot both
 move it: the second finds zero rows and stops (STYLE.md #4). Each successful move
-writes its timeline event in the same transaction.
+writes, in the same transaction, its timeline event (what the member and the
+administrators read) and its audit event (who moved it, for the append-only log that
+HIPAA §164.312(b) asks for; STYLE.md #7).
 """
+
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
-from hub.models import Payer
+from hub.audit import audit_record
+from hub.models import Payer, User
 
 S = ExchangeStatus
 
@@ -64,6 +69,11 @@ def exchange_request_transition(
     from_status: str,
     to_status: str,
     message: str,
+    actor: User | None,
+    actor_label: str = "",
+    action: str = "exchange_request.transition",
+    details: dict[str, Any] | None = None,
+    client_address: str | None = None,
     reason_code: str = "",
     reason_message: str = "",
 ) -> bool:
@@ -72,6 +82,8 @@ def exchange_request_transition(
     Returns False (and changes nothing) when the request is no longer in
     ``from_status`` — someone else moved it, or this very move already happened.
     ``message`` longer than a timeline line is cut short there; ``reason_message`` is kept whole.
+    The move is audited as ``action`` by ``actor`` (a person) or ``actor_label`` (a system,
+    e.g. hub.audit.ENGINE), with ``details`` — counts and checksums, never record content.
     Raises IllegalTransition for a move the state machine does not have.
     """
     if to_status not in TRANSITIONS.get(from_status, set()):
@@ -97,5 +109,18 @@ def exchange_request_transition(
                 status=to_status,
                 message=_timeline_line(message),
                 data={"from": from_status, **({"reason": reason_code} if reason_code else {})},
+            )
+            audit_record(
+                action=action,
+                obj=ExchangeRequest(pk=exchange_request_id),
+                payer=payer_id,
+                actor=actor,
+                actor_label=actor_label,
+                changes={
+                    "status": {"before": from_status, "after": to_status},
+                    **({"reason": reason_code} if reason_code else {}),
+                    **(details or {}),
+                },
+                client_address=client_address,
             )
     return bool(moved)

@@ -1,4 +1,5 @@
-"""Celery tasks of the exchange: thin wrappers that take ids and call one pipeline step (STYLE.md #3).
+"""Celery tasks of the exchange: thin wrappers that take ids and call the pipeline step of the
+same name (STYLE.md #3).
 
 ``exchange_request_advance`` looks at the request's state and enqueues the task of the
 step that state calls for, on the step's queue (CELERY_TASK_ROUTES). Each step, when done,
@@ -12,10 +13,8 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db.models import F
-from django.utils import timezone
 
-from exchange import consent_notifications, pipeline
+from exchange import pipeline
 from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.payload_retention import payloads_purge
 from exchange.payload_storage import PayloadStorage
@@ -53,7 +52,7 @@ def _run_step(task: Task, request_id: int, payer_id: int, step: Any, **kwargs: A
         return
     except pipeline.StepDeferred as exc:
         if task.request.retries >= MAX_RETRIES:
-            pipeline.request_fail(
+            pipeline.exchange_request_fail(
                 request_id=request_id,
                 payer_id=payer_id,
                 code="gave_up_retrying",
@@ -67,12 +66,12 @@ def _run_step(task: Task, request_id: int, payer_id: int, step: Any, **kwargs: A
             MAX_RETRY_COUNTDOWN_SECONDS,
         )
         logger.info("step deferred", extra={"request": request_id, "countdown": countdown})
-        pipeline.request_retry_scheduled(
+        pipeline.exchange_request_defer(
             request_id=request_id, payer_id=payer_id, delay_seconds=countdown
         )
         raise task.retry(countdown=countdown, max_retries=MAX_RETRIES) from exc
     except pipeline.StepFailed as exc:
-        pipeline.request_fail(
+        pipeline.exchange_request_fail(
             request_id=request_id, payer_id=payer_id, code=exc.code, message=exc.message
         )
         return
@@ -80,20 +79,22 @@ def _run_step(task: Task, request_id: int, payer_id: int, step: Any, **kwargs: A
         exchange_request_advance.delay(request_id, payer_id)
 
 
-@shared_task(name="exchange.authorize", bind=True)
-def exchange_request_authorize(self: Task, request_id: int, payer_id: int) -> None:
-    _run_step(self, request_id, payer_id, pipeline.request_authorize)
+@shared_task(name="exchange.match", bind=True)
+def exchange_request_match(self: Task, request_id: int, payer_id: int) -> None:
+    _run_step(self, request_id, payer_id, pipeline.exchange_request_match)
 
 
 @shared_task(name="exchange.retrieve", bind=True)
 def exchange_request_retrieve(self: Task, request_id: int, payer_id: int) -> None:
-    _run_step(self, request_id, payer_id, pipeline.request_retrieve, storage=PayloadStorage())
+    _run_step(
+        self, request_id, payer_id, pipeline.exchange_request_retrieve, storage=PayloadStorage()
+    )
 
 
 @shared_task(name="exchange.screen", bind=True)
 def exchange_request_screen(self: Task, request_id: int, payer_id: int) -> None:
     _run_step(
-        self, request_id, payer_id, pipeline.request_screen_and_package, storage=PayloadStorage()
+        self, request_id, payer_id, pipeline.exchange_request_screen, storage=PayloadStorage()
     )
 
 
@@ -103,15 +104,15 @@ def exchange_request_deliver(self: Task, request_id: int, payer_id: int) -> None
         self,
         request_id,
         payer_id,
-        pipeline.request_deliver,
+        pipeline.exchange_request_deliver,
         task_id=self.request.id,
         storage=PayloadStorage(),
     )
 
 
 _STEP_OF_STATE: dict[str, Task] = {
-    S.CONSENTED: exchange_request_authorize,
-    S.MATCHING: exchange_request_authorize,
+    S.CONSENTED: exchange_request_match,
+    S.MATCHING: exchange_request_match,
     S.MATCHED: exchange_request_retrieve,
     S.AUTHORIZED: exchange_request_retrieve,
     S.RETRIEVING: exchange_request_retrieve,
@@ -131,50 +132,11 @@ def exchange_payloads_purge() -> int:
 
 @shared_task(name="exchange.resume_stuck")
 def exchange_requests_resume_stuck() -> int:
-    """Resume requests whose work stopped moving (a worker died mid-step); fail them after
-    EXCHANGE_MAX_RESUMES tries (Read the Docs' build reaper, STYLE.md #5)."""
-    resumed = 0
-    for stuck in pipeline.stuck_requests(older_than_seconds=settings.EXCHANGE_STUCK_AFTER_SECONDS):
-        claimed = (
-            ExchangeRequest.objects.for_payer(stuck.payer_id)
-            .filter(pk=stuck.request_id, status=stuck.status)
-            .update(resume_count=F("resume_count") + 1, last_progress_at=timezone.now())
-        )
-        if not claimed:
-            continue
-        exchange_request = ExchangeRequest.objects.for_payer(stuck.payer_id).get(
-            pk=stuck.request_id
-        )
-        if exchange_request.resume_count > settings.EXCHANGE_MAX_RESUMES:
-            pipeline.request_fail(
-                request_id=stuck.request_id,
-                payer_id=stuck.payer_id,
-                code="stuck",
-                message="the transfer stopped making progress; a plan administrator can retry it",
-            )
-            continue
-        exchange_request_advance.delay(stuck.request_id, stuck.payer_id)
-        resumed += 1
-    return resumed
-
-
-NOTIFICATION_MAX_RETRIES = 10
-
-
-@shared_task(name="exchange.notify_consent_subscriber", bind=True)
-def consent_notification_send(self: Task, notification_id: int, payer_id: int) -> None:
-    """Deliver one Consent notification, retrying with backoff (seed 000 step 11)."""
-    try:
-        consent_notifications.consent_notification_deliver(
-            notification_id=notification_id, payer_id=payer_id
-        )
-    except consent_notifications.NotificationNotDelivered as exc:
-        if self.request.retries >= NOTIFICATION_MAX_RETRIES:
-            consent_notifications.consent_subscription_give_up(
-                notification_id=notification_id, payer_id=payer_id
-            )
-            return
-        raise self.retry(
-            countdown=min(_BACKOFF_CAP_SECONDS, 2 * 2**self.request.retries),
-            max_retries=NOTIFICATION_MAX_RETRIES,
-        ) from exc
+    """Advance again the requests whose work stopped moving (every 5 minutes from beat)."""
+    to_resume = pipeline.exchange_requests_resume_stuck(
+        older_than_seconds=settings.EXCHANGE_STUCK_AFTER_SECONDS,
+        max_resumes=settings.EXCHANGE_MAX_RESUMES,
+    )
+    for request_id, payer_id in to_resume:
+        exchange_request_advance.delay(request_id, payer_id)
+    return len(to_resume)

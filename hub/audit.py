@@ -8,6 +8,9 @@ from django.http import HttpRequest
 from hub.models import AuditEvent, Payer, User
 from hub.request_context import current_request_id
 
+# The actor label of changes the exchange engine (a Celery worker) makes on its own.
+ENGINE = "engine"
+
 
 def client_address(request: HttpRequest) -> str | None:
     """Return the address the request came from, as the web server saw it."""
@@ -18,7 +21,7 @@ def audit_record(
     *,
     action: str,
     obj: models.Model,
-    payer: Payer | None,
+    payer: Payer | int | None,
     actor: User | None = None,
     actor_label: str = "",
     changes: dict[str, Any] | None = None,
@@ -30,7 +33,7 @@ def audit_record(
     pass secrets or PHI here.
     """
     return AuditEvent.objects.create(
-        payer=payer,
+        payer_id=payer.pk if isinstance(payer, Payer) else payer,
         actor=actor,
         actor_label=actor_label or (actor.get_username() if actor else "system"),
         action=action,

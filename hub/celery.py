@@ -16,6 +16,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 app = Celery("hub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Task modules of packages that are not Django apps of their own.
+app.autodiscover_tasks(["exchange.consents"])
 
 
 @task_prerun.connect

@@ -260,13 +260,17 @@ CELERY_BEAT_SCHEDULE = {
     "purge-sftp-repository": {"task": "sftp_repository.purge", "schedule": 60 * 60},
     "resume-stuck-exchange-requests": {"task": "exchange.resume_stuck", "schedule": 5 * 60},
     "purge-exchange-payloads": {"task": "exchange.purge_payloads", "schedule": 60 * 60},
+    "sweep-consent-notifications": {
+        "task": "exchange.sweep_consent_notifications",
+        "schedule": 5 * 60,
+    },
 }
 # A request whose work has not moved for this long is resumed by the reaper (or failed
 # after EXCHANGE_MAX_RESUMES resumptions).
 EXCHANGE_STUCK_AFTER_SECONDS = env_int("EXCHANGE_STUCK_AFTER_SECONDS", 15 * 60, minimum=1)
 EXCHANGE_MAX_RESUMES = env_int("EXCHANGE_MAX_RESUMES", 5, minimum=1)
 CELERY_TASK_ROUTES = {
-    "exchange.authorize": {"queue": "pull"},
+    "exchange.match": {"queue": "pull"},
     "exchange.retrieve": {"queue": "pull"},
     "exchange.screen": {"queue": "screen"},
     "exchange.deliver": {"queue": "deliver"},

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from exchange.consent_endpoint import auth as consent_endpoint_auth
+from exchange.consents.endpoint import auth as consent_endpoint_auth
 from hub import views
 from members.sign_in import PayerCallbackView, PayerSignInView
 from plan_admin.api import router as plan_admin_api
@@ -16,7 +16,7 @@ urlpatterns = [
     path("p/<slug:payer_slug>/sign-in/", PayerSignInView.as_view(), name="sign-in"),
     path("p/<slug:payer_slug>/me/", include("members.urls")),
     path("fhir/auth/token", consent_endpoint_auth.token, name="hub-token"),
-    path("p/<slug:payer_slug>/fhir/", include("exchange.consent_endpoint.urls")),
+    path("p/<slug:payer_slug>/fhir/", include("exchange.consents.endpoint.urls")),
     path("p/<slug:payer_slug>/api/", include(plan_admin_api.urls)),
     path("p/<slug:payer_slug>/admin/repository/", include("exchange.repository.urls")),
     path("p/<slug:payer_slug>/admin/", include("plan_admin.urls")),

@@ -15,15 +15,13 @@ from exchange.fhir.errors import FhirCallError
 from exchange.services import (
     ExchangeRequestRefused,
     FormerCoverage,
-    exchange_request_authorized,
-    exchange_request_denied,
+    exchange_request_authorize,
+    exchange_request_deny,
     exchange_request_withdraw,
     exchange_requests_create,
 )
 from exchange.smart.member_launch import (
     member_launch_begin,
-    member_launch_complete,
-    member_launch_refused,
 )
 from exchange.state_machine import ENDED
 from hub.audit import client_address
@@ -192,22 +190,21 @@ def launch_callback(request: HttpRequest, payer: Payer) -> HttpResponse:
     state = request.GET.get("state", "")
     try:
         if request.GET.get("error"):
-            exchange_request = member_launch_refused(
-                payer=payer, member=_member(request), state=state, redirect_uri=redirect_uri
-            )
-            exchange_request_denied(
-                exchange_request=exchange_request,
+            exchange_request = exchange_request_deny(
+                payer=payer,
                 member=_member(request),
+                state=state,
+                redirect_uri=redirect_uri,
                 said=request.GET.get("error_description") or request.GET["error"],
             )
-            return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
-        exchange_request = member_launch_complete(
-            payer=payer,
-            member=_member(request),
-            state=state,
-            code=request.GET.get("code", ""),
-            redirect_uri=redirect_uri,
-        )
+        else:
+            exchange_request = exchange_request_authorize(
+                payer=payer,
+                member=_member(request),
+                state=state,
+                code=request.GET.get("code", ""),
+                redirect_uri=redirect_uri,
+            )
     except FhirCallError as exc:
         return render(
             request,
@@ -215,7 +212,6 @@ def launch_callback(request: HttpRequest, payer: Payer) -> HttpResponse:
             {"payer": payer, "reason": exc.message},
             status=400,
         )
-    exchange_request_authorized(exchange_request=exchange_request, member=_member(request))
     return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
 
 

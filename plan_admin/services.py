@@ -10,11 +10,6 @@ from typing import Any, TypeVar, cast
 
 from django.db import models, transaction
 
-from exchange.models import ExchangeRequest, ExchangeStatus
-from exchange.payload_storage import PayloadStorage
-from exchange.retrieval import records_retrieval_reset
-from exchange.services import enqueue_next_step
-from exchange.state_machine import ENDED, exchange_request_transition
 from hub.audit import audit_record
 from hub.fields import EncryptedTextField
 from hub.models import (
@@ -27,7 +22,6 @@ from hub.models import (
     TenantOwned,
     User,
 )
-from hub.tenancy import get_for_payer_or_404
 
 _Setting = TypeVar("_Setting", bound=TenantOwned)
 INTEGRATION_SETTINGS = (FhirEndpoint, IdentityProvider, SftpDestination)
@@ -37,10 +31,6 @@ PAYER_SETTINGS_FIELDS = ("client_jwks_url", "delivery_mode")
 
 class SettingRefused(ValueError):
     """The change cannot be made as asked; the message says why, in plain words."""
-
-
-class ExchangeRequestActionRefused(ValueError):
-    """The request is not in a state that allows this action; the message says why."""
 
 
 def _audit_value(value: Any) -> Any:
@@ -166,70 +156,3 @@ def onboarding_request_create(
             client_address=client_address,
         )  # fmt: skip
     return onboarding
-
-
-def exchange_request_retry(
-    *, payer: Payer, request_id: int, actor: User, client_address: str | None = None
-) -> ExchangeRequest:
-    """Start a failed request over from its consent and hand it back to the engine."""
-    exchange_request = get_for_payer_or_404(ExchangeRequest.objects.all(), payer, pk=request_id)
-    if exchange_request.status != ExchangeStatus.FAILED:
-        raise ExchangeRequestActionRefused("Only a failed request can be retried.")
-    with transaction.atomic():
-        moved = exchange_request_transition(
-            payer=payer,
-            exchange_request_id=exchange_request.pk,
-            from_status=ExchangeStatus.FAILED,
-            to_status=ExchangeStatus.CONSENTED,
-            message=f"Retried by the plan administrator {actor.get_username()}.",
-        )
-        if not moved:
-            raise ExchangeRequestActionRefused(
-                "The request changed while you were looking at it; reload the page."
-            )
-        audit_record(
-            action="exchange_request.retry", obj=exchange_request, payer=payer, actor=actor,
-            changes={"status": {"before": ExchangeStatus.FAILED, "after": ExchangeStatus.CONSENTED}},
-            client_address=client_address,
-        )  # fmt: skip
-        # The retry starts over: nothing staged by the failed attempt may mix in.
-        records_retrieval_reset(exchange_request=exchange_request, storage=PayloadStorage())
-        ExchangeRequest.objects.for_payer(payer).filter(pk=exchange_request.pk).update(
-            screened_out_counts={}, resume_count=0
-        )
-        transaction.on_commit(lambda: enqueue_next_step(exchange_request))
-    exchange_request.refresh_from_db()
-    return exchange_request
-
-
-def exchange_request_cancel(
-    *, payer: Payer, request_id: int, actor: User, client_address: str | None = None
-) -> ExchangeRequest:
-    """Stop a request that has not ended; the member sees it cancelled on their timeline."""
-    exchange_request = get_for_payer_or_404(ExchangeRequest.objects.all(), payer, pk=request_id)
-    current = exchange_request.status
-    if current in ENDED:
-        raise ExchangeRequestActionRefused(
-            f"The request has already ended ({exchange_request.get_status_display().lower()})."
-        )
-    with transaction.atomic():
-        moved = exchange_request_transition(
-            payer=payer,
-            exchange_request_id=exchange_request.pk,
-            from_status=current,
-            to_status=ExchangeStatus.CANCELLED,
-            message=f"Cancelled by the plan administrator {actor.get_username()}.",
-            reason_code="cancelled_by_payer",
-            reason_message="Your health plan cancelled this request.",
-        )
-        if not moved:
-            raise ExchangeRequestActionRefused(
-                "The request changed while you were looking at it; reload the page."
-            )
-        audit_record(
-            action="exchange_request.cancel", obj=exchange_request, payer=payer, actor=actor,
-            changes={"status": {"before": current, "after": ExchangeStatus.CANCELLED}},
-            client_address=client_address,
-        )  # fmt: skip
-    exchange_request.refresh_from_db()
-    return exchange_request

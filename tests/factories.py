@@ -6,6 +6,7 @@ from typing import Any
 import factory
 from django.utils import timezone
 
+from exchange.consents.services import consent_publish
 from exchange.models import (
     AuthorizationMode,
     Consent,
@@ -15,7 +16,6 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
 )
-from exchange.services import consent_publish
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,

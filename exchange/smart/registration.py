@@ -4,7 +4,7 @@ Why per (new payer, former payer): the holder binds a backend-services client to
 organization it acts for, and honours an HRex Consent only for the client whose
 organization is the Consent's recipient (IRCP actor, SPEC.md "Consent"). So the hub
 registers once per new payer, naming it by the same identifier the Consent uses
-(``exchange.consent.payer_identifier``: NPI, else payer id).
+(``exchange.consents.resource.payer_identifier``: NPI, else payer id).
 
 Keys: the registration gives ``jwks_uri`` — the new payer's JWKS the hub publishes at
 ``{HUB_PUBLIC_URL}/p/<slug>/.well-known/jwks.json`` — rather than inline ``jwks``, so a
@@ -24,7 +24,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from exchange.consent import payer_identifier
+from exchange.consents.resource import payer_identifier
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import HolderRegistration, RegistrationMethod
 from exchange.smart.discovery import SmartConfiguration

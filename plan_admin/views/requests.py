@@ -17,12 +17,13 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from exchange import services as lifecycle
 from exchange.models import ExchangeStatus
 from exchange.state_machine import ENDED
 from hub.audit import client_address
 from hub.models import Payer, Role
 from hub.tenancy import tenant_view
-from plan_admin import selectors, services
+from plan_admin import selectors
 from plan_admin.forms import RequestFilterForm
 from plan_admin.views import acting_admin
 
@@ -113,10 +114,10 @@ def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpR
 # The administrator's actions on one request: the service that does it, what to say after.
 _REQUEST_ACTIONS = {
     "retry": (
-        services.exchange_request_retry,
+        lifecycle.exchange_request_retry,
         "The request starts over; the engine picks it up now.",
     ),
-    "cancel": (services.exchange_request_cancel, "The request is cancelled."),
+    "cancel": (lifecycle.exchange_request_cancel, "The request is cancelled."),
 }
 
 
@@ -134,7 +135,7 @@ def request_action(
             payer=payer, request_id=request_id, actor=acting_admin(request),
             client_address=client_address(request),
         )  # fmt: skip
-    except services.ExchangeRequestActionRefused as exc:
+    except lifecycle.ExchangeRequestActionRefused as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, done)

@@ -12,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.text import slugify
 
-from exchange.consent import hrex_consent_resource
+from exchange.consents.resource import hrex_consent_resource
 from exchange.models import AuthorizationMode, ConsentPolicy, ExchangeRequest
 from exchange.payload_storage import PayloadStorage
 from hub.models import FhirEndpoint, Payer, PayerStatus

@@ -34,7 +34,8 @@ from exchange.screening.reasons import QUARANTINE_CODE
 from exchange.services import exchange_request_create
 from exchange.state_machine import ENDED
 from exchange.tasks import exchange_requests_resume_stuck
-from hub.models import SftpDestination
+from hub.audit import ENGINE
+from hub.models import AuditEvent, SftpDestination
 from hub.ssh_keys import parse_public_key_line
 from sandbox.faults import FaultDice, parse_faults
 from tests.conftest import Tenant
@@ -173,7 +174,35 @@ class Scene:
             withheld=withheld,
         )
         assert exchange_request.delivery.attempts.filter(succeeded=True).count() == 1
+        self.assert_disclosures_audited(exchange_request, manifest)
         return manifest
+
+    def assert_disclosures_audited(
+        self, exchange_request: ExchangeRequest, manifest: dict[str, Any]
+    ) -> None:
+        """South's disclosure to the hub is in both payers' audit logs with the counts per
+        type, and the delivery in North's with each file's path, size and sha256: once each,
+        however often the work was retried or resumed (HIPAA §164.312(b))."""
+        counts = counts_per_type(self.oracle)
+        received = AuditEvent.objects.for_payer(self.north.payer).get(
+            action="exchange_request.records_received", object_id=str(exchange_request.pk)
+        )
+        disclosed = AuditEvent.objects.for_payer(self.south.payer).get(
+            action="exchange_request.records_disclosed", object_id=str(exchange_request.pk)
+        )
+        for event in (received, disclosed):
+            assert event.actor_label == ENGINE
+            assert event.changes["disclosed_by"] == "south"
+            assert event.changes["disclosed_to"] == "north"
+            assert event.changes["resources"] == counts
+        delivered = AuditEvent.objects.for_payer(self.north.payer).get(
+            action="exchange_request.deliver", object_id=str(exchange_request.pk)
+        )
+        assert delivered.changes["status"] == {"before": S.DELIVERING, "after": S.DELIVERED}
+        files = {Path(f["path"]).name: (f["size"], f["sha256"]) for f in delivered.changes["files"]}
+        assert files == {
+            entry["name"]: (entry["size"], entry["sha256"]) for entry in manifest["files"]
+        } | {"manifest.json": files["manifest.json"]}
 
     def assert_failed_with_nothing_delivered(self, exchange_request: ExchangeRequest) -> None:
         assert exchange_request.status == S.FAILED

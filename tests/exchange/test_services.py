@@ -1,14 +1,22 @@
 """The services that move a request for its member: withdrawal, the answer from the former payer."""
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
-from exchange.models import AuthorizationMode, ConsentStatus, ExchangeRequest, ExchangeStatus
-from exchange.services import exchange_request_denied, exchange_request_withdraw
+from exchange.models import (
+    AuthorizationMode,
+    ConsentStatus,
+    ExchangeRequest,
+    ExchangeStatus,
+    MemberLaunch,
+)
+from exchange.services import exchange_request_deny, exchange_request_withdraw
 from exchange.state_machine import exchange_request_transition
 from hub.models import AuditEvent
 from tests.conftest import Tenant
@@ -63,6 +71,7 @@ def test_a_withdrawal_during_a_step_transition_still_revokes_the_request(
                 from_status=ExchangeStatus.RETRIEVING,
                 to_status=ExchangeStatus.SCREENING,
                 message="Received 12 records.",
+                actor=None,
             )
             worker_moved.set()
             release_worker.wait(timeout=10)
@@ -95,13 +104,23 @@ def test_a_withdrawal_during_a_step_transition_still_revokes_the_request(
 def test_a_refusal_arriving_after_the_request_ended_is_not_audited_as_a_denial(
     north: Tenant, south: Tenant
 ) -> None:
-    exchange_request = ExchangeRequestFactory(
+    exchange_request: ExchangeRequest = ExchangeRequestFactory(
         consent=ConsentFactory(member=north.member, former_payer=south.payer),
         authorization_mode=AuthorizationMode.MEMBER_AUTHORIZED,
         status=ExchangeStatus.REVOKED,
     )
 
-    exchange_request_denied(exchange_request=exchange_request, member=north.member, said="no")
+    redirect_uri = "http://testserver/p/north/me/launch/callback/"
+    MemberLaunch.objects.create(
+        payer=north.payer, exchange_request=exchange_request,
+        state_digest=hashlib.sha256(b"late-state").hexdigest(), code_verifier="v" * 43,
+        redirect_uri=redirect_uri, started_at=timezone.now(),
+    )  # fmt: skip
+
+    exchange_request_deny(
+        payer=north.payer, member=north.member, state="late-state",
+        redirect_uri=redirect_uri, said="no",
+    )  # fmt: skip
 
     exchange_request.refresh_from_db()
     assert exchange_request.status == ExchangeStatus.REVOKED

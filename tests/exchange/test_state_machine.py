@@ -30,6 +30,7 @@ def test_an_illegal_transition_is_refused_and_changes_nothing(
             from_status=ExchangeStatus.CONSENTED,
             to_status=ExchangeStatus.DELIVERED,
             message="skipping ahead",
+            actor=None,
         )
     request_at_north.refresh_from_db()
     assert request_at_north.status == ExchangeStatus.CONSENTED
@@ -43,6 +44,7 @@ def test_a_repeated_legal_transition_is_a_no_op(request_at_north: ExchangeReques
         "from_status": ExchangeStatus.CONSENTED,
         "to_status": ExchangeStatus.MATCHING,
         "message": "Looking for you at Southern Cross Health.",
+        "actor": None,
     }
     assert exchange_request_transition(**move) is True
     assert exchange_request_transition(**move) is False  # a duplicated task finds nothing to do
@@ -62,6 +64,7 @@ def test_another_payer_cannot_move_the_request(
         from_status=ExchangeStatus.CONSENTED,
         to_status=ExchangeStatus.CANCELLED,
         message="not yours",
+        actor=None,
     )
     assert moved is False
     request_at_north.refresh_from_db()
@@ -95,6 +98,7 @@ def test_a_message_longer_than_a_timeline_line_is_shortened_not_lost(
         from_status=ExchangeStatus.CONSENTED,
         to_status=ExchangeStatus.FAILED,
         message=f"Stopped: {their_words}",
+        actor=None,
         reason_code="rejected",
         reason_message=their_words,
     )

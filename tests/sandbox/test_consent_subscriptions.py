@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from exchange.consents.services import consent_fhir_url
 from exchange.models import ConsentNotification, ConsentSubscription, ExchangeRequest
-from exchange.services import consent_fhir_url, exchange_request_withdraw
+from exchange.services import exchange_request_withdraw
 from tests.conftest import Tenant
 from tests.factories import ExchangeRequestFactory
 from tests.sandbox.harness import (

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from exchange.consent_endpoint import views
+from exchange.consents.endpoint import views
 
 urlpatterns = [
     path("metadata", views.metadata, name="consent-endpoint-metadata"),

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from fhir.resources.R4B.subscription import Subscription as FhirSubscription
 from pydantic import ValidationError as ModelValidationError
 
-from exchange.consent_endpoint.auth import ClientRefused, access_token_check
+from exchange.consents.endpoint.auth import ClientRefused, access_token_check
 from exchange.models import Consent, ConsentSubscription, SubscriptionStatus
 from hub.audit import audit_record
 from hub.models import Payer

@@ -1,44 +1,23 @@
-"""Tell former payers when a Consent naming them changes (seed 000 steps 10-12).
+"""Deliver the notifications owed to former payers subscribed to a Consent (seed 000 steps 10-12).
 
-Every change of a Consent's status owes each active subscription one notification. A
-notification is a row first (so none is lost if the broker is down at that moment), then
-a task that POSTs the Consent to the subscriber's endpoint with the subscription's
-headers — the seed's rest-hook with ``payload`` application/fhir+json — and retries with
-backoff until the endpoint answers 2xx.
+A notification is an outbox row (exchange/consents/outbox.py) written with the change it
+reports. Delivering it POSTs the Consent as it is now to the subscriber's endpoint with the
+subscription's headers — the seed's rest-hook with ``payload`` application/fhir+json —
+and is retried with backoff until the endpoint answers 2xx (exchange/consents/tasks.py).
 """
 
 import json
-from functools import partial
+from datetime import timedelta
 
-from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from exchange.models import Consent, ConsentNotification, ConsentSubscription, SubscriptionStatus
+from exchange.models import ConsentNotification, ConsentSubscription, SubscriptionStatus
 from hub.outbound import OutboundError, PayerHttpClient
 
 
 class NotificationNotDelivered(Exception):
     """The subscriber's endpoint did not take the notification; try again later."""
-
-
-def consent_changed(*, consent_id: int, payer_id: int) -> None:
-    """Queue one notification per active subscription to the Consent of ``payer_id``."""
-    from exchange.tasks import consent_notification_send
-
-    consent = Consent.objects.for_payer(payer_id).get(pk=consent_id)
-    subscriptions = ConsentSubscription.objects.for_payer(consent.payer_id).filter(
-        consent=consent, status=SubscriptionStatus.ACTIVE
-    )
-    with transaction.atomic():
-        for subscription in subscriptions:
-            if subscription.end and subscription.end < timezone.now():
-                continue
-            notification = ConsentNotification.objects.create(
-                payer_id=consent.payer_id, subscription=subscription, consent_status=consent.status
-            )
-            transaction.on_commit(
-                partial(consent_notification_send.delay, notification.pk, consent.payer_id)
-            )
 
 
 def consent_notification_deliver(*, notification_id: int, payer_id: int) -> None:
@@ -82,6 +61,16 @@ def _failed(notification: ConsentNotification, message: str) -> None:
     )
 
 
+def consent_notification_retry_scheduled(
+    *, notification_id: int, payer_id: int, delay_seconds: float
+) -> None:
+    """Note that a task tries the notification again in ``delay_seconds``, so the sweep
+    leaves it to that task rather than sending it a second time."""
+    ConsentNotification.objects.for_payer(payer_id).filter(pk=notification_id).update(
+        next_attempt_at=timezone.now() + timedelta(seconds=delay_seconds)
+    )
+
+
 def consent_subscription_give_up(*, notification_id: int, payer_id: int) -> None:
     """After the last retry: mark the subscription in error (FHIR R4 Subscription.status)."""
     notification = ConsentNotification.objects.for_payer(payer_id).get(pk=notification_id)
@@ -91,3 +80,19 @@ def consent_subscription_give_up(*, notification_id: int, payer_id: int) -> None
         status=SubscriptionStatus.ERROR,
         error=f"notifications could not be delivered: {notification.last_error}"[:500],
     )
+
+
+def consent_notifications_orphaned(*, grace: timedelta, limit: int = 500) -> list[tuple[int, int]]:
+    """Return (notification id, payer id) of undelivered notifications no task is working on:
+    owed to an active subscription, and ``grace`` past the time a task should have tried."""
+    due = timezone.now() - grace
+    rows = (
+        ConsentNotification.objects.filter(
+            Q(delivered_at__isnull=True)
+            & Q(next_attempt_at__lt=due)
+            & Q(subscription__status=SubscriptionStatus.ACTIVE)
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", "payer_id")[:limit]
+    )
+    return list(rows)
