@@ -1,5 +1,6 @@
 """factory_boy factories for the hub's models; personas are built from these in conftest.py."""
 
+import hashlib
 from datetime import date, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from exchange.models import (
     DeliveryAttempt,
     ExchangeEvent,
     ExchangeRequest,
+    MemberLaunch,
 )
 from hub.models import (
     FhirEndpoint,
@@ -116,6 +118,26 @@ class DeliveryAttemptFactory(factory.django.DjangoModelFactory[DeliveryAttempt])
     delivery = factory.SubFactory(DeliveryFactory)
     payer = factory.SelfAttribute("delivery.payer")
     task_id = factory.Sequence(lambda n: f"task-{n}")
+    started_at = factory.LazyFunction(timezone.now)
+
+
+class MemberLaunchFactory(factory.django.DjangoModelFactory[MemberLaunch]):
+    """A SMART standalone launch the member started at the former payer, waiting for its
+    callback with ``state`` (kept only as its digest, as exchange/smart/member_launch.py does)."""
+
+    class Meta:
+        model = MemberLaunch
+
+    class Params:
+        state = "launch-state"
+
+    exchange_request = factory.SubFactory(ExchangeRequestFactory)
+    payer = factory.SelfAttribute("exchange_request.payer")
+    state_digest = factory.LazyAttribute(lambda o: hashlib.sha256(o.state.encode()).hexdigest())
+    code_verifier = "v" * 43
+    redirect_uri = factory.LazyAttribute(
+        lambda o: f"http://testserver/p/{o.payer.slug}/me/launch/callback/"
+    )
     started_at = factory.LazyFunction(timezone.now)
 
 

@@ -1,26 +1,23 @@
 """The services that move a request for its member: withdrawal, the answer from the former payer."""
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from django.db import connection, transaction
-from django.utils import timezone
 
 from exchange.models import (
     AuthorizationMode,
     ConsentStatus,
     ExchangeRequest,
     ExchangeStatus,
-    MemberLaunch,
 )
 from exchange.services import exchange_request_deny, exchange_request_withdraw
 from exchange.state_machine import exchange_request_transition
 from hub.models import AuditEvent
 from tests.conftest import Tenant
-from tests.factories import ConsentFactory, ExchangeRequestFactory
+from tests.factories import ConsentFactory, ExchangeRequestFactory, MemberLaunchFactory
 
 
 def _in_own_connection(work: Callable[[], None], failures: list[BaseException]) -> threading.Thread:
@@ -110,16 +107,11 @@ def test_a_refusal_arriving_after_the_request_ended_is_not_audited_as_a_denial(
         status=ExchangeStatus.REVOKED,
     )
 
-    redirect_uri = "http://testserver/p/north/me/launch/callback/"
-    MemberLaunch.objects.create(
-        payer=north.payer, exchange_request=exchange_request,
-        state_digest=hashlib.sha256(b"late-state").hexdigest(), code_verifier="v" * 43,
-        redirect_uri=redirect_uri, started_at=timezone.now(),
-    )  # fmt: skip
+    launch = MemberLaunchFactory(exchange_request=exchange_request, state="late-state")
 
     exchange_request_deny(
         payer=north.payer, member=north.member, state="late-state",
-        redirect_uri=redirect_uri, said="no",
+        redirect_uri=launch.redirect_uri, said="no",
     )  # fmt: skip
 
     exchange_request.refresh_from_db()

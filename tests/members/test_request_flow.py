@@ -1,6 +1,5 @@
 """The member's pages: find former plans, consent, follow, withdraw, invite a missing plan."""
 
-import hashlib
 import re
 from datetime import timedelta
 from typing import Any
@@ -15,11 +14,10 @@ from exchange.models import (
     ConsentStatus,
     ExchangeRequest,
     ExchangeStatus,
-    MemberLaunch,
 )
 from hub.models import AuditEvent, FhirEndpoint, OnboardingRequest, Payer, PayerStatus, PlanType
 from tests.conftest import Tenant
-from tests.factories import PayerFactory, UserFactory
+from tests.factories import MemberLaunchFactory, PayerFactory, UserFactory
 
 
 def _client(user: Any) -> Client:
@@ -245,12 +243,7 @@ def test_a_very_long_refusal_from_the_former_plan_ends_the_request_not_a_500(
     client = _client(north.member)
     client.post("/p/north/me/requests/new/", _form(south.payer))
     exchange_request = ExchangeRequest.objects.get()
-    redirect_uri = "http://testserver/p/north/me/launch/callback/"
-    MemberLaunch.objects.create(
-        payer=north.payer, exchange_request=exchange_request,
-        state_digest=hashlib.sha256(b"launch-state").hexdigest(), code_verifier="v" * 43,
-        redirect_uri=redirect_uri, started_at=timezone.now(),
-    )  # fmt: skip
+    MemberLaunchFactory(exchange_request=exchange_request, state="launch-state")
     response = client.get(
         "/p/north/me/launch/callback/",
         {"state": "launch-state", "error": "access_denied", "error_description": "no " * 400},
