@@ -32,8 +32,9 @@ from exchange.models import (
     ExchangeStatus,
 )
 from exchange.packaging import PackageContext, PayerParty, package_build, package_delivery_order
-from exchange.payload_storage import PayloadStorage
-from exchange.retrieval import records_retrieve, staging_prefix
+from exchange.payloads.layout import RequestFiles
+from exchange.payloads.storage import PayloadStorage
+from exchange.retrieval import records_retrieve
 from exchange.screening import screening_run
 from exchange.state_machine import IN_PROGRESS, exchange_request_transition
 
@@ -309,7 +310,7 @@ def request_deliver(
             S.DELIVERED,
             f"Delivered to {exchange_request.payer.name}: {len(delivered)} files.",
         ):
-            transaction.on_commit(lambda: storage.delete_tree(staging_prefix(exchange_request)))
+            transaction.on_commit(lambda: storage.delete_tree(RequestFiles(request_id).staging))
     return None
 
 

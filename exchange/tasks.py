@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from exchange import consent_notifications, pipeline
 from exchange.models import ExchangeRequest, ExchangeStatus
-from exchange.payload_retention import payloads_purge
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.retention import payloads_purge
+from exchange.payloads.storage import PayloadStorage
 
 logger = logging.getLogger(__name__)
 S = ExchangeStatus

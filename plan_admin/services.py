@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 from django.db import models, transaction
 
 from exchange.models import ExchangeRequest, ExchangeStatus
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from exchange.retrieval import records_retrieval_reset
 from exchange.services import enqueue_next_step
 from exchange.state_machine import ENDED, exchange_request_transition

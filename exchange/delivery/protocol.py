@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 
 TEMPORARY_SUFFIX = ".uploading"
 

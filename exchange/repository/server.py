@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from exchange.delivery.protocol import is_temporary
-from exchange.payload_storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader
+from exchange.payloads.storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader
 from exchange.repository.limits import RepositoryLimits
 from exchange.repository.models import RepositoryKey
 from exchange.repository.paths import PathMalformed, PathOutsideFolder, repository_relative_path

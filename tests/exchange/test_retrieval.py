@@ -13,7 +13,7 @@ from django.utils import timezone
 from exchange.fhir.errors import FhirPermanentError, FhirTransientError
 from exchange.member_match import member_match_run
 from exchange.models import AuthorizationMode, ExchangeRequest, ExchangeStatus, HolderRegistration
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from exchange.retrieval import RetrievalResult, records_retrieve
 from exchange.smart.member_launch import member_launch_begin, member_launch_complete
 from tests.conftest import Tenant
