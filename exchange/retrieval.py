@@ -41,6 +41,7 @@ from exchange.models import ExchangeRequest
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.ndjson import ndjson_lines
 from exchange.payloads.storage import PayloadStorage
+from exchange.request_stopped import RequestStopped
 from exchange.smart.access import token_provider_for
 from exchange.state_machine import IN_PROGRESS
 from hub.outbound import PayerHttpClient
@@ -223,10 +224,7 @@ def _save_progress(
         .update(retrieval_cursor=cursor, resource_counts=counts, last_progress_at=timezone.now())
     )
     if not saved:
-        raise FhirPermanentError(
-            "The request was cancelled or withdrawn, so nothing more is fetched.",
-            code="request_stopped",
-        )
+        raise RequestStopped("The request was cancelled or withdrawn, so nothing more is fetched.")
     exchange_request.retrieval_cursor = cursor
     exchange_request.resource_counts = counts
 
@@ -240,8 +238,9 @@ def records_retrieve(
 ) -> RetrievalResult:
     """Stage the member's records page by page; resume from the saved cursor if there is one.
 
-    Returns when every page is staged. Raises FhirCallError otherwise; what was staged so
-    far stays, and a later call continues from it. ``page_size`` is the ``_count`` asked
+    Returns when every page is staged. Raises FhirCallError otherwise, or RequestStopped when
+    the request was cancelled or withdrawn meanwhile; what was staged so far stays, and a
+    later call continues from it. ``page_size`` is the ``_count`` asked
     for at a fresh start (a resumed retrieval keeps its own).
     """
     former_name = exchange_request.former_payer.name
