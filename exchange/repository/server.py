@@ -25,7 +25,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from exchange.delivery.protocol import is_temporary
 from exchange.payloads.storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader
 from exchange.repository.limits import RepositoryLimits
 from exchange.repository.models import RepositoryKey
@@ -37,6 +36,7 @@ from exchange.repository.services import (
     repository_key_mark_used,
 )
 from exchange.repository.storage import repository_storage, repository_storage_name
+from exchange.repository.temporary_names import is_temporary
 
 logger = logging.getLogger(__name__)
 
