@@ -40,12 +40,14 @@ def _setup_django() -> None:
 
 def stage(root: Path, target: int) -> int:
     """Write at least ``target`` generated resources as staging pages; return how many."""
-    from exchange.payload_storage import PayloadStorage
+    from exchange.payloads.layout import RequestFiles
+    from exchange.payloads.storage import PayloadStorage
     from sandbox.data.generator import member_resources
     from sandbox.data.population import Population
     from sandbox.organizations import payer_identity
 
     storage = PayloadStorage(root)
+    files = RequestFiles(REQUEST_ID)
     population = Population(
         identity=payer_identity("Bench Health"), seed="bench", size=target // 150, as_of=AS_OF
     )
@@ -59,21 +61,19 @@ def stage(root: Path, target: int) -> int:
             staged += 1
             if len(page) == PAGE_SIZE:
                 pages += 1
-                storage.write_bytes(
-                    f"requests/{REQUEST_ID}/staging/{pages:05d}.ndjson", b"".join(page)
-                )
+                storage.write_bytes(files.staging_page(pages), b"".join(page))
                 page = []
         if staged >= target:
             break
     if page:
-        storage.write_bytes(f"requests/{REQUEST_ID}/staging/{pages + 1:05d}.ndjson", b"".join(page))
+        storage.write_bytes(files.staging_page(pages + 1), b"".join(page))
     return staged
 
 
 def measure(root: Path) -> dict[str, float]:
     """Screen and package the staged record (child process); return times and peak RSS."""
     from exchange.packaging import PackageContext, PayerParty, package_build
-    from exchange.payload_storage import PayloadStorage
+    from exchange.payloads.storage import PayloadStorage
     from exchange.screening import screening_run
 
     storage = PayloadStorage(root)

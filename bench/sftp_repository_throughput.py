@@ -52,7 +52,7 @@ from django.core.management import call_command  # noqa: E402
 
 from exchange.delivery import deliver_files  # noqa: E402
 from exchange.delivery.sftp import sftp_host_key_fetch  # noqa: E402
-from exchange.payload_storage import PayloadStorage  # noqa: E402
+from exchange.payloads.storage import PayloadStorage  # noqa: E402
 from exchange.repository.services import repository_key_register  # noqa: E402
 from hub.models import Payer, Role, User  # noqa: E402
 from tests.exchange.repository.harness import ClientKey, client_key  # noqa: E402

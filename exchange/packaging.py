@@ -1,6 +1,6 @@
 """Package a screened record for delivery: a FHIR ``collection`` Bundle and ``manifest.json``.
 
-ARCHITECTURE.md step 6. Under ``requests/<id>/package/`` (encrypted at rest like every payload):
+ARCHITECTURE.md step 6. Under ``RequestFiles.package`` (encrypted at rest like every payload):
 
 - ``bundle.json`` — a Bundle of type ``collection`` (FHIR R4 §3.1.1.1 Bundle.type) holding every
   kept resource, Patient first, then one type after another, and last a ``Provenance`` of the
@@ -28,9 +28,10 @@ from fhir.resources.R4B.provenance import Provenance
 
 from exchange.consents.resource import PAYER_ID_SYSTEM, POLICY_URI
 from exchange.models import ConsentPolicy
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.layout import RequestFiles
+from exchange.payloads.ndjson import ndjson_lines
+from exchange.payloads.storage import PayloadStorage
 from exchange.screening import ScreeningResult, screening_result_read
-from exchange.screening.ndjson import ndjson_lines
 from hub.models import Payer
 from hub.validators import NPI_SYSTEM
 
@@ -103,17 +104,13 @@ class Package:
         return package_delivery_order(request_id=self.request_id, manifest=self.manifest)
 
 
-def package_prefix(request_id: int) -> str:
-    return f"requests/{request_id}/package"
-
-
 def package_delivery_order(*, request_id: int, manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """Return the (storage name, remote file name) pairs of a built package, manifest last.
 
     Derived from the manifest alone, so a delivery run later (another task, another worker)
     finds the files the package step wrote.
     """
-    prefix = package_prefix(request_id)
+    prefix = RequestFiles(request_id).package
     names = [entry["name"] for entry in manifest["files"]] + [MANIFEST_FILE]
     return [(f"{prefix}/{name}", name) for name in names]
 
@@ -262,7 +259,7 @@ def package_build(
     )
     bundle = _bundle_write(
         storage=storage,
-        name=f"{package_prefix(request_id)}/{BUNDLE_FILE}",
+        name=f"{RequestFiles(request_id).package}/{BUNDLE_FILE}",
         screening=screening,
         bundle_id=bundle_id,
         generated=generated,
@@ -271,7 +268,7 @@ def package_build(
     manifest = _manifest(
         context=manifest_context, screening=screening, generated=generated, files=[bundle]
     )
-    manifest_name = f"{package_prefix(request_id)}/{MANIFEST_FILE}"
+    manifest_name = f"{RequestFiles(request_id).package}/{MANIFEST_FILE}"
     writer = storage.write_bytes(manifest_name, json.dumps(manifest, indent=2).encode() + b"\n")
     return Package(
         request_id=request_id,

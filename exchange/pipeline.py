@@ -35,8 +35,10 @@ from exchange.models import (
     ExchangeStatus,
 )
 from exchange.packaging import PackageContext, PayerParty, package_build, package_delivery_order
-from exchange.payload_storage import PayloadStorage
-from exchange.retrieval import records_retrieve, staging_prefix
+from exchange.payloads.layout import RequestFiles
+from exchange.payloads.storage import PayloadStorage
+from exchange.request_stopped import RequestStopped
+from exchange.retrieval import records_retrieve
 from exchange.screening import screening_run
 from exchange.state_machine import IN_PROGRESS, exchange_request_transition
 from hub.audit import ENGINE, audit_record
@@ -60,10 +62,6 @@ class StepFailed(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-class StepAbandoned(Exception):
-    """The request left the step's state while it ran (withdrawn, cancelled): stop quietly."""
 
 
 def _load(request_id: int, payer_id: int) -> ExchangeRequest:
@@ -169,8 +167,6 @@ def exchange_request_match(*, request_id: int, payer_id: int) -> str | None:
 
 def _step_error(exc: FhirCallError) -> Exception:
     """Sort a failed call to the former payer into give up or try again (STYLE.md #6)."""
-    if exc.code == "request_stopped":
-        return StepAbandoned(exc.message)
     if exc.permanent:
         return StepFailed(exc.code, exc.message)
     return StepDeferred(exc.message, retry_after=exc.retry_after)
@@ -328,7 +324,7 @@ def exchange_request_deliver(
             files=files,
             on_progress=partial(_still_delivering, request_id=request_id, payer_id=payer_id),
         )
-    except StepAbandoned:
+    except RequestStopped:
         _attempt_finished(
             attempt,
             succeeded=False,
@@ -365,7 +361,7 @@ def exchange_request_deliver(
                 ],
             },
         ):
-            transaction.on_commit(lambda: storage.delete_tree(staging_prefix(exchange_request)))
+            transaction.on_commit(lambda: storage.delete_tree(RequestFiles(request_id).staging))
     return None
 
 
@@ -377,7 +373,7 @@ def _still_delivering(*, request_id: int, payer_id: int) -> None:
         .update(last_progress_at=timezone.now())
     )
     if not moving:
-        raise StepAbandoned("the request is no longer delivering")
+        raise RequestStopped("the request is no longer delivering")
 
 
 def _attempt_finished(

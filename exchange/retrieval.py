@@ -7,8 +7,8 @@ by ``_id``), each followed to its last page. The token is the member's own
 (member-authorized) or the new payer's backend-services token with the Patient id
 ``$member-match`` returned.
 
-Staging: each page becomes one encrypted NDJSON file
-``requests/<request id>/staging/<page, 5 digits>.ndjson`` (one resource per line), which
+Staging: each page becomes one encrypted NDJSON file, ``RequestFiles.staging_page``
+(``requests/<request id>/staging/<page, 5 digits>.ndjson``, one resource per line), which
 appears under its name only once complete (PayloadStorage writes atomically). Only one
 page is in memory at a time; what grows with the record is the set of (type, id) keys
 seen, which keeps a resource a server returns twice from being staged or counted twice.
@@ -38,8 +38,10 @@ from exchange.fhir.client import FhirClient
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import ExchangeRequest
-from exchange.payload_storage import PayloadStorage
-from exchange.screening.ndjson import ndjson_lines
+from exchange.payloads.layout import RequestFiles
+from exchange.payloads.ndjson import ndjson_lines
+from exchange.payloads.storage import PayloadStorage
+from exchange.request_stopped import RequestStopped
 from exchange.smart.access import token_provider_for
 from exchange.state_machine import IN_PROGRESS
 from hub.outbound import PayerHttpClient
@@ -57,7 +59,6 @@ NOT_RECORD_TYPES = frozenset({"Consent"})
 class RetrievalResult:
     """Where retrieval stands: pages staged, resources per type, and whether it is complete."""
 
-    staging_prefix: str
     mode: str
     pages: int
     resource_counts: dict[str, int]
@@ -72,15 +73,6 @@ class RetrievalResult:
 
 
 ProgressCallback = Callable[[RetrievalResult], None]
-
-
-def staging_prefix(exchange_request: ExchangeRequest) -> str:
-    """Return the folder of ``exchange_request``'s staged pages in PayloadStorage."""
-    return f"requests/{exchange_request.pk}/staging"
-
-
-def _page_name(prefix: str, page: int) -> str:
-    return f"{prefix}/{page:05d}.ndjson"
 
 
 def _start_cursor(fhir: FhirClient, former_name: str, page_size: int) -> dict[str, Any]:
@@ -192,11 +184,11 @@ def _key(resource: dict[str, Any]) -> tuple[str, str] | None:
     return (resource["resourceType"], str(resource_id)) if resource_id else None
 
 
-def _staged_keys(storage: PayloadStorage, prefix: str, pages: int) -> set[tuple[str, str]]:
+def _staged_keys(storage: PayloadStorage, files: RequestFiles, pages: int) -> set[tuple[str, str]]:
     """Return the (type, id) keys of the resources in the pages already staged."""
     seen: set[tuple[str, str]] = set()
     for page in range(1, pages + 1):
-        for line in ndjson_lines(storage, _page_name(prefix, page)):
+        for line in ndjson_lines(storage, files.staging_page(page)):
             key = _key(json.loads(line))
             if key is not None:
                 seen.add(key)
@@ -232,10 +224,7 @@ def _save_progress(
         .update(retrieval_cursor=cursor, resource_counts=counts, last_progress_at=timezone.now())
     )
     if not saved:
-        raise FhirPermanentError(
-            "The request was cancelled or withdrawn, so nothing more is fetched.",
-            code="request_stopped",
-        )
+        raise RequestStopped("The request was cancelled or withdrawn, so nothing more is fetched.")
     exchange_request.retrieval_cursor = cursor
     exchange_request.resource_counts = counts
 
@@ -249,8 +238,9 @@ def records_retrieve(
 ) -> RetrievalResult:
     """Stage the member's records page by page; resume from the saved cursor if there is one.
 
-    Returns when every page is staged. Raises FhirCallError otherwise; what was staged so
-    far stays, and a later call continues from it. ``page_size`` is the ``_count`` asked
+    Returns when every page is staged. Raises FhirCallError otherwise, or RequestStopped when
+    the request was cancelled or withdrawn meanwhile; what was staged so far stays, and a
+    later call continues from it. ``page_size`` is the ``_count`` asked
     for at a fresh start (a resumed retrieval keeps its own).
     """
     former_name = exchange_request.former_payer.name
@@ -262,19 +252,18 @@ def records_retrieve(
             code="no_patient",
         )
     endpoint = holder_endpoint_get(former_payer=exchange_request.former_payer)
-    prefix = staging_prefix(exchange_request)
+    files = RequestFiles(exchange_request.pk)
     cursor: dict[str, Any] = dict(exchange_request.retrieval_cursor)
     counts: dict[str, int] = dict(exchange_request.resource_counts) if cursor else {}
 
     def result(waited: float) -> RetrievalResult:
         return RetrievalResult(
-            staging_prefix=prefix,
             mode=cursor["mode"],
             pages=cursor["page"],
             resource_counts=dict(counts),
             complete=cursor["done"],
             waited_seconds=waited,
-            page_names=[_page_name(prefix, page) for page in range(1, cursor["page"] + 1)],
+            page_names=[files.staging_page(page) for page in range(1, cursor["page"] + 1)],
         )
 
     if cursor.get("done"):
@@ -287,10 +276,10 @@ def records_retrieve(
             token_provider=token_provider_for(exchange_request),
         )
         if cursor:
-            seen = _staged_keys(storage, prefix, cursor["page"])
+            seen = _staged_keys(storage, files, cursor["page"])
         else:
             # A fresh start: nothing staged by an earlier attempt may mix in.
-            storage.delete_tree(prefix)
+            storage.delete_tree(files.staging)
             cursor = _start_cursor(fhir, former_name, page_size)
             seen = set()
         while not cursor["done"]:
@@ -303,7 +292,7 @@ def records_retrieve(
             if next_url:
                 # Refuse a next link off the holder's base before anything is saved.
                 next_url = fhir.url_for(next_url)
-            _stage_page(storage, _page_name(prefix, page), resources, seen, counts)
+            _stage_page(storage, files.staging_page(page), resources, seen, counts)
             _advance(cursor, next_url, fetched_url if params is None else "", former_name)
             _save_progress(exchange_request, cursor, counts)
             if on_progress is not None:
@@ -313,7 +302,7 @@ def records_retrieve(
 
 def records_retrieval_reset(*, exchange_request: ExchangeRequest, storage: PayloadStorage) -> None:
     """Forget the cursor, counts and staged pages, so the next retrieval starts over."""
-    storage.delete_tree(staging_prefix(exchange_request))
+    storage.delete_tree(RequestFiles(exchange_request.pk).staging)
     ExchangeRequest.objects.for_payer(exchange_request.payer_id).filter(
         pk=exchange_request.pk
     ).update(retrieval_cursor={}, resource_counts={})

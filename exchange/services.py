@@ -22,7 +22,7 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
 )
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from exchange.retrieval import records_retrieval_reset
 from exchange.smart.member_launch import member_launch_complete, member_launch_refused
 from exchange.state_machine import ENDED, exchange_request_transition

@@ -16,8 +16,9 @@ from django.conf import settings
 
 from exchange import pipeline
 from exchange.models import ExchangeRequest, ExchangeStatus
-from exchange.payload_retention import payloads_purge
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.retention import payloads_purge
+from exchange.payloads.storage import PayloadStorage
+from exchange.request_stopped import RequestStopped
 
 logger = logging.getLogger(__name__)
 S = ExchangeStatus
@@ -48,7 +49,7 @@ def exchange_request_advance(request_id: int, payer_id: int) -> None:
 def _run_step(task: Task, request_id: int, payer_id: int, step: Any, **kwargs: Any) -> None:
     try:
         next_state = step(request_id=request_id, payer_id=payer_id, **kwargs)
-    except pipeline.StepAbandoned:
+    except RequestStopped:
         return
     except pipeline.StepDeferred as exc:
         if task.request.retries >= MAX_RETRIES:

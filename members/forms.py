@@ -7,8 +7,8 @@ from django import forms
 from django.core.validators import RegexValidator
 from django.utils import timezone
 
+from directory import forms as directory_forms
 from exchange.models import ConsentPolicy
-from plan_admin import forms as plan_admin_forms
 
 # What a card's member id looks like: letters, digits, dashes and spaces. Anything else —
 # markup, quotes, control characters — is refused with a message, never stored.
@@ -73,8 +73,8 @@ class ConsentForm(forms.Form):
     )
 
 
-class OnboardingRequestForm(plan_admin_forms.OnboardingRequestForm):
-    """The administrators' onboarding form (the same checks), in a member's words."""
+class OnboardingRequestForm(directory_forms.OnboardingRequestForm):
+    """The directory's onboarding form (the same checks), in a member's words."""
 
     member_labels = {
         "organization_name": "Name of your former plan",

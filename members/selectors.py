@@ -6,7 +6,6 @@ from exchange.models import Consent, Delivery, ExchangeEvent, ExchangeRequest
 from exchange.state_machine import ENDED
 from hub.models import Payer, User
 from hub.tenancy import get_for_payer_or_404
-from plan_admin.selectors import directory_entries
 
 
 def member_requests(*, payer: Payer, member: User) -> QuerySet[ExchangeRequest]:
@@ -38,18 +37,6 @@ def member_request_timeline(*, exchange_request: ExchangeRequest) -> QuerySet[Ex
 def member_consent(*, payer: Payer, member: User, consent_id: int) -> Consent:
     """Return one of the member's consents; anything else is a 404."""
     return get_for_payer_or_404(Consent.objects.all(), payer, pk=consent_id, member=member)
-
-
-def directory_payers(
-    *, payer: Payer, name: str = "", state: str = "", plan_type: str = ""
-) -> list[Payer]:
-    """Return the participating payers a member of ``payer`` can ask for records.
-
-    The plan-admin directory with one more condition: the payer has a FHIR endpoint
-    to ask. ``name`` also matches an NPI or payer id there.
-    """
-    entries = directory_entries(payer=payer, query=name, state=state, plan_type=plan_type)
-    return [entry.payer for entry in entries if entry.has_endpoint]
 
 
 def member_request_progress(*, exchange_request: ExchangeRequest) -> dict[str, object]:

@@ -11,6 +11,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from directory.forms import DirectorySearchForm
+from directory.selectors import directory_payers_to_ask
+from directory.services import onboarding_request_create
 from exchange.fhir.errors import FhirCallError
 from exchange.services import (
     ExchangeRequestRefused,
@@ -29,8 +32,6 @@ from hub.models import Payer, PlanType, Role, User
 from hub.tenancy import tenant_view
 from members import selectors
 from members.forms import ConsentForm, FormerCoverageForm, OnboardingRequestForm
-from plan_admin.forms import DirectorySearchForm
-from plan_admin.services import onboarding_request_create
 
 
 def _member(request: HttpRequest) -> User:
@@ -63,7 +64,7 @@ def directory(request: HttpRequest, payer: Payer) -> HttpResponse:
     """Search the participating plans; tick one or more former plans to ask."""
     form = DirectorySearchForm(request.GET or None)
     search = form.cleaned_data if form.is_bound and form.is_valid() else {}
-    payers = selectors.directory_payers(
+    payers = directory_payers_to_ask(
         payer=payer,
         name=search.get("q", ""),
         state=search.get("state", ""),
@@ -84,7 +85,7 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
         else request.GET.getlist("former")
     )
     # Compared as text: a ticked id is only ever one the directory itself offered.
-    former_payers = [p for p in selectors.directory_payers(payer=payer) if str(p.pk) in chosen_ids]
+    former_payers = [p for p in directory_payers_to_ask(payer=payer) if str(p.pk) in chosen_ids]
     if not former_payers:
         messages.error(request, "Choose at least one former plan from the directory first.")
         return HttpResponseRedirect(reverse("members:directory", kwargs={"payer_slug": payer.slug}))

@@ -1,4 +1,4 @@
-"""Forms of the plan-admin portal: integration settings, onboarding, the request list's filters.
+"""Forms of the plan-admin portal: integration settings and the request list's filters.
 
 Field validation lives on the models (hub/validators.py); these forms add what only
 makes sense at the door: refusing private network addresses typed as literals.
@@ -11,17 +11,14 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
 from django.db import models
 
 from exchange.models import ExchangeStatus
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,
-    OnboardingRequest,
     Payer,
     PayerStatus,
-    PlanType,
     SftpDestination,
 )
 from hub.secret_inputs import SecretFieldsFormMixin
@@ -156,38 +153,6 @@ class DeliveryModeForm(forms.ModelForm):
         model = Payer
         fields = ["delivery_mode"]
         widgets = {"delivery_mode": forms.RadioSelect}
-
-
-class DirectorySearchForm(forms.Form):
-    """The directory's search, for members and administrators alike."""
-
-    q = forms.CharField(label="Plan name", required=False, max_length=100)
-    state = forms.CharField(
-        label="State",
-        required=False,
-        max_length=2,
-        validators=[RegexValidator(r"^[A-Za-z]{2}$", "Use the two-letter state code, like MN.")],
-    )
-    plan_type = forms.ChoiceField(
-        label="Kind of plan", required=False, choices=[("", "Any"), *PlanType.choices]
-    )
-
-
-class OnboardingRequestForm(forms.ModelForm):
-    state = forms.RegexField(
-        regex=r"^[A-Za-z]{2}$",
-        required=False,
-        max_length=2,
-        error_messages={"invalid": "Enter the two-letter code of a state, such as MN."},
-    )
-
-    class Meta:
-        model = OnboardingRequest
-        fields = ["organization_name", "npi", "state", "contact_email", "note"]
-        widgets = {"note": forms.Textarea(attrs={"rows": 3})}
-
-    def clean_state(self) -> str:
-        return str(self.cleaned_data.get("state") or "").upper()
 
 
 class RequestFilterForm(forms.Form):

@@ -1,9 +1,9 @@
 """What the plan-admin portal reads (STYLE.md #1: selectors read).
 
-Every query is scoped to the administrator's payer, except two deliberate reads
-across tenants, each limited to what the other side may see: the directory
-(public facts about participating payers) and the requests *to* this payer as a
-former payer (status and dates only, never the requesting payer's member data).
+Every query is scoped to the administrator's payer, except one deliberate read across
+tenants, limited to what the other side may see: the requests *to* this payer as a former
+payer (status and dates only, never the requesting payer's member data). The directory,
+the other such read, is ``directory.selectors``.
 """
 
 import math
@@ -11,18 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import (
-    Count,
-    DurationField,
-    Exists,
-    ExpressionWrapper,
-    F,
-    Min,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-)
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
@@ -34,14 +23,7 @@ from exchange.models import (
     ExchangeStatus,
 )
 from exchange.state_machine import ENDED
-from hub.models import (
-    FhirEndpoint,
-    OnboardingRequest,
-    Payer,
-    PayerStatus,
-    SigningKey,
-    SigningKeyStatus,
-)
+from hub.models import Payer, SigningKey, SigningKeyStatus
 from hub.tenancy import get_for_payer_or_404
 
 REQUEST_SORTS = [
@@ -166,64 +148,6 @@ def signing_keys_published(*, payer: Payer) -> QuerySet[SigningKey]:
         .filter(status__in=[SigningKeyStatus.ACTIVE, SigningKeyStatus.PREVIOUS])
         .order_by("algorithm", "status", "-created_at")
     )
-
-
-@dataclass(frozen=True)
-class DirectoryEntry:
-    payer: Payer
-    has_endpoint: bool
-    endpoint_checked_at: datetime | None
-
-    @property
-    def endpoint_status(self) -> str:
-        if not self.has_endpoint:
-            return "No FHIR endpoint yet"
-        if self.endpoint_checked_at is None:
-            return "Endpoint registered, not tested yet"
-        return "Endpoint tested"
-
-
-def directory_entries(
-    *, payer: Payer, query: str = "", state: str = "", plan_type: str = ""
-) -> list[DirectoryEntry]:
-    """Return the participating payers other than ``payer`` that match the search.
-
-    The directory is public to every tenant: it reads names, identifiers, coverage and
-    whether an endpoint is registered — nothing else of another payer.
-    """
-    endpoints = FhirEndpoint.objects.filter(payer=OuterRef("pk"))
-    payers = (
-        Payer.objects.filter(status=PayerStatus.PARTICIPATING)
-        .exclude(pk=payer.pk)
-        .annotate(
-            has_endpoint=Exists(endpoints),
-            endpoint_checked_at=Subquery(endpoints.values("capabilities_checked_at")[:1]),
-        )
-        .order_by("name")
-    )
-    if query:
-        payers = payers.filter(
-            Q(name__icontains=query) | Q(npi=query) | Q(payer_identifier__iexact=query)
-        )
-    entries = [
-        DirectoryEntry(
-            payer=p,
-            has_endpoint=p.has_endpoint,
-            endpoint_checked_at=p.endpoint_checked_at,
-        )
-        for p in payers
-    ]
-    # States and plan types are JSON lists, which SQLite (the demo) cannot search inside;
-    # the directory holds hundreds of payers at most, so they are matched here.
-    if state:
-        entries = [e for e in entries if state.upper() in e.payer.states]
-    if plan_type:
-        entries = [e for e in entries if plan_type in e.payer.plan_types]
-    return entries
-
-
-def onboarding_requests_of(*, payer: Payer) -> QuerySet[OnboardingRequest]:
-    return OnboardingRequest.objects.for_payer(payer).order_by("-created_at")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from hub.models import (
     DeliveryMode,
     FhirEndpoint,
     IdentityProvider,
-    OnboardingRequest,
     Payer,
     SftpDestination,
     TenantOwned,
@@ -129,30 +128,3 @@ def payer_settings_update(
             action="payer.settings_update", client_address=client_address,
         )  # fmt: skip
     return locked
-
-
-def onboarding_request_create(
-    *,
-    payer: Payer,
-    requested_by: User,
-    organization_name: str,
-    npi: str = "",
-    state: str = "",
-    contact_email: str = "",
-    note: str = "",
-    client_address: str | None = None,
-) -> OnboardingRequest:
-    """Ask the hub operators to bring a payer that is missing from the directory on board."""
-    with transaction.atomic():
-        onboarding = OnboardingRequest(
-            payer=payer, requested_by=requested_by, organization_name=organization_name,
-            npi=npi, state=state, contact_email=contact_email, note=note,
-        )  # fmt: skip
-        onboarding.full_clean()
-        onboarding.save()
-        audit_record(
-            action="onboarding_request.create", obj=onboarding, payer=payer, actor=requested_by,
-            changes={"organization_name": organization_name, "npi": npi, "state": state},
-            client_address=client_address,
-        )  # fmt: skip
-    return onboarding

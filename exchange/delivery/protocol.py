@@ -22,19 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from exchange.payload_storage import PayloadStorage
-
-TEMPORARY_SUFFIX = ".uploading"
-
-
-def temporary_name(name: str) -> str:
-    """Return the name ``name`` is written under until it is complete."""
-    return name + TEMPORARY_SUFFIX
-
-
-def is_temporary(name: str) -> bool:
-    """Return whether ``name`` is a file still being delivered (never shown to collectors)."""
-    return name.endswith(TEMPORARY_SUFFIX)
+from exchange.payloads.storage import PayloadStorage
+from exchange.repository.temporary_names import is_temporary, temporary_name
 
 
 class DeliveryFailed(Exception):

@@ -9,9 +9,10 @@ import os
 import posixpath
 from collections.abc import Iterator
 
-from exchange.delivery.protocol import payload_sha256, temporary_name
+from exchange.delivery.protocol import payload_sha256
 from exchange.repository.services import repository_file_record_delivered
 from exchange.repository.storage import repository_storage, repository_storage_name
+from exchange.repository.temporary_names import temporary_name
 from hub.models import Payer
 
 

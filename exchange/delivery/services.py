@@ -10,7 +10,7 @@ from exchange.delivery.protocol import (
 )
 from exchange.delivery.repository import RepositoryTarget
 from exchange.delivery.sftp import SftpTarget, sftp_session
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from hub.models import DeliveryMode, Payer, SftpDestination
 
 

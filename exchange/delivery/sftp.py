@@ -17,7 +17,8 @@ from typing import TypeVar
 import paramiko
 from django.conf import settings
 
-from exchange.delivery.protocol import DeliveryFailed, temporary_name
+from exchange.delivery.protocol import DeliveryFailed
+from exchange.repository.temporary_names import temporary_name
 from hub.connectivity import ConnectivityReport
 from hub.models import SftpDestination
 from hub.outbound import DestinationForbidden, TransportFailure, vet_destination

@@ -25,8 +25,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from exchange.delivery.protocol import is_temporary
-from exchange.payload_storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader
+from exchange.payloads.storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader
 from exchange.repository.limits import RepositoryLimits
 from exchange.repository.models import RepositoryKey
 from exchange.repository.paths import PathMalformed, PathOutsideFolder, repository_relative_path
@@ -37,6 +36,7 @@ from exchange.repository.services import (
     repository_key_mark_used,
 )
 from exchange.repository.storage import repository_storage, repository_storage_name
+from exchange.repository.temporary_names import is_temporary
 
 logger = logging.getLogger(__name__)
 

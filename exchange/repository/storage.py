@@ -6,7 +6,7 @@ The storage name of a file is ``<payer slug>/<path the payer's system sees>``, e
 
 from django.conf import settings
 
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 
 
 def repository_storage() -> PayloadStorage:

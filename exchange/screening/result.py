@@ -9,25 +9,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.layout import RequestFiles
+from exchange.payloads.storage import PayloadStorage
 from exchange.screening.reasons import QUARANTINE_CODE, QUARANTINE_SENTENCE, RemovalReason
-
-
-def screened_prefix(request_id: int) -> str:
-    return f"requests/{request_id}/screened"
 
 
 def screened_name(request_id: int, resource_type: str) -> str:
     """Return where the kept resources of one type are written (NDJSON)."""
-    return f"{screened_prefix(request_id)}/{resource_type}.ndjson"
+    return f"{RequestFiles(request_id).screened}/{resource_type}.ndjson"
 
 
 def quarantine_name(request_id: int) -> str:
-    return f"{screened_prefix(request_id)}/quarantine.ndjson"
+    return f"{RequestFiles(request_id).screened}/quarantine.ndjson"
 
 
 def summary_name(request_id: int) -> str:
-    return f"{screened_prefix(request_id)}/summary.json"
+    return f"{RequestFiles(request_id).screened}/summary.json"
 
 
 def resource_type_order(resource_types: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """Screen one request's staged record: stream it through the rules, write what may leave.
 
-In:  ``requests/<id>/staging/<page>.ndjson`` (the retrieval step's pages, one resource a line).
-Out, under ``requests/<id>/screened/``:
+In:  ``RequestFiles.staging`` (the retrieval step's NDJSON pages, one resource a line).
+Out, under ``RequestFiles.screened``:
 - ``<ResourceType>.ndjson`` — the kept resources, one file per type (what a bulk delivery
   ships as is, and what the packaging step streams into its Bundle, Patient first);
 - ``quarantine.ndjson`` — every invalid resource with where it was staged and its problems
@@ -17,30 +17,27 @@ import json
 from datetime import date
 
 from exchange.models import ConsentPolicy
-from exchange.payload_storage import PayloadStorage, PayloadWriter
+from exchange.payloads.layout import RequestFiles
+from exchange.payloads.ndjson import ndjson_lines
+from exchange.payloads.storage import PayloadStorage, PayloadWriter
 from exchange.screening.decision import Kept, Quarantined, resource_screen
-from exchange.screening.ndjson import ndjson_lines
 from exchange.screening.result import (
     QuarantinedResource,
     ScreeningResult,
     quarantine_name,
     screened_name,
-    screened_prefix,
     summary_name,
 )
 
 MAX_QUARANTINE_EXAMPLES = 20
 
 
-def staging_prefix(request_id: int) -> str:
-    return f"requests/{request_id}/staging"
-
-
 def _staged_pages(storage: PayloadStorage, request_id: int) -> list[str]:
-    pages = [name for name in storage.list(staging_prefix(request_id)) if name.endswith(".ndjson")]
+    staging = RequestFiles(request_id).staging
+    pages = [name for name in storage.list(staging) if name.endswith(".ndjson")]
     if not pages:
         raise FileNotFoundError(
-            f"request {request_id} has no staged pages under {staging_prefix(request_id)}/ "
+            f"request {request_id} has no staged pages under {staging}/ "
             "(retrieval has not run or wrote nothing)"
         )
     return pages
@@ -152,7 +149,7 @@ def screening_run(
     for writer in writers.values():
         writer.close()
     written = {*writers, summary_name(request_id)}
-    for stale in storage.list(screened_prefix(request_id)):
+    for stale in storage.list(RequestFiles(request_id).screened):
         if stale not in written:
             storage.delete(stale)
     storage.write_bytes(summary_name(request_id), result.to_json())

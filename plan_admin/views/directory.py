@@ -5,11 +5,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from directory import selectors as directory_selectors
+from directory import services as directory_services
+from directory.forms import DirectorySearchForm, OnboardingRequestForm
 from hub.audit import client_address
 from hub.models import Payer, PlanType, Role
 from hub.tenancy import tenant_view
-from plan_admin import selectors, services
-from plan_admin.forms import DirectorySearchForm, OnboardingRequestForm
 from plan_admin.views import acting_admin
 
 
@@ -27,7 +28,7 @@ def _directory_page(
         "plan_admin/directory.html",
         {
             "payer": payer,
-            "entries": selectors.directory_entries(
+            "entries": directory_selectors.directory_entries(
                 payer=payer, query=query, state=state, plan_type=plan_type
             ),
             "search": search,
@@ -36,7 +37,7 @@ def _directory_page(
             "plan_type": plan_type,
             "plan_types": PlanType.choices,
             "onboarding_form": onboarding_form,
-            "onboarding_requests": selectors.onboarding_requests_of(payer=payer),
+            "onboarding_requests": directory_selectors.onboarding_requests_of(payer=payer),
         },
         status=400 if search.errors else status,
     )
@@ -54,7 +55,7 @@ def onboarding_request_create(request: HttpRequest, payer: Payer) -> HttpRespons
     form = OnboardingRequestForm(data=request.POST)
     if not form.is_valid():
         return _directory_page(request, payer, onboarding_form=form, status=400)
-    services.onboarding_request_create(
+    directory_services.onboarding_request_create(
         payer=payer,
         requested_by=acting_admin(request),
         client_address=client_address(request),

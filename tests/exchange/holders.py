@@ -14,7 +14,7 @@ from django.utils.text import slugify
 
 from exchange.consents.resource import hrex_consent_resource
 from exchange.models import AuthorizationMode, ConsentPolicy, ExchangeRequest
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from hub.models import FhirEndpoint, Payer, PayerStatus
 from tests.conftest import Tenant
 from tests.factories import (

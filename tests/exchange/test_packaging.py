@@ -11,7 +11,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.provenance import Provenance
 
 from exchange.packaging import PackageContext, PayerParty, package_build
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from exchange.screening import screening_run
 from exchange.screening.non_financial_claims import is_claim
 from exchange.screening.prior_authorizations import is_prior_authorization

@@ -13,7 +13,8 @@ from django.utils import timezone
 from exchange.fhir.errors import FhirPermanentError, FhirTransientError
 from exchange.member_match import member_match_run
 from exchange.models import AuthorizationMode, ExchangeRequest, ExchangeStatus, HolderRegistration
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
+from exchange.request_stopped import RequestStopped
 from exchange.retrieval import RetrievalResult, records_retrieve
 from exchange.smart.member_launch import member_launch_begin, member_launch_complete
 from tests.conftest import Tenant
@@ -330,12 +331,11 @@ def test_a_withdrawn_request_stops_after_the_current_page(
     def withdraw(progress: RetrievalResult) -> None:
         ExchangeRequest.objects.filter(pk=request.pk).update(status=ExchangeStatus.REVOKED)
 
-    with pytest.raises(FhirPermanentError) as stopped:
+    with pytest.raises(RequestStopped, match="cancelled or withdrawn"):
         records_retrieve(
             exchange_request=request, storage=storage, page_size=PAGE, on_progress=withdraw
         )
 
-    assert stopped.value.code == "request_stopped"
     assert len(storage.list(f"requests/{request.pk}/staging")) == 2
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from exchange.delivery import DeliveredFile, deliver_files, delivery_remote_directory
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from tests.conftest import Tenant
 from tests.exchange.repository.conftest import repository  # noqa: F401 - fixture reused here
 

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from exchange.delivery import deliver_files
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from exchange.repository.models import RepositoryFile
 from exchange.repository.services import repository_key_revoke
 from exchange.repository.storage import repository_storage

@@ -6,7 +6,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.layout import RequestFiles
+from exchange.payloads.storage import PayloadStorage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # The day the samples were generated "as of": a request made that day sees them as recent.
@@ -40,7 +41,7 @@ def stage_pages(
     """Write ``lines`` (resources, or raw text for malformed lines) as retrieval's staging pages."""
     names = []
     for start in range(0, max(len(lines), 1), page_size):
-        name = f"requests/{request_id}/staging/{start // page_size + 1:05d}.ndjson"
+        name = RequestFiles(request_id).staging_page(start // page_size + 1)
         body = b"".join(
             (line if isinstance(line, str) else json.dumps(line)).encode() + b"\n"
             for line in lines[start : start + page_size]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 from exchange.screening import RemovalReason, screening_result_read, screening_run
 from exchange.screening.sensitivity import sensitive_label
 from tests.exchange.screening.support import (

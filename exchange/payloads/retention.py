@@ -1,8 +1,8 @@
 """Purge members' records from the hub once a request has ended (ARCHITECTURE.md "Security
 model": payload files are purged after delivery plus a retention period).
 
-The hub keeps a request's files (``requests/<id>/``: staged pages, screened files, the
-package) only while it may need them: to resume, to retry, or for a plan administrator to
+The hub keeps a request's files (its ``RequestFiles.root``: staged pages, screened files,
+the package) only while it may need them: to resume, to retry, or for a plan administrator to
 look into a delivery. Once the request has ended — delivered, failed, withdrawn, cancelled,
 unmatched — and the retention period has passed, they go. What was delivered into the
 hub's SFTP repository has its own retention (exchange/repository).
@@ -13,10 +13,10 @@ from datetime import timedelta
 from django.utils import timezone
 
 from exchange.models import ExchangeRequest, ExchangeStatus
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.layout import REQUESTS_FOLDER, RequestFiles
+from exchange.payloads.storage import PayloadStorage
 from exchange.state_machine import ENDED
 
-REQUESTS_FOLDER = "requests"
 _BATCH = 500
 
 
@@ -44,6 +44,6 @@ def payloads_purge(*, storage: PayloadStorage, retention: timedelta) -> int:
         # A folder whose request no longer exists belongs to no one: it goes too.
         orphans = set(batch) - set(rows.values_list("pk", flat=True))
         for request_id in sorted(expired | orphans):
-            storage.delete_tree(f"{REQUESTS_FOLDER}/{request_id}")
+            storage.delete_tree(RequestFiles(request_id).root)
             purged += 1
     return purged

@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from exchange.models import ExchangeRequest, ExchangeStatus
-from exchange.payload_retention import payloads_purge
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.retention import payloads_purge
+from exchange.payloads.storage import PayloadStorage
 from tests.factories import ExchangeRequestFactory
 
 RETENTION = timedelta(days=7)

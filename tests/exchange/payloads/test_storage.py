@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from exchange.payload_storage import CHUNK_SIZE, HEADER_SIZE, PayloadCorrupt, PayloadStorage
+from exchange.payloads.storage import CHUNK_SIZE, HEADER_SIZE, PayloadCorrupt, PayloadStorage
 
 RECORD = b'{"resourceType":"Patient","id":"pat1","name":[{"family":"Person"}]}\n'
 

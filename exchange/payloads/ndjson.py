@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator
 
-from exchange.payload_storage import PayloadStorage
+from exchange.payloads.storage import PayloadStorage
 
 
 def ndjson_lines(storage: PayloadStorage, name: str) -> Iterator[bytes]:

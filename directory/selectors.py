@@ -1,0 +1,83 @@
+"""What the directory reads (STYLE.md #1: selectors read).
+
+The directory is the one deliberate read across tenants both portals share: public facts
+about participating payers (names, identifiers, coverage, whether an endpoint is
+registered) and nothing else of another payer.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+
+from hub.models import FhirEndpoint, OnboardingRequest, Payer, PayerStatus
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    payer: Payer
+    has_endpoint: bool
+    endpoint_checked_at: datetime | None
+
+    @property
+    def endpoint_status(self) -> str:
+        if not self.has_endpoint:
+            return "No FHIR endpoint yet"
+        if self.endpoint_checked_at is None:
+            return "Endpoint registered, not tested yet"
+        return "Endpoint tested"
+
+
+def directory_entries(
+    *, payer: Payer, query: str = "", state: str = "", plan_type: str = ""
+) -> list[DirectoryEntry]:
+    """Return the participating payers other than ``payer`` that match the search.
+
+    The directory is public to every tenant: it reads names, identifiers, coverage and
+    whether an endpoint is registered — nothing else of another payer.
+    """
+    endpoints = FhirEndpoint.objects.filter(payer=OuterRef("pk"))
+    payers = (
+        Payer.objects.filter(status=PayerStatus.PARTICIPATING)
+        .exclude(pk=payer.pk)
+        .annotate(
+            has_endpoint=Exists(endpoints),
+            endpoint_checked_at=Subquery(endpoints.values("capabilities_checked_at")[:1]),
+        )
+        .order_by("name")
+    )
+    if query:
+        payers = payers.filter(
+            Q(name__icontains=query) | Q(npi=query) | Q(payer_identifier__iexact=query)
+        )
+    entries = [
+        DirectoryEntry(
+            payer=p,
+            has_endpoint=p.has_endpoint,
+            endpoint_checked_at=p.endpoint_checked_at,
+        )
+        for p in payers
+    ]
+    # States and plan types are JSON lists, which SQLite (the demo) cannot search inside;
+    # the directory holds hundreds of payers at most, so they are matched here.
+    if state:
+        entries = [e for e in entries if state.upper() in e.payer.states]
+    if plan_type:
+        entries = [e for e in entries if plan_type in e.payer.plan_types]
+    return entries
+
+
+def directory_payers_to_ask(
+    *, payer: Payer, name: str = "", state: str = "", plan_type: str = ""
+) -> list[Payer]:
+    """Return the participating payers a member of ``payer`` can ask for records.
+
+    The directory's entries with one more condition: the payer has a FHIR endpoint to
+    ask. ``name`` also matches an NPI or payer id there.
+    """
+    entries = directory_entries(payer=payer, query=name, state=state, plan_type=plan_type)
+    return [entry.payer for entry in entries if entry.has_endpoint]
+
+
+def onboarding_requests_of(*, payer: Payer) -> QuerySet[OnboardingRequest]:
+    return OnboardingRequest.objects.for_payer(payer).order_by("-created_at")
