@@ -82,6 +82,7 @@ def consent_revoke(*, consent: Consent) -> bool:
             )
         )
         if revoked:
-            consent.refresh_from_db()
-            consent_notifications_queue(consent=consent)
+            consent_notifications_queue(
+                consent=Consent.objects.for_payer(consent.payer_id).get(pk=consent.pk)
+            )
     return bool(revoked)
