@@ -55,6 +55,7 @@ def test_the_page_shows_the_values_to_register_and_the_published_keys(
     page = signed_in(north.admin).get(admin_url("settings")).content.decode()
     base = settings.HUB_PUBLIC_URL
     assert f"{base}/oidc/callback/" in page
+    assert f"{base}/p/north/me/signed-out/" in page  # RP-Initiated Logout's return address
     assert f"{base}/p/north/me/launch/callback/" in page
     assert f"{base}/p/north/.well-known/jwks.json" in page
     for key in keys:
