@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The certified OpenID Provider the sign-in tests run against (panva oidc-provider, Node).
+OIDC_PROVIDER := tests/support/oidc_provider
+OIDC_PROVIDER_STAMP := $(OIDC_PROVIDER)/node_modules/.installed
 PYTEST_ARGS ?=
 
 # Values for the test run only; a fresh random encryption key each run.
@@ -18,7 +21,7 @@ TEST_ENV := \
 	LOG_LEVEL=WARNING \
 	PAYLOAD_STORAGE_DIR=$(CURDIR)/.test/payloads
 
-.PHONY: demo test lint typecheck migrations-check pytest venv services clean
+.PHONY: demo test lint typecheck migrations-check pytest venv oidc-provider services clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,12 +31,23 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# Installed from the locked package-lock.json, never at test time; without npm the tests
+# that need it say so and are skipped.
+$(OIDC_PROVIDER_STAMP): $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the sign-in tests against oidc-provider will be skipped" >&2; \
+	fi
+
+oidc-provider: $(OIDC_PROVIDER_STAMP)
+
 ## Run the hub, a Celery worker and beat, and the sandbox payers, on this machine.
 demo: $(STAMP)
 	$(PY) -m hub.demo
 
 ## Lint, type-check, check migrations and run every test against real services.
-test: $(STAMP) services
+test: $(STAMP) $(OIDC_PROVIDER_STAMP) services
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(VENV)/bin/mypy .
@@ -46,4 +60,4 @@ services:
 	@bash .ci/ensure-services
 
 clean:
-	rm -rf $(VENV) .demo .test .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .test .mypy_cache .ruff_cache $(OIDC_PROVIDER)/node_modules

@@ -9,9 +9,12 @@ a client: a JWKS URL keeps working across rotations).
 import base64
 import hashlib
 import json
+import secrets
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.conf import settings
@@ -23,6 +26,10 @@ from hub.audit import audit_record
 from hub.models import Payer, SigningAlgorithm, SigningKey, SigningKeyStatus, User
 
 RSA_KEY_BITS = 3072
+# RFC 7523 §2.2: the client_assertion_type of a JWT client assertion.
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# SMART Backend Services: exp no more than five minutes after the assertion is made.
+CLIENT_ASSERTION_LIFETIME_SECONDS = 240
 # RFC 7638 §3.2: the members that make up a key's thumbprint, per key type.
 _THUMBPRINT_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
 
@@ -139,3 +146,31 @@ def payer_jwks(*, payer: Payer) -> dict[str, list[dict[str, Any]]]:
         .values_list("public_jwk", flat=True)
     )
     return {"keys": list(keys)}
+
+
+def client_assertion_sign(
+    *, payer: Payer, client_id: str, audience: str, algorithm: str = SigningAlgorithm.RS384
+) -> str:
+    """Return a client assertion for ``client_id`` at ``audience``, signed as ``payer``.
+
+    The JWT of RFC 7523 §3 that both SMART Backend Services (§Authenticating) and OpenID
+    Connect's private_key_jwt (Core §9) ask for: ``iss`` = ``sub`` = the client id, ``aud``
+    = the token endpoint, ``exp`` within five minutes, a unique ``jti``, and the ``kid`` of
+    the payer's active key for ``algorithm`` in the header (its keys are created on first use).
+    """
+    key = next(key for key in signing_keys_ensure(payer=payer) if key.algorithm == algorithm)
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + CLIENT_ASSERTION_LIFETIME_SECONDS,
+        "jti": secrets.token_urlsafe(24),
+    }
+    return jwt.encode(
+        claims,
+        key.private_key_pem,
+        algorithm=key.algorithm,
+        headers={"kid": key.kid, "typ": "JWT"},
+    )

@@ -6,113 +6,122 @@ session next to the ``state`` it belongs to; the callback (one URL, ``/oidc/call
 registered at every payer's IdP) takes it back from there. A forged or replayed ``state``
 finds nothing and is refused.
 
-What the library does for us: state, nonce, PKCE (S256), the code exchange, session
-login. What we add: the provider's endpoints from its discovery document, every call
-through ``hub.outbound`` (the one vetted client), ``iss``/``aud``/``exp`` checks on the
-id_token (OpenID Connect Core §3.1.3.7), and users bound to (payer, subject).
+What the library does for us: state, nonce, PKCE (S256), session login. What ``hub.oidc``
+does: discovery, the code exchange with the client authentication the provider takes,
+the id_token checks (OpenID Connect Core §3.1.3.7), userinfo. What this module adds:
+people bound to (payer, subject), their role from the payer's role claim, RP-Initiated
+Logout, and a page for every refusal: a plain sentence for the person, and for the
+payer's administrator what went wrong and what to check (never a secret, a token or a
+claim about the person).
 """
 
 import hashlib
-from dataclasses import dataclass
+import logging
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import httpx
-import jwt
 from django.contrib.auth import logout
-from django.core.cache import cache
-from django.core.exceptions import SuspiciousOperation
+from django.contrib.auth.backends import BaseBackend
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
-from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from mozilla_django_oidc.utils import absolutify
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from hub.audit import audit_record
 from hub.models import IdentityProvider, Payer, Role, User
-from hub.outbound import OutboundError, PayerHttpClient
+from hub.oidc.errors import (
+    IdentityNotConfirmed,
+    OidcError,
+    ProviderMisconfigured,
+    ProviderUnreachable,
+    TokenRequestRefused,
+)
+from hub.oidc.relying_party import end_session_url, provider_metadata_current, sign_in_complete
+from hub.request_context import current_request_id
+from members.role_claim import RoleRefused, role_from_claims
 
-# Asymmetric algorithms only: "none" and HS* (keyed with the client secret) are refused.
-ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384"]
-_DISCOVERY_CACHE_SECONDS = 15 * 60
+logger = logging.getLogger(__name__)
+
 _PAYER_OF_STATE = "payer"
+# RP-Initiated Logout 1.0 §2: the id_token of the sign-in is the hint at sign-out.
+_ID_TOKEN_SESSION_KEY = "oidc_id_token"  # noqa: S105 - a session key, not a secret
+_PROBLEM_TEMPLATE = "members/sign_in_problem.html"
 
 
-class SignInUnavailable(Exception):
-    """The payer's identity provider cannot be used now; the message says why, in plain words."""
+class SignInNotSetUp(Exception):
+    """The payer has saved no identity provider."""
+
+    advice = "Save your identity provider in the hub's integration settings, then test it."
 
 
-@dataclass(frozen=True)
-class ProviderEndpoints:
-    """What the hub needs from a provider's discovery document (OIDC Discovery §3)."""
+SignInProblem = OidcError | RoleRefused | SignInNotSetUp
 
-    issuer: str
-    authorization_endpoint: str
-    token_endpoint: str
-    jwks_uri: str
-    userinfo_endpoint: str
-    end_session_endpoint: str
+# What the person is told, most specific first; the administrator's part comes from the error.
+_PLAIN_WORDS: tuple[tuple[type[Exception], int, str], ...] = (
+    (SignInNotSetUp, 503, "{payer} has not set up sign-in with the hub yet."),
+    (
+        ProviderUnreachable,
+        503,
+        "{payer}'s sign-in service could not be reached. Please try again in a few minutes.",
+    ),
+    (
+        TokenRequestRefused,
+        503,
+        "{payer}'s sign-in service refused to complete the sign-in. Please try again later; "
+        "if it keeps happening, tell {payer}.",
+    ),
+    (
+        ProviderMisconfigured,
+        503,
+        "{payer}'s sign-in service is not set up correctly with the hub. Please try again "
+        "later; if it keeps happening, tell {payer}.",
+    ),
+    (
+        IdentityNotConfirmed,
+        403,
+        "{payer}'s sign-in service did not confirm who you are, so you are not signed in.",
+    ),
+    (
+        RoleRefused,
+        403,
+        "Your account at {payer} is not set up for this service yet. Please contact {payer}.",
+    ),
+)
 
 
-def provider_endpoints(provider: IdentityProvider) -> ProviderEndpoints:
-    """Return the provider's endpoints from its discovery document (cached briefly)."""
-    cache_key = "oidc-discovery:" + hashlib.sha256(provider.issuer.encode()).hexdigest()
-    document = cache.get(cache_key)
-    if document is None:
-        url = provider.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        try:
-            with PayerHttpClient() as client:
-                response = client.get(url)
-            response.raise_for_status()
-            document = response.json()
-        except OutboundError as exc:
-            raise SignInUnavailable(
-                f"the sign-in service of {provider.payer.name} could not be reached ({exc})"
-            ) from exc
-        except (httpx.HTTPError, ValueError) as exc:
-            raise SignInUnavailable(
-                f"the sign-in service of {provider.payer.name} did not answer as expected ({exc})"
-            ) from exc
-        if not isinstance(document, dict) or document.get("issuer") != provider.issuer.rstrip("/"):
-            raise SignInUnavailable(
-                f"the sign-in service of {provider.payer.name} is misconfigured: its discovery "
-                f"document names another issuer than {provider.issuer}"
-            )
-        cache.set(cache_key, document, _DISCOVERY_CACHE_SECONDS)
-    missing = [
-        name
-        for name in ("authorization_endpoint", "token_endpoint", "jwks_uri")
-        if not document.get(name)
-    ]
-    if missing:
-        raise SignInUnavailable(
-            f"the sign-in service of {provider.payer.name} is misconfigured: its discovery "
-            f"document lacks {', '.join(missing)}"
-        )
-    return ProviderEndpoints(
-        issuer=document["issuer"],
-        authorization_endpoint=document["authorization_endpoint"],
-        token_endpoint=document["token_endpoint"],
-        jwks_uri=document["jwks_uri"],
-        userinfo_endpoint=document.get("userinfo_endpoint", ""),
-        end_session_endpoint=document.get("end_session_endpoint", ""),
+def _problem_page(request: HttpRequest, payer: Payer, problem: SignInProblem) -> HttpResponse:
+    """Render the page of a refused sign-in, and log why (without anything about the person)."""
+    status, words = next(
+        (status, words) for kind, status, words in _PLAIN_WORDS if isinstance(problem, kind)
+    )
+    detail = str(problem)
+    logger.warning(
+        "sign-in refused",
+        extra={"payer": payer.slug, "problem": type(problem).__name__, "detail": detail},
+    )
+    return render(
+        request,
+        _PROBLEM_TEMPLATE,
+        {
+            "payer": payer,
+            "reason": words.format(payer=payer.name),
+            "detail": detail,
+            "advice": problem.advice,
+            "reference": current_request_id.get(),
+        },
+        status=status,
     )
 
 
 def _identity_provider(payer: Payer) -> IdentityProvider:
     provider = IdentityProvider.objects.for_payer(payer).first()
     if provider is None:
-        raise SignInUnavailable(f"{payer.name} has not set up sign-in with the hub yet")
+        raise SignInNotSetUp(f"No identity provider is saved for {payer.name} at the hub.")
     return provider
-
-
-def _unavailable(request: HttpRequest, payer: Payer | None, reason: str) -> HttpResponse:
-    return render(
-        request, "members/sign_in_problem.html", {"payer": payer, "reason": reason}, status=503
-    )
 
 
 class PayerSignInView(OIDCAuthenticationRequestView):
@@ -137,10 +146,10 @@ class PayerSignInView(OIDCAuthenticationRequestView):
         payer = get_object_or_404(Payer, slug=payer_slug)
         try:
             self.provider = _identity_provider(payer)
-            endpoints = provider_endpoints(self.provider)
-        except SignInUnavailable as exc:
-            return _unavailable(request, payer, str(exc))
-        self.OIDC_OP_AUTH_ENDPOINT = endpoints.authorization_endpoint
+            metadata = provider_metadata_current(identity_provider=self.provider)
+        except (SignInNotSetUp, OidcError) as exc:
+            return _problem_page(request, payer, exc)
+        self.OIDC_OP_AUTH_ENDPOINT = metadata.authorization_endpoint
         self.OIDC_RP_CLIENT_ID = self.provider.client_id
         response = super().get(request)
         # Remember which payer this sign-in (this state) is for; the callback reads it back.
@@ -166,7 +175,7 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
             # has left the hub since.
             return render(
                 request,
-                "members/sign_in_problem.html",
+                _PROBLEM_TEMPLATE,
                 {
                     "reason": "This sign-in link is not valid any more. "
                     "Please start signing in again from your plan's page."
@@ -180,14 +189,14 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
             description = request.GET.get("error_description") or request.GET["error"]
             return render(
                 request,
-                "members/sign_in_problem.html",
+                _PROBLEM_TEMPLATE,
                 {"payer": payer, "reason": f"{payer.name}'s sign-in service said: {description}"},
                 status=400,
             )
         try:
             return super().get(request)
-        except SignInUnavailable as exc:
-            return _unavailable(request, payer, str(exc))
+        except (SignInNotSetUp, OidcError, RoleRefused) as exc:
+            return _problem_page(request, payer, exc)
 
     @property
     def success_url(self) -> str:
@@ -202,7 +211,7 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
     def login_failure(self) -> HttpResponse:
         return render(
             self.request,
-            "members/sign_in_problem.html",
+            _PROBLEM_TEMPLATE,
             {
                 "payer": getattr(self, "payer", None),
                 "reason": "Your plan's sign-in service did not confirm who you are.",
@@ -211,29 +220,65 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
         )
 
 
-class PayerOidcBackend(OIDCAuthenticationBackend):
+def _person_signed_in(
+    *, identity_provider: IdentityProvider, claims: dict[str, Any], role: Role
+) -> User:
+    """Find or create the person of (payer, subject); refresh role and demographics; audit."""
+    payer = identity_provider.payer
+    subject = str(claims["sub"])
+    user = User.objects.filter(payer=payer, oidc_subject=subject).first()
+    if user is None:
+        digest = hashlib.sha256(f"{payer.pk}:{subject}".encode()).hexdigest()[:20]
+        user = User(username=f"{payer.slug}-{digest}", payer=payer, oidc_subject=subject)
+        user.set_unusable_password()
+    provider = identity_provider
+    user.role = role
+    user.first_name = str(claims.get(provider.claim_given_name, ""))[:150]
+    user.last_name = str(claims.get(provider.claim_family_name, ""))[:150]
+    user.email = str(claims.get("email", ""))[:254]
+    user.birth_date = parse_date(str(claims.get(provider.claim_birth_date, ""))) or None
+    user.gender = str(claims.get(provider.claim_gender, ""))[:10]
+    user.plan_member_id = str(claims.get(provider.claim_member_id, ""))[:100]
+    with transaction.atomic():
+        user.save()
+        audit_record(
+            action="user.sign_in",
+            obj=user,
+            payer=payer,
+            actor=user,
+            changes={"role": role, "issuer": provider.issuer},
+        )
+    return user
+
+
+class PayerOidcBackend(BaseBackend):
     """Authenticate against the identity provider of the payer the callback resolved."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Settings-free: the provider is the payer's, set in authenticate().
-        self.UserModel = User
-
-    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> User | None:
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        nonce: str | None = None,
+        code_verifier: str | None = None,
+        **kwargs: Any,
+    ) -> User | None:
         payer = getattr(request, "oidc_payer", None)
-        if request is None or payer is None:
+        if request is None or payer is None or not request.GET.get("code"):
             return None  # Not an OIDC callback: leave it to the other backends.
-        self.payer = payer
-        self.provider = _identity_provider(payer)
-        endpoints = provider_endpoints(self.provider)
-        self.endpoints = endpoints
-        self.OIDC_OP_TOKEN_ENDPOINT = endpoints.token_endpoint
-        self.OIDC_OP_USER_ENDPOINT = endpoints.userinfo_endpoint
-        self.OIDC_OP_JWKS_ENDPOINT = endpoints.jwks_uri
-        self.OIDC_RP_CLIENT_ID = self.provider.client_id
-        self.OIDC_RP_CLIENT_SECRET = self.provider.client_secret
-        self.OIDC_RP_IDP_SIGN_KEY = None
-        self.OIDC_RP_SIGN_ALGO = "RS256"
-        return super().authenticate(request, **kwargs)
+        identity_provider = _identity_provider(payer)
+        signed_in = sign_in_complete(
+            identity_provider=identity_provider,
+            code=request.GET["code"],
+            redirect_uri=absolutify(request, reverse("oidc_authentication_callback")),
+            code_verifier=code_verifier or "",
+            nonce=nonce,
+            response_issuer=request.GET.get("iss"),
+        )
+        role = role_from_claims(identity_provider=identity_provider, claims=signed_in.claims)
+        user = _person_signed_in(
+            identity_provider=identity_provider, claims=signed_in.claims, role=role
+        )
+        request.session[_ID_TOKEN_SESSION_KEY] = signed_in.id_token
+        return user
 
     def get_user(self, user_id: Any) -> User | None:
         """Return the session's person while they may still sign in (as ModelBackend does):
@@ -241,134 +286,26 @@ class PayerOidcBackend(OIDCAuthenticationBackend):
         user = User.objects.filter(pk=user_id).first()
         return user if user is not None and user.is_active else None
 
-    def _post(self, url: str, data: dict[str, Any]) -> Any:
-        try:
-            with PayerHttpClient() as client:
-                response = client.post(url, data=data, headers={"Accept": "application/json"})
-        except OutboundError as exc:
-            raise SignInUnavailable(
-                f"the sign-in service of {self.payer.name} could not be reached ({exc})"
-            ) from exc
-        if response.status_code != 200:
-            raise SignInUnavailable(
-                f"the sign-in service of {self.payer.name} refused to complete the sign-in "
-                f"(HTTP {response.status_code})"
-            )
-        return response.json()
-
-    def _get_json(self, url: str, headers: dict[str, str] | None = None) -> Any:
-        try:
-            with PayerHttpClient() as client:
-                response = client.get(url, headers=headers or {})
-            response.raise_for_status()
-            return response.json()
-        except (OutboundError, httpx.HTTPError, ValueError) as exc:
-            raise SignInUnavailable(
-                f"the sign-in service of {self.payer.name} did not answer as expected ({exc})"
-            ) from exc
-
-    def get_token(self, payload: dict[str, Any]) -> Any:
-        return self._post(self.OIDC_OP_TOKEN_ENDPOINT, payload)
-
-    def retrieve_matching_jwk(self, token: str) -> jwt.PyJWK:
-        header = jwt.get_unverified_header(token)
-        for key in self._get_json(self.OIDC_OP_JWKS_ENDPOINT).get("keys", []):
-            if (
-                key.get("kid") == header.get("kid")
-                and key.get("alg", header["alg"]) == header["alg"]
-            ):
-                return jwt.PyJWK(key)
-        raise SuspiciousOperation(
-            "the id_token was signed with a key the provider does not publish"
-        )
-
-    def _verify_jws(self, payload: str, key: Any) -> Any:
-        """Check signature, ``iss``, ``aud`` and ``exp`` (OIDC Core §3.1.3.7)."""
-        try:
-            return jwt.decode(
-                payload,
-                key,
-                algorithms=ID_TOKEN_ALGORITHMS,
-                audience=self.provider.client_id,
-                issuer=self.endpoints.issuer,
-                options={"require": ["iss", "aud", "exp", "sub"]},
-                leeway=30,
-            )
-        except jwt.PyJWTError as exc:
-            raise SuspiciousOperation(f"id_token rejected: {exc}") from exc
-
-    def get_userinfo(self, access_token: str, id_token: str, payload: dict[str, Any]) -> Any:
-        claims = dict(payload)
-        if self.OIDC_OP_USER_ENDPOINT:
-            userinfo = self._get_json(
-                self.OIDC_OP_USER_ENDPOINT, {"Authorization": f"Bearer {access_token}"}
-            )
-            # OIDC Core §5.3.2: a userinfo answer about another subject must not be used.
-            if userinfo.get("sub") != payload.get("sub"):
-                raise SuspiciousOperation("userinfo names another subject than the id_token")
-            claims.update(userinfo)
-        return claims
-
-    def verify_claims(self, claims: dict[str, Any]) -> bool:
-        return bool(claims.get("sub"))
-
-    def filter_users_by_claims(self, claims: dict[str, Any]) -> Any:
-        # Bound to (payer, subject): the same subject at another payer is another person.
-        return User.objects.filter(payer=self.payer, oidc_subject=claims["sub"])
-
-    def create_user(self, claims: dict[str, Any]) -> User:
-        digest = hashlib.sha256(f"{self.payer.pk}:{claims['sub']}".encode()).hexdigest()[:20]
-        user = User(
-            username=f"{self.payer.slug}-{digest}",
-            payer=self.payer,
-            oidc_subject=claims["sub"],
-            role=Role.MEMBER,
-        )
-        user.set_unusable_password()
-        return self.update_user(user, claims)
-
-    def update_user(self, user: User, claims: dict[str, Any]) -> User:
-        """Refresh role and demographics from the provider's claims at every sign-in."""
-        provider = self.provider
-        role = (
-            Role.PLAN_ADMIN
-            if claims.get(provider.claim_role) == Role.PLAN_ADMIN.value
-            else Role.MEMBER
-        )
-        user.role = role
-        user.first_name = str(claims.get(provider.claim_given_name, ""))[:150]
-        user.last_name = str(claims.get(provider.claim_family_name, ""))[:150]
-        user.email = str(claims.get("email", ""))[:254]
-        user.birth_date = parse_date(str(claims.get(provider.claim_birth_date, ""))) or None
-        user.gender = str(claims.get(provider.claim_gender, ""))[:10]
-        user.plan_member_id = str(claims.get(provider.claim_member_id, ""))[:100]
-        with transaction.atomic():
-            user.save()
-            audit_record(
-                action="user.sign_in",
-                obj=user,
-                payer=self.payer,
-                actor=user,
-                changes={"role": role, "issuer": self.endpoints.issuer},
-            )
-        return user
-
 
 @require_POST
 def sign_out(request: HttpRequest, payer_slug: str) -> HttpResponse:
     """End the hub session; then, when the provider offers it, its session too."""
     payer = get_object_or_404(Payer, slug=payer_slug)
+    signed_in_here = isinstance(request.user, User) and request.user.payer_id == payer.pk
+    id_token = str(request.session.get(_ID_TOKEN_SESSION_KEY, "")) if signed_in_here else ""
     logout(request)
     signed_out = request.build_absolute_uri(
         reverse("members:signed-out", kwargs={"payer_slug": payer.slug})
     )
     try:
-        provider = _identity_provider(payer)
-        end_session = provider_endpoints(provider).end_session_endpoint
-    except SignInUnavailable:
+        identity_provider = _identity_provider(payer)
+        end_session = end_session_url(
+            metadata=provider_metadata_current(identity_provider=identity_provider),
+            client_id=identity_provider.client_id,
+            id_token_hint=id_token,
+            post_logout_redirect_uri=signed_out,
+        )
+    except (SignInNotSetUp, OidcError):
+        # The hub session has ended; the provider's could not be reached to end it too.
         end_session = ""
-    if not end_session:
-        return HttpResponseRedirect(signed_out)
-    # OIDC RP-Initiated Logout 1.0 §2: the provider ends its session and sends the person back.
-    query = urlencode({"client_id": provider.client_id, "post_logout_redirect_uri": signed_out})
-    return HttpResponseRedirect(f"{end_session}?{query}")
+    return HttpResponseRedirect(end_session or signed_out)

@@ -84,8 +84,10 @@ class IdentityProviderForm(PublicDestinationFormMixin, SecretFieldsFormMixin, fo
     class Meta:
         model = IdentityProvider
         fields = [
-            "issuer", "client_id", "client_secret", "scopes", "claim_member_id", "claim_given_name",
-            "claim_family_name", "claim_birth_date", "claim_gender", "claim_role",
+            "issuer", "client_id", "client_secret", "token_endpoint_auth_method", "scopes",
+            "claim_member_id", "claim_given_name", "claim_family_name", "claim_birth_date",
+            "claim_gender", "claim_role", "role_claim_format", "role_admin_value",
+            "role_member_value",
         ]  # fmt: skip
 
 

@@ -3,15 +3,12 @@
 ``client_credentials`` with a client assertion (SMART App Launch 2.x, Backend Services
 §Authenticating: a JWT signed RS384 or ES384 with ``kid`` in the header, ``iss`` = ``sub``
 = client_id, ``aud`` = the token URL, ``exp`` at most five minutes ahead, a unique
-``jti``). The key is the new payer's active signing key (hub.signing_keys), whose public
+``jti``), made by hub.signing_keys with the new payer's active signing key, whose public
 half the holder fetches from the JWKS URL given at registration.
 """
 
-import secrets
-import time
 from datetime import timedelta
 
-import jwt
 from django.utils import timezone
 
 from exchange.fhir.endpoints import holder_endpoint_get
@@ -20,45 +17,15 @@ from exchange.models import HolderRegistration, RegistrationMethod
 from exchange.smart.discovery import SmartConfiguration, smart_configuration_read
 from exchange.smart.oauth import TokenResponse, token_request
 from exchange.smart.registration import holder_registration_backend
-from hub.models import FhirEndpoint, Payer, SigningAlgorithm, SigningKey
+from hub.models import FhirEndpoint, Payer
 from hub.outbound import PayerHttpClient
-from hub.signing_keys import signing_keys_ensure
+from hub.signing_keys import CLIENT_ASSERTION_TYPE, client_assertion_sign
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-# Backend Services: exp no more than five minutes after the assertion is made.
-ASSERTION_LIFETIME_SECONDS = 240
 # Renew a cached token this long before it ends (a fifth of a short token's life at most),
 # so a call never starts with a token about to lapse.
 RENEW_BEFORE_SECONDS = 30
 # When a holder does not say how long its token lives (expires_in is only RECOMMENDED).
 ASSUMED_LIFETIME_SECONDS = 300
-
-
-def _signing_key(payer: Payer) -> SigningKey:
-    """Return the payer's active key to sign with, creating its keys on first use."""
-    keys = {key.algorithm: key for key in signing_keys_ensure(payer=payer)}
-    # Both algorithms are ones servers SHALL accept; RS384 is the more widely deployed.
-    return keys.get(SigningAlgorithm.RS384) or keys[SigningAlgorithm.ES384]
-
-
-def client_assertion(*, payer: Payer, client_id: str, token_url: str) -> str:
-    """Return a signed client assertion for ``client_id`` at ``token_url`` as ``payer``."""
-    key = _signing_key(payer)
-    now = int(time.time())
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": token_url,
-        "iat": now,
-        "exp": now + ASSERTION_LIFETIME_SECONDS,
-        "jti": secrets.token_urlsafe(24),
-    }
-    return jwt.encode(
-        claims,
-        key.private_key_pem,
-        algorithm=key.algorithm,
-        headers={"kid": key.kid, "typ": "JWT"},
-    )
 
 
 def token_renewal_time(expires_in: int | None) -> timedelta:
@@ -82,11 +49,12 @@ def _request_token(
         form={
             "grant_type": "client_credentials",
             "scope": endpoint.scopes,
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": client_assertion(
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            # Both algorithms are ones servers SHALL accept; RS384 is the more widely deployed.
+            "client_assertion": client_assertion_sign(
                 payer=payer,
                 client_id=registration.backend_client_id,
-                token_url=configuration.token_endpoint,
+                audience=configuration.token_endpoint,
             ),
         },
     )

@@ -1,5 +1,11 @@
 from hub.models.audit import AuditEvent, AuditLogIsAppendOnly
-from hub.models.integration import FhirEndpoint, IdentityProvider, SftpDestination
+from hub.models.integration import (
+    ClientAuthMethod,
+    FhirEndpoint,
+    IdentityProvider,
+    RoleClaimFormat,
+    SftpDestination,
+)
 from hub.models.onboarding import OnboardingRequest, OnboardingStatus
 from hub.models.signing_keys import SigningAlgorithm, SigningKey, SigningKeyStatus
 from hub.models.tenancy import (
@@ -16,6 +22,7 @@ from hub.models.tenancy import (
 __all__ = [
     "AuditEvent",
     "AuditLogIsAppendOnly",
+    "ClientAuthMethod",
     "DeliveryMode",
     "FhirEndpoint",
     "IdentityProvider",
@@ -25,6 +32,7 @@ __all__ = [
     "PayerStatus",
     "PlanType",
     "Role",
+    "RoleClaimFormat",
     "SftpDestination",
     "SigningAlgorithm",
     "SigningKey",

@@ -51,12 +51,51 @@ class FhirEndpoint(TenantOwned):
         return self.base_url
 
 
+class ClientAuthMethod(models.TextChoices):
+    """How the hub proves at the provider's token endpoint that it is the payer's client.
+
+    OpenID Connect Core §9 names the methods; OpenID Connect Discovery §3 says a provider
+    that advertises none in ``token_endpoint_auth_methods_supported`` takes
+    ``client_secret_basic``.
+    """
+
+    AUTOMATIC = "automatic", "Automatic (from the provider's discovery document)"
+    CLIENT_SECRET_BASIC = "client_secret_basic", "client_secret_basic (secret in a Basic header)"
+    CLIENT_SECRET_POST = "client_secret_post", "client_secret_post (secret in the request body)"
+    PRIVATE_KEY_JWT = "private_key_jwt", "private_key_jwt (signed with this payer's signing key)"
+    NONE = "none", "none (a public client: no secret, the code is bound by PKCE alone)"
+
+
+class RoleClaimFormat(models.TextChoices):
+    """The shape of the claim that says whether a person is a plan administrator."""
+
+    TEXT = "text", "A single text value"
+    LIST = "list", "A list of values (the role is one of them)"
+
+
 class IdentityProvider(TenantOwned):
     """The payer's OpenID Connect provider, through which its members and admins sign in here."""
 
-    issuer = models.CharField(max_length=500, validators=[validate_payer_url])
+    issuer = models.CharField(
+        max_length=500,
+        validators=[validate_payer_url],
+        help_text="Exactly as the provider's discovery document names it, including any "
+        "trailing slash (OpenID Connect Discovery §4.3).",
+    )
     client_id = models.CharField(max_length=255)
     client_secret = EncryptedTextField(blank=True)
+    token_endpoint_auth_method = models.CharField(
+        "client authentication",
+        max_length=32,
+        choices=ClientAuthMethod.choices,
+        default=ClientAuthMethod.AUTOMATIC,
+        help_text="How the hub authenticates at your provider's token endpoint. Automatic "
+        "uses what the provider's discovery document advertises: client_secret_basic (or "
+        "client_secret_post when that is all it takes) when a client secret is saved, "
+        "private_key_jwt (or none, for a public client) when no secret is. Choose one when "
+        "your client was registered for a specific method. private_key_jwt signs with this "
+        "payer's signing keys: register the JWKS URL shown above at the provider.",
+    )
     scopes = models.CharField(max_length=255, default="openid profile")
     # Which id_token / userinfo claim carries each fact the hub needs for $member-match.
     claim_member_id = models.CharField(max_length=100, default="member_id")
@@ -65,9 +104,33 @@ class IdentityProvider(TenantOwned):
     claim_birth_date = models.CharField(max_length=100, default="birthdate")
     claim_gender = models.CharField(max_length=100, default="gender")
     claim_role = models.CharField(
-        max_length=100,
+        "role claim",
+        max_length=200,
         default="hub_role",
-        help_text="Claim whose value 'plan_admin' grants the admin role.",
+        help_text="The claim that carries the person's role: its name (such as "
+        "https://hub.example/roles), or a dotted path into nested claims (such as "
+        "realm_access.roles).",
+    )
+    role_claim_format = models.CharField(
+        max_length=8,
+        choices=RoleClaimFormat.choices,
+        default=RoleClaimFormat.TEXT,
+        help_text="Whether the role claim is one text value or a list of values.",
+    )
+    role_admin_value = models.CharField(
+        "administrator role value",
+        max_length=200,
+        default="plan_admin",
+        help_text="The value that makes a person a plan administrator at the hub.",
+    )
+    role_member_value = models.CharField(
+        "member role value",
+        max_length=200,
+        default="member",
+        blank=True,
+        help_text="The value that makes a person a member. A person with neither value is "
+        "refused with a page that says so. Leave empty to let in as a member everyone "
+        "without the administrator value.",
     )
 
     class Meta:

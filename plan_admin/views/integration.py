@@ -101,13 +101,17 @@ def _hub_values(payer: Payer) -> list[tuple[str, str, str]]:
     """Return (what, value, where to register it) for the values the payer registers."""
     base = settings.HUB_PUBLIC_URL
     jwks = base + reverse("payer-jwks", kwargs={"payer_slug": payer.slug})
+    signed_out = base + reverse("members:signed-out", kwargs={"payer_slug": payer.slug})
     return [
         ("OpenID Connect redirect URI", f"{base}/oidc/callback/",
          "at your identity provider, for the hub's client id"),
+        ("OpenID Connect post-logout redirect URI", signed_out,
+         "at your identity provider, for the hub's client id (where people land after signing out)"),
         ("SMART launch redirect URI", f"{base}/p/{payer.slug}/me/launch/callback/",
          "at the former payers whose members authorize with SMART App Launch"),
         ("JWKS URL of your signing keys", jwks,
-         "at former payers, as the key set of your SMART Backend Services client"),
+         "at former payers, as the key set of your SMART Backend Services client; at your "
+         "identity provider too, when the hub signs in with private_key_jwt"),
     ]  # fmt: skip
 
 

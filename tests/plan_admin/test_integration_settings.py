@@ -29,7 +29,9 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9ok
 IDP = {"issuer": "https://login.north.example", "client_id": "hub", "client_secret": "s3cret-value",
        "scopes": "openid profile", "claim_member_id": "member_id", "claim_given_name": "given_name",
        "claim_family_name": "family_name", "claim_birth_date": "birthdate", "claim_gender": "gender",
-       "claim_role": "hub_role"}  # fmt: skip
+       "claim_role": "hub_role", "token_endpoint_auth_method": "automatic",
+       "role_claim_format": "text", "role_admin_value": "plan_admin",
+       "role_member_value": "member"}  # fmt: skip
 FHIR = {"base_url": "https://fhir.north.example/r4", "offers_backend_services": "on",
         "scopes": "system/*.rs", "backend_client_id": "hub-north"}  # fmt: skip
 SFTP = {"host": "sftp.north.example", "port": "22", "username": "hub", "password": "pw-123",
@@ -53,6 +55,7 @@ def test_the_page_shows_the_values_to_register_and_the_published_keys(
     page = signed_in(north.admin).get(admin_url("settings")).content.decode()
     base = settings.HUB_PUBLIC_URL
     assert f"{base}/oidc/callback/" in page
+    assert f"{base}/p/north/me/signed-out/" in page  # RP-Initiated Logout's return address
     assert f"{base}/p/north/me/launch/callback/" in page
     assert f"{base}/p/north/.well-known/jwks.json" in page
     for key in keys:

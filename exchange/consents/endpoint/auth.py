@@ -7,9 +7,7 @@ payer needs nothing at the hub (SMART App Launch 2.x, Backend Services §Authent
 """
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import httpx
 import jwt
 from django.conf import settings
 from django.core import signing
@@ -21,10 +19,11 @@ from django.views.decorators.http import require_POST
 
 from exchange.models import UsedClientAssertion
 from hub.models import Payer, PayerStatus
-from hub.outbound import OutboundError, PayerHttpClient
+from hub.oidc.documents import oidc_http_client
+from hub.oidc.errors import IdentityNotConfirmed, ProviderMisconfigured, ProviderUnreachable
+from hub.oidc.keys import BACKEND_SERVICES_ALGORITHMS, jwt_header, jwt_verify, key_set_fetch
+from hub.signing_keys import CLIENT_ASSERTION_TYPE
 
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_ALGORITHMS = ["RS384", "ES384"]
 # Backend Services: the assertion's exp SHALL be no more than five minutes in the future.
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
 ACCESS_TOKEN_SECONDS = 300
@@ -53,55 +52,42 @@ def token_endpoint_url() -> str:
     return f"{settings.HUB_PUBLIC_URL}/fhir/auth/token"
 
 
-def _client_keys(payer: Payer) -> list[dict[str, Any]]:
-    try:
-        with PayerHttpClient() as client:
-            response = client.get(payer.client_jwks_url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        keys = response.json()["keys"]
-    except (OutboundError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        raise ClientRefused(
-            "invalid_client", f"the JWKS at {payer.client_jwks_url} could not be read ({exc})"
-        ) from exc
-    if not isinstance(keys, list):
-        raise ClientRefused("invalid_client", "the registered JWKS has no list of keys")
-    # RFC 7517 §5: "keys" is an array of JWK objects.
-    if not all(isinstance(key, dict) for key in keys):
-        raise ClientRefused(
-            "invalid_client", "the registered JWKS holds keys that are not JSON objects"
-        )
-    return keys
-
-
 def client_assertion_verify(assertion: str) -> Payer:
     """Return the payer whose system signed ``assertion``, or raise ClientRefused."""
     try:
-        header = jwt.get_unverified_header(assertion)
+        header = jwt_header(assertion, what="client assertion")
         unverified = jwt.decode(assertion, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
+    except (IdentityNotConfirmed, jwt.PyJWTError) as exc:
         raise ClientRefused("invalid_client", f"the client assertion is not a JWT ({exc})") from exc
     client_id = str(unverified.get("iss", ""))
     payer = Payer.objects.filter(slug=client_id, status=PayerStatus.PARTICIPATING).first()
     if payer is None or not payer.client_jwks_url:
         raise ClientRefused("invalid_client", f"no client {client_id!r} is registered at the hub")
-    if header.get("alg") not in ASSERTION_ALGORITHMS:
+    if header.get("alg") not in BACKEND_SERVICES_ALGORITHMS:
         raise ClientRefused("invalid_client", "the assertion must be signed with RS384 or ES384")
-    matching = [key for key in _client_keys(payer) if key.get("kid") == header.get("kid")]
-    if not matching:
-        raise ClientRefused(
-            "invalid_client", f"no key with kid {header.get('kid')!r} in the registered JWKS"
-        )
+    # Read at every token request, past any cache: a key the payer withdraws stops working
+    # at once, and one it rotates in works at once.
     try:
-        claims = jwt.decode(
+        with oidc_http_client() as http:
+            key_set = key_set_fetch(url=payer.client_jwks_url, http=http)
+        key = key_set.verification_key(
+            header, algorithms=BACKEND_SERVICES_ALGORITHMS, what="client assertion"
+        )
+        claims = jwt_verify(
             assertion,
-            jwt.PyJWK(matching[0]),
-            algorithms=ASSERTION_ALGORITHMS,
+            key,
+            what="client assertion",
             audience=token_endpoint_url(),
             issuer=client_id,
-            options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+            required=("iss", "sub", "aud", "exp", "jti"),
+            leeway_seconds=0,
         )
-    except jwt.PyJWTError as exc:
-        raise ClientRefused("invalid_client", f"the client assertion was refused: {exc}") from exc
+    except (ProviderUnreachable, ProviderMisconfigured) as exc:
+        raise ClientRefused(
+            "invalid_client", f"the JWKS at {payer.client_jwks_url} could not be read ({exc})"
+        ) from exc
+    except IdentityNotConfirmed as exc:
+        raise ClientRefused("invalid_client", str(exc)) from exc
     if claims["sub"] != client_id:
         raise ClientRefused(
             "invalid_client", "the assertion's sub must equal its iss (the client id)"
@@ -149,8 +135,10 @@ def token(request: HttpRequest) -> JsonResponse:
     try:
         if form.get("grant_type") != "client_credentials":
             raise ClientRefused("unsupported_grant_type", "grant_type must be client_credentials")
-        if form.get("client_assertion_type") != JWT_BEARER:
-            raise ClientRefused("invalid_request", f"client_assertion_type must be {JWT_BEARER}")
+        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise ClientRefused(
+                "invalid_request", f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}"
+            )
         if not form.get("client_assertion"):
             raise ClientRefused("invalid_request", "client_assertion is missing")
         requested = form.get("scope", "").split()

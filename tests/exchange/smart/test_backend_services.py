@@ -10,10 +10,15 @@ from django.db import connection
 
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import HolderRegistration, RegistrationMethod
-from exchange.smart.backend_services import backend_access_token, client_assertion
+from exchange.smart.backend_services import backend_access_token
 from exchange.smart.registration import hub_jwks_url
 from hub.models import AuditEvent, SigningAlgorithm, SigningKey, SigningKeyStatus
-from hub.signing_keys import signing_key_create, signing_key_rotate, signing_keys_ensure
+from hub.signing_keys import (
+    client_assertion_sign,
+    signing_key_create,
+    signing_key_rotate,
+    signing_keys_ensure,
+)
 from tests.conftest import Tenant
 from tests.exchange.holder_proxy import holder_proxy, on_path
 from tests.exchange.holders import endpoint_of, former_payer_of, hub_url
@@ -97,8 +102,8 @@ def test_registration_names_the_new_payer_by_npi_and_its_hub_jwks_url(
 def test_client_assertion_follows_smart_backend_services(north: Tenant) -> None:
     rs384, _ = signing_keys_ensure(payer=north.payer)
     token_url = "https://former.example/auth/token"
-    first = client_assertion(payer=north.payer, client_id="client-1", token_url=token_url)
-    second = client_assertion(payer=north.payer, client_id="client-1", token_url=token_url)
+    first = client_assertion_sign(payer=north.payer, client_id="client-1", audience=token_url)
+    second = client_assertion_sign(payer=north.payer, client_id="client-1", audience=token_url)
 
     header = jwt.get_unverified_header(first)
     assert header["alg"] == "RS384"
