@@ -113,7 +113,7 @@ def test_across_payers_needs_a_reason(db: None) -> None:
         with pytest.raises(ValueError, match="needs a reason"):
             REQUESTS.across_payers(reason=reason)
     with pytest.raises(TypeError):
-        REQUESTS.across_payers()  # type: ignore[call-arg]
+        REQUESTS.across_payers()
     with pytest.raises(ValueError, match="not None"):
         REQUESTS.for_payer(Payer())
 
@@ -136,7 +136,7 @@ def test_a_cross_payer_read_returns_every_payers_rows_and_keeps_its_mark(
 def test_reverse_relations_and_prefetches_of_a_loaded_row_are_scoped(
     north: Tenant, south: Tenant
 ) -> None:
-    attempt = DeliveryAttemptFactory(
+    attempt: DeliveryAttempt = DeliveryAttemptFactory(
         delivery=DeliveryFactory(
             exchange_request=ExchangeRequestFactory(
                 consent__member=north.member, consent__former_payer=south.payer
@@ -198,7 +198,7 @@ def test_model_validation_is_scoped_to_the_rows_payer(north: Tenant, south: Tena
         FhirEndpointFactory.build(payer=north.payer).full_clean()
     FhirEndpointFactory.build(payer=south.payer).full_clean()
 
-    attempt = DeliveryAttemptFactory(
+    attempt: DeliveryAttempt = DeliveryAttemptFactory(
         delivery__exchange_request__consent__member=north.member,
         delivery__exchange_request__consent__former_payer=south.payer,
     )
