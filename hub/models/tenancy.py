@@ -167,12 +167,13 @@ class TenantQuerySet(models.QuerySet[_Model]):
 
     def _add_hints(self, **hints: Any) -> None:
         super()._add_hints(**hints)  # type: ignore[misc]  # private, not in django-stubs
-        # Django names the loaded row a relation starts from when it reads the relation
+        # Django names the row a relation starts from when it reads the relation
         # (``consent.exchange_requests``) or prefetches it for loaded rows, then filters to
-        # that row's related rows, a filter nobody can take off. The row came through a
-        # checked query, so these rows are reached from it, not from the whole table.
+        # that row's related rows, a filter nobody can take off. A row loaded (or saved)
+        # came through a checked query or names its payer itself, so these rows are reached
+        # from it, not from the whole table; a hand-built ``Model(pk=...)`` is not trusted.
         instance = hints.get("instance")
-        if isinstance(instance, TenantOwned):
+        if isinstance(instance, TenantOwned) and not instance._state.adding:
             cast(TenantQuery, self.query).reached_from = instance._meta.label
 
     def delete(self) -> tuple[int, dict[str, int]]:

@@ -39,6 +39,7 @@ EVALUATIONS: dict[str, Callable[[Any], object]] = {
     "values_list": lambda qs: list(qs.values_list("pk", flat=True)),
     "iterator": lambda qs: list(qs.iterator()),
     "in_bulk": lambda qs: qs.in_bulk([1, 2]),
+    "bulk_update": lambda qs: qs.bulk_update([ExchangeRequest._base_manager.first()], ["status"]),
     "update": lambda qs: qs.update(reason_code="x"),
     "delete": lambda qs: qs.delete(),
     "explain": lambda qs: qs.explain(),
@@ -159,9 +160,13 @@ def test_reverse_relations_and_prefetches_of_a_loaded_row_are_scoped(
         Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("-started_at"))
     )
     assert [list(d.attempts.all()) for d in prefetched] == [[attempt]]
-    # A filter on the relation's column with an id from elsewhere is not a relation.
+    # A filter on the relation's column with an id from elsewhere is not a relation, nor is
+    # a row built by hand around such an id.
+    request_id = attempt.delivery.exchange_request_id
     with pytest.raises(UnscopedTenantQuery):
-        list(ExchangeEvent.objects.filter(exchange_request_id=attempt.delivery.exchange_request_id))
+        list(ExchangeEvent.objects.filter(exchange_request_id=request_id))
+    with pytest.raises(UnscopedTenantQuery):
+        list(ExchangeRequest(pk=request_id).events.all())
 
 
 def test_a_subquery_must_be_scoped_or_marked_too(north: Tenant) -> None:
