@@ -4,24 +4,25 @@ A query of a model with a ``payer`` column (every TenantOwned model, and the aud
 is *scoped* when its WHERE clause limits the rows to one payer: ``.for_payer(payer)``, or
 ``filter(payer=...)`` / ``filter(payer_id=...)`` with a value. Any other query runs only
 when it says why it may read every payer's rows (``.across_payers(reason=...)``), or when
-Django built it from a row already loaded: a reverse relation such as
-``consent.exchange_requests`` or its prefetch, or the inner query of an ``exclude()``
-across a relation. Everything else raises UnscopedTenantQuery at the moment it would be
+Django built it from rows already loaded: a relation such as ``consent.exchange_requests``,
+a prefetch (with or without its own ``Prefetch`` query set), or the inner query of an
+``exclude()`` across a relation. Everything else raises UnscopedTenantQuery at the moment it would be
 compiled — whatever evaluates it: iteration, get, count, exists, aggregate, update,
 delete, or a subquery inside another query (STYLE.md #2; ARCHITECTURE.md "Security model").
 
 Inserts build their own queries and are not checked: a new row names its payer itself.
 """
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Exists, Model
 from django.db.models.expressions import Col
 from django.db.models.lookups import Exact, In
 from django.db.models.sql import Query
 from django.db.models.sql.compiler import SQLCompiler
-from django.db.models.sql.where import AND, NothingNode, WhereNode
+from django.db.models.sql.where import AND, OR, NothingNode, WhereNode
 
 PAYER_FIELD = "payer"
 
@@ -38,7 +39,9 @@ class UnscopedTenantQuery(Exception):
         )
 
 
-def _payers_limited_to(node: Any, is_payer_column: Any) -> frozenset[Hashable] | None:
+def _payers_limited_to(
+    node: Any, is_payer_column: Callable[[Any], bool]
+) -> frozenset[Hashable] | None:
     """Return the payer ids a WHERE ``node`` limits the rows to, or None when it does not."""
     if isinstance(node, NothingNode):  # QuerySet.none(): no rows at all
         return frozenset()
@@ -49,7 +52,7 @@ def _payers_limited_to(node: Any, is_payer_column: Any) -> frozenset[Hashable] |
         if node.connector == AND:
             known = [limit for limit in limits if limit is not None]
             return frozenset.intersection(*known) if known else None
-        if node.connector == "OR" and limits and None not in limits:
+        if node.connector == OR and limits and None not in limits:
             return frozenset().union(*(limit for limit in limits if limit is not None))
         return None
     if isinstance(node, Exact | In) and is_payer_column(node.lhs):
@@ -101,7 +104,7 @@ class TenantQuery(Query):
 
     def sql_with_params(self) -> tuple[str, tuple[Any, ...]]:
         # Printing a query (str(queryset.query)) reads no rows; it stays possible for debugging.
-        return Query.get_compiler(self, "default").as_sql()
+        return Query.get_compiler(self, DEFAULT_DB_ALIAS).as_sql()
 
     def chain(self, klass: type[Query] | None = None) -> Query:
         # update() turns the query into an UpdateQuery, which compiles without the check above.
