@@ -9,8 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Prefetch
 
 from exchange.models import Consent, Delivery, DeliveryAttempt, ExchangeEvent, ExchangeRequest
-from hub.models import AuditEvent, FhirEndpoint, Payer, SigningKey, UnscopedTenantQuery
-from hub.signing_keys import signing_keys_ensure
+from hub.models import AuditEvent, FhirEndpoint, Payer, UnscopedTenantQuery
 from tests.conftest import Tenant
 from tests.factories import (
     DeliveryAttemptFactory,
@@ -18,6 +17,7 @@ from tests.factories import (
     ExchangeEventFactory,
     ExchangeRequestFactory,
     FhirEndpointFactory,
+    SigningKeyFactory,
 )
 
 REQUESTS = ExchangeRequest.objects
@@ -218,24 +218,10 @@ def test_model_validation_is_scoped_to_the_rows_payer(north: Tenant, south: Tena
 
     # A kid is unique on the whole table; validation looks only within the row's payer
     # and tells nobody that South holds that kid (the database refuses the clash).
-    souths_key = signing_keys_ensure(payer=south.payer)[0]
-    SigningKey(
-        payer=north.payer,
-        kid=souths_key.kid,
-        algorithm="ES384",
-        private_key_pem="x",
-        public_jwk={},
-        status="previous",
-    ).validate_unique()
+    souths_key = SigningKeyFactory(payer=south.payer)
+    SigningKeyFactory.build(payer=north.payer, kid=souths_key.kid).validate_unique()
     with pytest.raises(ValidationError, match="Signing key with this Kid already exists"):
-        SigningKey(
-            payer=south.payer,
-            kid=souths_key.kid,
-            algorithm="ES384",
-            private_key_pem="x",
-            public_jwk={},
-            status="previous",
-        ).validate_unique()
+        SigningKeyFactory.build(payer=south.payer, kid=souths_key.kid).validate_unique()
 
 
 def test_the_audit_log_fails_closed_too(north: Tenant) -> None:
