@@ -36,7 +36,9 @@ def directory_entries(
     The directory is public to every tenant: it reads names, identifiers, coverage and
     whether an endpoint is registered — nothing else of another payer.
     """
-    endpoints = FhirEndpoint.objects.filter(payer=OuterRef("pk"))
+    endpoints = FhirEndpoint.objects.across_payers(
+        reason="the directory shows whether each payer registered an endpoint, and when tested"
+    ).filter(payer=OuterRef("pk"))
     payers = (
         Payer.objects.filter(status=PayerStatus.PARTICIPATING)
         .exclude(pk=payer.pk)

@@ -407,7 +407,10 @@ def exchange_requests_resume_stuck(
     Docs' build reaper, STYLE.md #5)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     stuck = (
-        ExchangeRequest.objects.filter(
+        ExchangeRequest.objects.across_payers(
+            reason="the reaper looks at every payer's stuck requests; each is claimed scoped"
+        )
+        .filter(
             status__in=IN_PROGRESS - {S.AWAITING_AUTHORIZATION},
             last_progress_at__lt=cutoff,
         )

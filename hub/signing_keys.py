@@ -124,8 +124,12 @@ def signing_keys_retire_expired(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     retired = 0
     with transaction.atomic():
-        expired = SigningKey.objects.select_for_update().filter(
-            status=SigningKeyStatus.PREVIOUS, retire_after__lte=now
+        expired = (
+            SigningKey.objects.across_payers(
+                reason="retiring keys past their grace period is housekeeping over every payer"
+            )
+            .select_for_update()
+            .filter(status=SigningKeyStatus.PREVIOUS, retire_after__lte=now)
         )
         for key in expired:
             key.status = SigningKeyStatus.RETIRED

@@ -272,7 +272,9 @@ def former_payer_summary(*, payer: Payer, recent: int = 50) -> FormerPayerSummar
     These rows belong to the requesting payers; only their status, dates and the
     requesting payer's name are read — no member, consent or card data.
     """
-    requests = ExchangeRequest.objects.filter(former_payer=payer)
+    requests = ExchangeRequest.objects.across_payers(
+        reason="requests other payers made to this one as former payer: status, dates, requester"
+    ).filter(former_payer=payer)
     labels = dict(ExchangeStatus.choices)
     outcomes = requests.values("status").annotate(n=Count("pk")).order_by("-n", "status")
     requesters = (

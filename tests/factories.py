@@ -11,13 +11,18 @@ from exchange.consents.services import consent_publish
 from exchange.models import (
     AuthorizationMode,
     Consent,
+    ConsentNotification,
     ConsentPolicy,
+    ConsentSubscription,
     Delivery,
     DeliveryAttempt,
     ExchangeEvent,
     ExchangeRequest,
+    HolderRegistration,
     MemberLaunch,
+    RegistrationMethod,
 )
+from exchange.repository.models import RepositoryFile, RepositoryKey
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,
@@ -26,6 +31,9 @@ from hub.models import (
     PayerStatus,
     Role,
     SftpDestination,
+    SigningAlgorithm,
+    SigningKey,
+    SigningKeyStatus,
     User,
 )
 
@@ -178,3 +186,70 @@ class SftpDestinationFactory(factory.django.DjangoModelFactory[SftpDestination])
     username = "hub"
     password = "sftp-password-value"
     host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+class SigningKeyFactory(factory.django.DjangoModelFactory[SigningKey]):
+    """A published key row without real key material; hub.signing_keys makes real ones."""
+
+    class Meta:
+        model = SigningKey
+
+    payer = factory.SubFactory(PayerFactory)
+    kid = factory.Sequence(lambda n: f"test-kid-{n}")
+    algorithm = SigningAlgorithm.ES384
+    private_key_pem = "not a real private key"
+    public_jwk = factory.LazyAttribute(lambda o: {"kty": "EC", "crv": "P-384", "kid": o.kid})
+    # Previous keys may be many per algorithm; an active one is one per payer and algorithm.
+    status = SigningKeyStatus.PREVIOUS
+
+
+class HolderRegistrationFactory(factory.django.DjangoModelFactory[HolderRegistration]):
+    class Meta:
+        model = HolderRegistration
+
+    payer = factory.SubFactory(PayerFactory)
+    former_payer = factory.SubFactory(PayerFactory)
+    method = RegistrationMethod.CONFIGURED
+    backend_client_id = "hub-backend-client"
+    registered_at = factory.LazyFunction(timezone.now)
+
+
+class ConsentSubscriptionFactory(factory.django.DjangoModelFactory[ConsentSubscription]):
+    class Meta:
+        model = ConsentSubscription
+
+    consent = factory.SubFactory(ConsentFactory)
+    payer = factory.SelfAttribute("consent.payer")
+    subscriber = factory.SelfAttribute("consent.former_payer")
+    criteria = factory.LazyAttribute(lambda o: f"Consent?_id={o.consent.pk}")
+    endpoint = "https://subscriber.example-payer.com/consent-notifications"
+
+
+class ConsentNotificationFactory(factory.django.DjangoModelFactory[ConsentNotification]):
+    class Meta:
+        model = ConsentNotification
+
+    subscription = factory.SubFactory(ConsentSubscriptionFactory)
+    payer = factory.SelfAttribute("subscription.payer")
+    consent_status = "active"
+
+
+class RepositoryKeyFactory(factory.django.DjangoModelFactory[RepositoryKey]):
+    class Meta:
+        model = RepositoryKey
+
+    payer = factory.SubFactory(PayerFactory)
+    label = factory.Sequence(lambda n: f"system {n}")
+    public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    fingerprint = factory.Sequence(lambda n: f"SHA256:test-fingerprint-{n}")
+
+
+class RepositoryFileFactory(factory.django.DjangoModelFactory[RepositoryFile]):
+    class Meta:
+        model = RepositoryFile
+
+    payer = factory.SubFactory(PayerFactory)
+    path = factory.Sequence(lambda n: f"former/{n}/bundle.json")
+    size = 2
+    sha256 = "0" * 64
+    delivered_at = factory.LazyFunction(timezone.now)

@@ -116,7 +116,7 @@ def test_a_member_gets_their_records_delivered(
         if not payer_to_payer:
             page.get_by_role("button", name="Sign in at Southern Cross Health").click()
             _sign_in_at_sandbox(page)
-        exchange_request = ExchangeRequest.objects.get(member__payer=north.payer)
+        exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
         try:
             wait_for(
                 lambda: _refreshed(exchange_request).status in ENDED | {ExchangeStatus.FAILED},

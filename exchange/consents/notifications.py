@@ -87,7 +87,10 @@ def consent_notifications_orphaned(*, grace: timedelta, limit: int = 500) -> lis
     owed to an active subscription, and ``grace`` past the time a task should have tried."""
     due = timezone.now() - grace
     rows = (
-        ConsentNotification.objects.filter(
+        ConsentNotification.objects.across_payers(
+            reason="the outbox sweep finds every payer's unsent notifications; each is sent scoped"
+        )
+        .filter(
             Q(delivered_at__isnull=True)
             & Q(next_attempt_at__lt=due)
             & Q(subscription__status=SubscriptionStatus.ACTIVE)

@@ -34,8 +34,9 @@ def payloads_purge(*, storage: PayloadStorage, retention: timedelta) -> int:
     purged = 0
     for start in range(0, len(request_ids), _BATCH):
         batch = request_ids[start : start + _BATCH]
-        # Every payer's requests: this is housekeeping of the hub's own disk, by id only.
-        rows = ExchangeRequest.objects.filter(pk__in=batch)
+        rows = ExchangeRequest.objects.across_payers(
+            reason="housekeeping of the hub's own disk: every payer's ended requests, by id only"
+        ).filter(pk__in=batch)
         expired = set(
             rows.filter(
                 status__in=ENDED | {ExchangeStatus.FAILED}, status_changed_at__lt=finished_before

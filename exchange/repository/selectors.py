@@ -31,10 +31,12 @@ def repository_key_for_sign_in(
     revoked, expired, or restricted to networks the address is not in.
     """
     now = timezone.now()
+    payer = Payer.objects.filter(slug=username).first()
+    if payer is None:
+        return None
     key = (
-        RepositoryKey.objects.filter(
-            payer__slug=username, fingerprint=fingerprint, revoked_at__isnull=True
-        )
+        RepositoryKey.objects.for_payer(payer)
+        .filter(fingerprint=fingerprint, revoked_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .select_related("payer")
         .first()

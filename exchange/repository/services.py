@@ -70,8 +70,10 @@ def repository_key_revoke(
     *, key: RepositoryKey, revoked_by: User, client_address: str | None = None
 ) -> None:
     """Revoke ``key`` from now on; revoking a revoked key changes nothing."""
-    if not RepositoryKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
+    if (
+        not RepositoryKey.objects.for_payer(key.payer_id)
+        .filter(pk=key.pk, revoked_at__isnull=True)
+        .update(revoked_at=timezone.now())
     ):
         return
     key.refresh_from_db(fields=["revoked_at"])
@@ -87,7 +89,9 @@ def repository_key_revoke(
 
 def repository_key_mark_used(*, key: RepositoryKey) -> None:
     """Note that ``key`` just signed in (shown in the portal's key list)."""
-    RepositoryKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    RepositoryKey.objects.for_payer(key.payer_id).filter(pk=key.pk).update(
+        last_used_at=timezone.now()
+    )
 
 
 def repository_file_record_delivered(*, payer: Payer, path: str, size: int, sha256: str) -> None:
@@ -180,9 +184,13 @@ def repository_files_purge(*, now: datetime | None = None) -> int:
     cutoff = now - timedelta(days=settings.SFTP_REPOSITORY_RETENTION_DAYS)
     storage = repository_storage()
     purged = 0
-    expired = RepositoryFile.objects.filter(
-        Q(collected_at__isnull=False) | Q(delivered_at__lt=cutoff)
-    ).select_related("payer")
+    expired = (
+        RepositoryFile.objects.across_payers(
+            reason="the retention purge empties every payer's folder"
+        )
+        .filter(Q(collected_at__isnull=False) | Q(delivered_at__lt=cutoff))
+        .select_related("payer")
+    )
     for row in expired:
         with transaction.atomic():
             audit_record(

@@ -18,6 +18,7 @@ from hub.models.tenancy import (
     TenantQuerySet,
     User,
 )
+from hub.models.tenant_scope import UnscopedTenantQuery
 
 __all__ = [
     "AuditEvent",
@@ -39,5 +40,6 @@ __all__ = [
     "SigningKeyStatus",
     "TenantOwned",
     "TenantQuerySet",
+    "UnscopedTenantQuery",
     "User",
 ]

@@ -10,13 +10,13 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from hub.models.tenancy import Payer
+from hub.models.tenancy import Payer, TenantQuerySet
 
 
-class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
-    def for_payer(self, payer: Payer | int) -> "AuditEventQuerySet":
-        payer_id = payer.pk if isinstance(payer, Payer) else payer
-        return self.filter(payer_id=payer_id)
+class AuditEventQuerySet(TenantQuerySet["AuditEvent"]):
+    """Fail closed like the tenant-owned rows (TenantQuerySet): an event tells who did what
+    to which object of a payer, from which address, so reading it needs ``for_payer`` or
+    ``across_payers``. Hub-wide operator events (no payer) are read ``across_payers``."""
 
     def update(self, **kwargs: Any) -> int:
         raise AuditLogIsAppendOnly("audit events cannot be changed")

@@ -1,12 +1,17 @@
 """The tenant (Payer), its people, and the base every tenant-owned model builds on."""
 
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any, Self, TypeVar, cast
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, UniqueConstraint
+from django.db.models.constraints import BaseConstraint
+from django.db.models.sql import Query
 
+from hub.models.tenant_scope import PAYER_FIELD, TenantQuery
 from hub.validators import validate_npi, validate_payer_url
 
 _Model = TypeVar("_Model", bound=models.Model)
@@ -129,15 +134,75 @@ class User(AbstractUser):
 
 
 class TenantQuerySet(models.QuerySet[_Model]):
-    """Query sets of tenant-owned rows; ``for_payer`` is the way views and selectors read."""
+    """Query sets of tenant-owned rows: scoped with ``for_payer``, or marked ``across_payers``.
 
-    def for_payer(self, payer: Payer | int) -> "TenantQuerySet[_Model]":
+    An unscoped, unmarked query raises UnscopedTenantQuery when it is evaluated
+    (hub/models/tenant_scope.py); there is no convenient unscoped default (STYLE.md #2).
+    """
+
+    def __init__(
+        self,
+        model: type[_Model] | None = None,
+        query: Query | None = None,
+        using: str | None = None,
+        hints: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(model, query if query is not None else TenantQuery(model), using, hints)
+
+    def for_payer(self, payer: Payer | int) -> Self:
+        """Return the rows of ``payer`` only: the way views, selectors and tasks read."""
         payer_id = payer.pk if isinstance(payer, Payer) else payer
+        if payer_id is None:
+            raise ValueError("for_payer() needs a saved payer or a payer id, not None")
         return self.filter(payer_id=payer_id)
+
+    def across_payers(self, *, reason: str) -> Self:
+        """Return this query allowed to read every payer's rows; ``reason`` says why, to the
+        reader of the call site (the reaper, a purge, a report on requests to us)."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("across_payers() needs a reason: say why this query reads every payer")
+        clone = self.all()
+        cast(TenantQuery, clone.query).cross_payer_reason = reason.strip()
+        return clone
+
+    def _add_hints(self, **hints: Any) -> None:
+        super()._add_hints(**hints)  # type: ignore[misc]  # private, not in django-stubs
+        # Django names the row a relation starts from when it reads the relation
+        # (``consent.exchange_requests``) or prefetches it for loaded rows, then filters to
+        # that row's related rows, a filter nobody can take off. A row loaded (or saved)
+        # came through a checked query or names its payer itself, so these rows are reached
+        # from it, not from the whole table; a hand-built ``Model(pk=...)`` is not trusted.
+        instance = hints.get("instance")
+        if isinstance(instance, TenantOwned) and not instance._state.adding:
+            cast(TenantQuery, self.query).reached_from = instance._meta.label
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        # Rows Django need not load (no signals, no cascades) go in a DELETE query that
+        # skips the compile-time check, so the scope is checked before anything is collected.
+        cast(TenantQuery, self.query).scope_require()
+        return super().delete()
+
+
+def _within_payer(constraint: BaseConstraint) -> BaseConstraint:
+    """Return ``constraint`` with the payer among its fields, if it is a unique constraint."""
+    if not isinstance(constraint, UniqueConstraint) or not constraint.fields:
+        return constraint
+    if PAYER_FIELD in constraint.fields:
+        return constraint
+    _, args, kwargs = constraint.deconstruct()
+    return UniqueConstraint(*args, **{**kwargs, "fields": (*constraint.fields, PAYER_FIELD)})
 
 
 class TenantOwned(models.Model):
-    """Base of every tenant-owned model: a non-null, indexed payer (ARCHITECTURE.md, Citus-ready)."""
+    """Base of every tenant-owned model: a non-null, indexed payer (ARCHITECTURE.md, Citus-ready).
+
+    Django's own uniqueness validation (``full_clean``, model forms) asks the default
+    manager whether another row holds the same values. Here it asks among the row's own
+    payer's rows, so validation is scoped like every other read and tells nobody whether
+    another payer has a row with that value; a clash across payers of a column unique on
+    the whole table (a random kid or state digest) is left to the database to refuse. The
+    payer is set by the hub, never typed into a form, so it takes part in every check.
+    """
 
     payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+", db_index=True)
 
@@ -145,3 +210,31 @@ class TenantOwned(models.Model):
 
     class Meta:
         abstract = True
+
+    def _get_unique_checks(
+        self, exclude: Any = None, include_meta_constraints: bool = False
+    ) -> tuple[list[tuple[type[models.Model], tuple[str, ...]]], list[Any]]:
+        # Private in Django and absent from django-stubs, but what model forms call too.
+        unique_checks, date_checks = super()._get_unique_checks(  # type: ignore[misc]
+            exclude=set(exclude or ()) - {PAYER_FIELD},
+            include_meta_constraints=include_meta_constraints,
+        )
+        scoped = [
+            (model, fields if PAYER_FIELD in fields else (*fields, PAYER_FIELD))
+            for model, fields in unique_checks
+        ]
+        return scoped, date_checks
+
+    def get_constraints(self) -> list[tuple[type[models.Model], Sequence[BaseConstraint]]]:
+        return [
+            (model, [_within_payer(constraint) for constraint in constraints])
+            for model, constraints in super().get_constraints()
+        ]
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        super().validate_constraints(exclude=set(exclude or ()) - {PAYER_FIELD})
+
+    def unique_error_message(self, model_class: type[Self], unique_check: Any) -> ValidationError:
+        # The payer was added to the check above; the person reading the error never chose it.
+        named = tuple(name for name in unique_check if name != PAYER_FIELD) or tuple(unique_check)
+        return super().unique_error_message(model_class, named)

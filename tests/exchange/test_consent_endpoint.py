@@ -30,6 +30,7 @@ from exchange.services import exchange_request_withdraw
 from hub.models import AuditEvent
 from tests.conftest import Tenant
 from tests.factories import ExchangeRequestFactory, PayerFactory
+from tests.support.every_payer import rows_of_every_payer
 from tests.support.http_stub import HttpStub, http_stub
 
 KID = "south-system-1"
@@ -229,7 +230,7 @@ def test_withdrawal_is_notified_to_the_subscriber_with_retries(
         assert len(callbacks) == 1
         exchange_request.consent.refresh_from_db()
         assert exchange_request.consent.status == ConsentStatus.INACTIVE
-        notification = ConsentNotification.objects.get()
+        notification = ConsentNotification.objects.for_payer(north.payer).get()
         assert notification.consent_status == "inactive"
 
         with pytest.raises(NotificationNotDelivered, match="503"):
@@ -265,7 +266,7 @@ def test_a_subscription_is_read_and_deleted_only_with_a_subscription_scope(
         refused = method(url, **reader)
         assert refused.status_code == 403
         assert "system/Subscription.cruds" in refused.json()["issue"][0]["diagnostics"]
-    subscription = ConsentSubscription.objects.get()
+    subscription = ConsentSubscription.objects.for_payer(north.payer).get()
     assert subscription.status == "active"
 
     assert Client().get(url, **_bearer(south_key)).json()["status"] == "active"
@@ -292,7 +293,7 @@ def test_a_subscription_the_subscriber_ended_is_not_notified_nor_revived(
         with django_capture_on_commit_callbacks() as callbacks:
             exchange_request_withdraw(member=north.member, exchange_request=exchange_request)
         assert len(callbacks) == 1  # the sending, not run: it is done by hand below
-        notification = ConsentNotification.objects.get()
+        notification = ConsentNotification.objects.for_payer(north.payer).get()
         # The subscriber ends its subscription before the notification goes out.
         ended = Client().delete(
             f"/p/north/fhir/Subscription/{created.json()['id']}", **_bearer(south_key)
@@ -303,7 +304,7 @@ def test_a_subscription_the_subscriber_ended_is_not_notified_nor_revived(
         consent_subscription_give_up(notification_id=notification.pk, payer_id=north.payer.pk)
 
     assert [r for r in receiver.received if r.method == "POST"] == []
-    subscription = ConsentSubscription.objects.get()
+    subscription = ConsentSubscription.objects.for_payer(north.payer).get()
     assert (subscription.status, subscription.error) == ("off", "")
 
 
@@ -327,7 +328,7 @@ def test_bad_subscriptions_are_refused_with_an_operation_outcome(
     assert response.status_code == status, response.content
     assert response.json()["resourceType"] == "OperationOutcome"
     assert says in response.json()["issue"][0]["diagnostics"]
-    assert not ConsentSubscription.objects.exists()
+    assert not rows_of_every_payer(ConsentSubscription).exists()
 
 
 def test_malformed_json_is_a_400(

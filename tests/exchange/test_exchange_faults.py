@@ -400,7 +400,11 @@ def test_a_page_of_malformed_json_fails_the_request_saying_so(
     assert exchange_request.reason_message.startswith(
         "Southern Cross Health's server sent malformed JSON"
     )
-    assert not Delivery.objects.filter(exchange_request=exchange_request).exists()
+    assert (
+        not Delivery.objects.for_payer(scene.north.payer)
+        .filter(exchange_request=exchange_request)
+        .exists()
+    )
 
 
 # --- The reaper ---

@@ -192,7 +192,7 @@ def test_a_restarted_retrieval_resumes_without_fetching_staged_pages_again(
     assert len(staged) == 2
     files_before = {name: storage.path(name).stat().st_ino for name in staged}
 
-    request = ExchangeRequest.objects.get(pk=request.pk)
+    request = ExchangeRequest.objects.for_payer(request.payer_id).get(pk=request.pk)
     result = records_retrieve(exchange_request=request, storage=storage)
 
     assert_whole_record(result, storage, expected)
@@ -329,7 +329,9 @@ def test_a_withdrawn_request_stops_after_the_current_page(
     request = matched(hub, holder, member)
 
     def withdraw(progress: RetrievalResult) -> None:
-        ExchangeRequest.objects.filter(pk=request.pk).update(status=ExchangeStatus.REVOKED)
+        ExchangeRequest.objects.for_payer(request.payer_id).filter(pk=request.pk).update(
+            status=ExchangeStatus.REVOKED
+        )
 
     with pytest.raises(RequestStopped, match="cancelled or withdrawn"):
         records_retrieve(
@@ -361,7 +363,7 @@ def test_a_token_that_ends_early_is_renewed_once_and_retrieval_goes_on(
         registration = HolderRegistration.objects.get(payer=hub.payer)
         ended = registration.backend_access_token
         # The hub believes its token good for an hour; the holder ended it after 2 s.
-        HolderRegistration.objects.filter(pk=registration.pk).update(
+        HolderRegistration.objects.for_payer(hub.payer).filter(pk=registration.pk).update(
             backend_token_expires_at=timezone.now() + timedelta(hours=1)
         )
         time.sleep(2.5)
@@ -369,4 +371,7 @@ def test_a_token_that_ends_early_is_renewed_once_and_retrieval_goes_on(
         result = records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
 
     assert_whole_record(result, storage, expected)
-    assert HolderRegistration.objects.get(pk=registration.pk).backend_access_token != ended
+    assert (
+        HolderRegistration.objects.for_payer(hub.payer).get(pk=registration.pk).backend_access_token
+        != ended
+    )

@@ -76,7 +76,9 @@ def test_a_withdrawal_during_a_step_transition_still_revokes_the_request(
     def member_withdraws() -> None:
         exchange_request_withdraw(
             member=north.member,
-            exchange_request=ExchangeRequest.objects.get(pk=exchange_request.pk),
+            exchange_request=ExchangeRequest.objects.for_payer(north.payer).get(
+                pk=exchange_request.pk
+            ),
         )
 
     worker = _in_own_connection(worker_finishes_retrieval, failures)

@@ -34,7 +34,7 @@ def test_an_illegal_transition_is_refused_and_changes_nothing(
         )
     request_at_north.refresh_from_db()
     assert request_at_north.status == ExchangeStatus.CONSENTED
-    assert not ExchangeEvent.objects.filter(exchange_request=request_at_north).exists()
+    assert not request_at_north.events.exists()
 
 
 def test_a_repeated_legal_transition_is_a_no_op(request_at_north: ExchangeRequest) -> None:
@@ -51,7 +51,7 @@ def test_a_repeated_legal_transition_is_a_no_op(request_at_north: ExchangeReques
 
     request_at_north.refresh_from_db()
     assert request_at_north.status == ExchangeStatus.MATCHING
-    events = ExchangeEvent.objects.filter(exchange_request=request_at_north)
+    events = request_at_north.events.all()
     assert [e.status for e in events] == [ExchangeStatus.MATCHING]
 
 
@@ -107,7 +107,7 @@ def test_a_message_longer_than_a_timeline_line_is_shortened_not_lost(
     request_at_north.refresh_from_db()
     assert request_at_north.status == ExchangeStatus.FAILED
     assert request_at_north.reason_message == their_words  # kept whole where it fits
-    event = ExchangeEvent.objects.get(exchange_request=request_at_north)
+    event = request_at_north.events.get()
     limit = ExchangeEvent._meta.get_field("message").max_length
     assert len(event.message) == limit
     assert event.message.startswith("Stopped: The member could not be matched.")

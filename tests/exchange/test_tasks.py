@@ -40,5 +40,5 @@ def test_giving_up_on_a_delivery_does_not_blame_the_former_payer(
         f"the hub gave up after {MAX_RETRIES} retries"
     )
     assert "Could not connect to the SFTP server at 127.0.0.1" in exchange_request.reason_message
-    attempt = DeliveryAttempt.objects.get(task_id="last-try")
+    attempt = DeliveryAttempt.objects.for_payer(exchange_request.payer_id).get(task_id="last-try")
     assert (attempt.succeeded, attempt.error_code) == (False, "network")

@@ -20,9 +20,9 @@ def test_audit_events_cannot_be_changed_or_deleted(north: Tenant) -> None:
     with pytest.raises(AuditLogIsAppendOnly):
         event.delete()
     with pytest.raises(AuditLogIsAppendOnly):
-        AuditEvent.objects.filter(pk=event.pk).update(action="rewritten")
+        AuditEvent.objects.for_payer(north.payer).filter(pk=event.pk).update(action="rewritten")
     with pytest.raises(AuditLogIsAppendOnly):
-        AuditEvent.objects.filter(pk=event.pk).delete()
+        AuditEvent.objects.for_payer(north.payer).filter(pk=event.pk).delete()
 
 
 @pytest.mark.parametrize(
@@ -37,4 +37,4 @@ def test_the_database_refuses_raw_rewrites(north: Tenant, statement: str) -> Non
         connection.cursor() as cursor,
     ):
         cursor.execute(statement)
-    assert AuditEvent.objects.get().action == "payer.update"
+    assert AuditEvent.objects.for_payer(north.payer).get().action == "payer.update"

@@ -26,7 +26,7 @@ def test_celery_is_configured_for_durability() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_task_enqueued_on_commit_runs_in_a_real_worker(north: Tenant) -> None:
     key = signing_keys_ensure(payer=north.payer)[0]
-    SigningKey.objects.filter(pk=key.pk).update(
+    SigningKey.objects.for_payer(north.payer).filter(pk=key.pk).update(
         status=SigningKeyStatus.PREVIOUS, retire_after=timezone.now() - timedelta(minutes=1)
     )
 
@@ -34,4 +34,9 @@ def test_a_task_enqueued_on_commit_runs_in_a_real_worker(north: Tenant) -> None:
         with transaction.atomic():
             transaction.on_commit(retire_expired_signing_keys.delay)
             # Not sent yet: the transaction has not committed.
-        wait_for(lambda: SigningKey.objects.get(pk=key.pk).status == SigningKeyStatus.RETIRED)
+        wait_for(
+            lambda: (
+                SigningKey.objects.for_payer(north.payer).get(pk=key.pk).status
+                == SigningKeyStatus.RETIRED
+            )
+        )

@@ -30,8 +30,14 @@ def test_secret_columns_hold_ciphertext_not_the_secret(north: Tenant) -> None:
     assert "s3cret" not in raw_idp and "s3cret" not in raw_sftp
     assert raw_idp.startswith("gAAAA")  # a Fernet token
     # ...and the application reads the plaintext back.
-    assert IdentityProvider.objects.get(pk=idp.pk).client_secret == "s3cret-idp-value"
-    assert SftpDestination.objects.get(pk=sftp.pk).password == "s3cret-sftp-value"
+    assert (
+        IdentityProvider.objects.for_payer(north.payer).get(pk=idp.pk).client_secret
+        == "s3cret-idp-value"
+    )
+    assert (
+        SftpDestination.objects.for_payer(north.payer).get(pk=sftp.pk).password
+        == "s3cret-sftp-value"
+    )
 
 
 def test_secrets_survive_a_key_rotation(north: Tenant) -> None:
@@ -42,7 +48,10 @@ def test_secrets_survive_a_key_rotation(north: Tenant) -> None:
 
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key, *old_keys]):
         # The new key is first; the old one still decrypts until the rotation has run.
-        assert IdentityProvider.objects.get(pk=idp.pk).client_secret == "rotate-me"
+        assert (
+            IdentityProvider.objects.for_payer(north.payer).get(pk=idp.pk).client_secret
+            == "rotate-me"
+        )
         call_command("rotate_field_encryption", stdout=io.StringIO())
     rotated_token = _raw("hub_identityprovider", "client_secret", idp.pk)
     assert rotated_token != token_under_old_key
@@ -50,11 +59,14 @@ def test_secrets_survive_a_key_rotation(north: Tenant) -> None:
 
     with override_settings(FIELD_ENCRYPTION_KEYS=[new_key]):
         # The old key is gone and the secret is still readable.
-        assert IdentityProvider.objects.get(pk=idp.pk).client_secret == "rotate-me"
+        assert (
+            IdentityProvider.objects.for_payer(north.payer).get(pk=idp.pk).client_secret
+            == "rotate-me"
+        )
 
     with (
         override_settings(FIELD_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]),
         pytest.raises(ImproperlyConfigured, match="FIELD_ENCRYPTION_KEYS"),
     ):
         # With no key that fits, the failure names the configuration, not a cryptic token error.
-        IdentityProvider.objects.get(pk=idp.pk)
+        IdentityProvider.objects.for_payer(north.payer).get(pk=idp.pk)

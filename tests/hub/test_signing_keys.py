@@ -79,6 +79,8 @@ def test_private_keys_are_encrypted_at_rest(north: Tenant) -> None:
         cursor.execute("SELECT private_key_pem FROM hub_signingkey WHERE id = %s", [key.pk])
         raw = cursor.fetchone()[0]
     assert "PRIVATE KEY" not in raw
-    assert SigningKey.objects.get(pk=key.pk).private_key_pem.startswith(
-        "-----BEGIN PRIVATE KEY-----"
+    assert (
+        SigningKey.objects.for_payer(north.payer)
+        .get(pk=key.pk)
+        .private_key_pem.startswith("-----BEGIN PRIVATE KEY-----")
     )

@@ -18,6 +18,7 @@ from exchange.models import (
 from hub.models import AuditEvent, FhirEndpoint, OnboardingRequest, Payer, PayerStatus, PlanType
 from tests.conftest import Tenant
 from tests.factories import MemberLaunchFactory, PayerFactory, UserFactory
+from tests.support.every_payer import rows_of_every_payer
 
 
 def _client(user: Any) -> Client:
@@ -111,21 +112,22 @@ def test_bad_input_is_refused_with_a_message_and_nothing_is_created(
     response = _client(north.member).post("/p/north/me/requests/new/", data)
     assert response.status_code == 400
     assert message in response.content.decode()
-    assert not ExchangeRequest.objects.exists() and not Consent.objects.exists()
+    assert not rows_of_every_payer(ExchangeRequest).exists()
+    assert not rows_of_every_payer(Consent).exists()
 
 
 def test_withdrawing_ends_the_request_and_the_consent(north: Tenant, south: Tenant) -> None:
     _holder(south.payer)
     client = _client(north.member)
     client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.get()
+    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
     response = client.post(f"/p/north/me/requests/{exchange_request.pk}/withdraw/")
     assert response.status_code == 302
     exchange_request.refresh_from_db()
     assert exchange_request.status == ExchangeStatus.REVOKED
     assert exchange_request.consent.status == ConsentStatus.INACTIVE
     assert exchange_request.consent.fhir_resource["status"] == "inactive"
-    assert AuditEvent.objects.filter(action="consent.withdraw").count() == 1
+    assert AuditEvent.objects.for_payer(north.payer).filter(action="consent.withdraw").count() == 1
     progress = client.get(f"/p/north/me/requests/{exchange_request.pk}/progress.json").json()
     assert progress["status"] == "revoked" and progress["ended"] is True
     assert "withdrew" in progress["events"][-1]["message"]
@@ -134,7 +136,7 @@ def test_withdrawing_ends_the_request_and_the_consent(north: Tenant, south: Tena
 def test_another_member_and_another_payer_get_404(north: Tenant, south: Tenant) -> None:
     _holder(south.payer)
     _client(north.member).post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.get()
+    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
     neighbour = UserFactory(username="nadia", payer=north.payer)
     for user, slug in ((neighbour, "north"), (south.member, "south"), (south.member, "north")):
         client = _client(user)
@@ -167,14 +169,14 @@ def test_a_missing_plan_can_be_invited(north: Tenant) -> None:
         "/p/north/me/plans/invite/", {"organization_name": "X", "npi": "1234567890"}
     )
     assert bad.status_code == 200 and "NPI" in bad.content.decode()
-    assert OnboardingRequest.objects.count() == 1
+    assert rows_of_every_payer(OnboardingRequest).count() == 1
 
 
 def test_the_status_page_shows_the_timeline(north: Tenant, south: Tenant) -> None:
     _holder(south.payer, backend=False)
     client = _client(north.member)
     client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.get()
+    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
     page = client.get(f"/p/north/me/requests/{exchange_request.pk}/").content.decode()
     assert "Sign in at Southern Cross Health" in page
     assert "Waiting for you to sign in at Southern Cross Health" in page
@@ -216,10 +218,10 @@ def test_an_invited_plan_s_state_is_checked_like_everywhere_else(north: Tenant) 
         "/p/north/me/plans/invite/", {"organization_name": "Prairie Health Co-op", "state": "1!"}
     )
     assert "two-letter code" in refused.content.decode()
-    assert not OnboardingRequest.objects.exists()
+    assert not rows_of_every_payer(OnboardingRequest).exists()
     client.post("/p/north/me/plans/invite/", {"organization_name": "Prairie", "state": "nd"})
-    assert OnboardingRequest.objects.get().state == "ND"
-    assert AuditEvent.objects.filter(action="onboarding_request.create").count() == 1
+    assert OnboardingRequest.objects.for_payer(north.payer).get().state == "ND"
+    assert rows_of_every_payer(AuditEvent).filter(action="onboarding_request.create").count() == 1
 
 
 def test_the_directory_names_kinds_of_plan_in_words_and_searches_them(
@@ -242,7 +244,7 @@ def test_a_very_long_refusal_from_the_former_plan_ends_the_request_not_a_500(
     _holder(south.payer, backend=False)
     client = _client(north.member)
     client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.get()
+    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
     MemberLaunchFactory(exchange_request=exchange_request, state="launch-state")
     response = client.get(
         "/p/north/me/launch/callback/",
@@ -262,7 +264,7 @@ def test_the_status_page_announces_status_changes_and_labels_the_consent_choice(
     _holder(south.payer)
     client = _client(north.member)
     client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.get()
+    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
     status_page = client.get(f"/p/north/me/requests/{exchange_request.pk}/").content.decode()
     # The script rewrites #status in place; a screen reader hears it only inside a live region.
     live_regions = re.findall(

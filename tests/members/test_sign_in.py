@@ -62,7 +62,11 @@ def test_a_member_signs_in_and_is_bound_to_payer_and_subject(
     assert member.birth_date.isoformat() == patricia["birth_date"]
     assert member.plan_member_id == patricia["member_id"]
     assert client.get("/p/north/me/").status_code == 200
-    assert AuditEvent.objects.filter(action="user.sign_in", object_id=str(member.pk)).exists()
+    assert (
+        AuditEvent.objects.for_payer(north.payer)
+        .filter(action="user.sign_in", object_id=str(member.pk))
+        .exists()
+    )
     # Signing in again finds the same person, not a second one.
     assert _sign_in(Client(), "north", "patricia.person") == "302 /p/north/me/"
     assert User.objects.filter(payer=north.payer, last_name="Person").count() == 1

@@ -13,6 +13,7 @@ from exchange.models import ExchangeStatus
 from hub.models import AuditEvent, OnboardingRequest
 from tests.conftest import Tenant
 from tests.factories import ExchangeRequestFactory, UserFactory
+from tests.support.every_payer import rows_of_every_payer
 
 PAGES = ["settings", "directory", "request-list", "request-export", "compliance", "as-former-payer"]
 ACTIONS = [
@@ -67,8 +68,8 @@ def test_actions_refuse_other_payers_and_members_and_change_nothing(
             "organization_name": "Sneaky Health", "host": "sftp.example.com", "port": "22"}  # fmt: skip
     for outsider in (south.admin, north.member, south.member):
         assert _client(outsider).post(url, data).status_code == 404
-    assert not AuditEvent.objects.exists()
-    assert not OnboardingRequest.objects.exists()
+    assert not rows_of_every_payer(AuditEvent).exists()
+    assert not rows_of_every_payer(OnboardingRequest).exists()
     north.payer.refresh_from_db()
     assert north.payer.client_jwks_url == ""
 
@@ -103,4 +104,4 @@ def test_request_pages_and_actions_are_404_for_another_payer(
     )  # fmt: skip
     failed_request.refresh_from_db()
     assert failed_request.status == ExchangeStatus.FAILED
-    assert not AuditEvent.objects.exists()
+    assert not rows_of_every_payer(AuditEvent).exists()

@@ -16,6 +16,7 @@ from hub.models import IdentityProvider, SftpDestination
 from tests.conftest import Tenant
 from tests.sandbox.harness import RunningSandbox, running_sandbox
 from tests.support.browser import launched_chromium
+from tests.support.every_payer import rows_of_every_payer
 from tests.support.net import free_loopback_port
 from tests.support.sshd import SftpServer
 
@@ -66,7 +67,7 @@ def test_identity_provider_configured_and_tested_in_the_browser(
     expect(page.locator("#identity-provider .errorlist")).to_contain_text(
         "must start with https://"
     )
-    assert not IdentityProvider.objects.exists()
+    assert not rows_of_every_payer(IdentityProvider).exists()
 
     idp = page.locator("#identity-provider")
     idp.get_by_label("Issuer").fill(f"{sandbox_payer.base}/oidc")

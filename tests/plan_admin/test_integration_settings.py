@@ -21,6 +21,7 @@ from tests.conftest import Tenant
 from tests.factories import IdentityProviderFactory, SftpDestinationFactory
 from tests.plan_admin.conftest import admin_url
 from tests.sandbox.harness import RunningSandbox, running_sandbox
+from tests.support.every_payer import rows_of_every_payer
 from tests.support.http_stub import http_stub
 from tests.support.net import free_loopback_port
 
@@ -45,7 +46,7 @@ def idp() -> Iterator[RunningSandbox]:
 
 
 def _audits(action: str) -> list[AuditEvent]:
-    return list(AuditEvent.objects.filter(action=action).order_by("id"))
+    return list(rows_of_every_payer(AuditEvent).filter(action=action).order_by("id"))
 
 
 def test_the_page_shows_the_values_to_register_and_the_published_keys(
@@ -136,10 +137,11 @@ def test_bad_input_is_refused_with_a_message_and_changes_nothing(
     response = signed_in(north.admin).post(admin_url("settings-save", part=part), data)
     assert response.status_code == 400
     assert message in response.content.decode()
-    assert not AuditEvent.objects.exists()
+    assert not rows_of_every_payer(AuditEvent).exists()
     before.refresh_from_db()
     assert before.issuer == "https://login.before.example"
-    assert not FhirEndpoint.objects.exists() and not SftpDestination.objects.exists()
+    assert not rows_of_every_payer(FhirEndpoint).exists()
+    assert not rows_of_every_payer(SftpDestination).exists()
     north.payer.refresh_from_db()
     assert (north.payer.client_jwks_url, north.payer.delivery_mode) == (
         "",

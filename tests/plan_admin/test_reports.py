@@ -27,14 +27,14 @@ def _request(
 def _asked(request: ExchangeRequest, *, after_days: float) -> None:
     event = ExchangeEvent.objects.create(payer_id=request.payer_id, exchange_request=request,
                                          status=ExchangeStatus.MATCHING, message="Asked.")  # fmt: skip
-    ExchangeEvent.objects.filter(pk=event.pk).update(
+    ExchangeEvent.objects.for_payer(request.payer_id).filter(pk=event.pk).update(
         created_at=request.opted_in_at + timedelta(days=after_days)
     )
 
 
 def _delivered(request: ExchangeRequest, *, after_hours: float) -> None:
     delivered_at = request.opted_in_at + timedelta(hours=after_hours)
-    ExchangeRequest.objects.filter(pk=request.pk).update(
+    ExchangeRequest.objects.for_payer(request.payer_id).filter(pk=request.pk).update(
         status=ExchangeStatus.DELIVERED, status_changed_at=delivered_at
     )
     DeliveryFactory(exchange_request=request, status="delivered", delivered_at=delivered_at)

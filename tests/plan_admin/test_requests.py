@@ -183,16 +183,19 @@ def test_retry_starts_a_failed_request_over_and_is_audited(
     request.refresh_from_db()
     assert (request.status, request.reason_code) == (ExchangeStatus.CONSENTED, "")
     assert len(callbacks) == 1  # the engine is handed the request only once the move is committed
-    event = ExchangeEvent.objects.get(exchange_request=request)
+    event = request.events.get()
     assert event.status == ExchangeStatus.CONSENTED and "nora-admin" in event.message
-    audit = AuditEvent.objects.get(action="exchange_request.retry")
+    audit = AuditEvent.objects.for_payer(north.payer).get(action="exchange_request.retry")
     assert (audit.actor, audit.object_id) == (north.admin, str(request.pk))
 
     again = client.post(
         admin_url("request-action", request_id=request.pk, action="retry"), follow=True
     )
     assert "Only a failed request can be retried." in again.content.decode()
-    assert AuditEvent.objects.filter(action="exchange_request.retry").count() == 1
+    assert (
+        AuditEvent.objects.for_payer(north.payer).filter(action="exchange_request.retry").count()
+        == 1
+    )
 
 
 def test_cancel_stops_a_running_request_but_not_an_ended_one(
@@ -204,7 +207,7 @@ def test_cancel_stops_a_running_request_but_not_an_ended_one(
     client.post(admin_url("request-action", request_id=running.pk, action="cancel"))
     running.refresh_from_db()
     assert (running.status, running.reason_code) == (ExchangeStatus.CANCELLED, "cancelled_by_payer")
-    assert AuditEvent.objects.get(action="exchange_request.cancel").changes["status"] == {
+    assert AuditEvent.objects.for_payer(north.payer).get(action="exchange_request.cancel").changes["status"] == {
         "before": "retrieving", "after": "cancelled"}  # fmt: skip
 
     refused = client.post(
@@ -213,7 +216,10 @@ def test_cancel_stops_a_running_request_but_not_an_ended_one(
     assert "already ended (delivered)" in refused.content.decode()
     delivered.refresh_from_db()
     assert delivered.status == ExchangeStatus.DELIVERED
-    assert AuditEvent.objects.filter(action="exchange_request.cancel").count() == 1
+    assert (
+        AuditEvent.objects.for_payer(north.payer).filter(action="exchange_request.cancel").count()
+        == 1
+    )
 
 
 def test_an_unknown_action_is_a_404_and_changes_nothing(

@@ -33,6 +33,7 @@ from tests.sandbox.harness import (
     running_sandbox,
 )
 from tests.support.celery_worker import running_worker, wait_for
+from tests.support.every_payer import rows_of_every_payer
 
 PATRICIA = "pat1"  # the HRex example member, in every sandbox
 MEMBER_PATIENT_REF = {"reference": "Patient/1"}  # harness.match_request's MemberPatient id
@@ -113,8 +114,8 @@ def test_a_withdrawn_consent_is_notified_and_disclosure_stops(
     assert everything(fhir, PATRICIA)
 
     # In the background the sandbox got a token at the hub, read the Consent and subscribed.
-    wait_for(lambda: ConsentSubscription.objects.filter(consent=consent).exists())
-    subscription = ConsentSubscription.objects.get(consent=consent)
+    wait_for(lambda: consent.subscriptions.exists())
+    subscription = consent.subscriptions.get()
     assert subscription.subscriber == south.payer
     assert subscription.criteria == f"Consent?_id={consent.pk}"
     assert subscription.endpoint == f"{former_payer.base}/sandbox/consent-notifications"
@@ -149,7 +150,11 @@ def test_a_withdrawn_consent_is_notified_and_disclosure_stops(
     with running_worker(HUB_PUBLIC_URL=hub):
         exchange_request_withdraw(member=north.member, exchange_request=exchange_request)
         wait_for(
-            lambda: ConsentNotification.objects.filter(delivered_at__isnull=False).exists(),
+            lambda: (
+                ConsentNotification.objects.for_payer(north.payer)
+                .filter(delivered_at__isnull=False)
+                .exists()
+            ),
             timeout=60,
         )
 
@@ -205,7 +210,7 @@ def test_a_refused_subscription_is_visible_and_does_not_block_a_bulk_match(
     assert subscription is not None
     assert subscription["status"] == "error"
     assert "HTTP 401" in subscription["error"] and "'south'" in subscription["error"]
-    assert not ConsentSubscription.objects.exists()
+    assert not rows_of_every_payer(ConsentSubscription).exists()
     # The sandbox stays up and keeps disclosing under the (still active) consent.
     assert everything(fhir, PATRICIA)
 

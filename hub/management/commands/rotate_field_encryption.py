@@ -29,6 +29,8 @@ class Command(BaseCommand):
             ]
             if not names:
                 continue
+            # Every model's rows, each payer's alike: the base manager, not a tenant's view
+            # (TenantQuerySet would refuse a read across payers without a reason).
             manager = model._base_manager
             pks = list(manager.order_by("pk").values_list("pk", flat=True))
             for start in range(0, len(pks), BATCH_SIZE):

@@ -16,9 +16,9 @@ RETENTION = timedelta(days=7)
 
 def _with_files(storage: PayloadStorage, status: str, ended_days_ago: int) -> ExchangeRequest:
     exchange_request = ExchangeRequestFactory(status=status)
-    ExchangeRequest.objects.filter(pk=exchange_request.pk).update(
-        status_changed_at=timezone.now() - timedelta(days=ended_days_ago)
-    )
+    ExchangeRequest.objects.for_payer(exchange_request.payer_id).filter(
+        pk=exchange_request.pk
+    ).update(status_changed_at=timezone.now() - timedelta(days=ended_days_ago))
     for name in ("staging/00001.ndjson", "screened/Patient.ndjson", "package/bundle.json"):
         storage.write_bytes(
             f"requests/{exchange_request.pk}/{name}", b'{"resourceType":"Patient"}\n'

@@ -14,6 +14,7 @@ from exchange.repository.models import RepositoryKey
 from hub.models import AuditEvent
 from tests.conftest import Tenant
 from tests.exchange.repository.conftest import register_system_key
+from tests.support.every_payer import rows_of_every_payer
 
 
 def _public_line(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
@@ -72,7 +73,7 @@ def test_a_malformed_or_weak_key_is_refused_with_a_message(
     response = _signed_in(north).post(_keys_url(north), {"label": "x", "public_key": public_key})
     assert response.status_code == 400
     assert message in response.content.decode()
-    assert not RepositoryKey.objects.exists()
+    assert not rows_of_every_payer(RepositoryKey).exists()
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_a_bad_restriction_or_expiry_is_refused(
     )
     assert response.status_code == 400
     assert message in response.content.decode()
-    assert not RepositoryKey.objects.exists()
+    assert not rows_of_every_payer(RepositoryKey).exists()
 
 
 def test_the_same_key_cannot_be_registered_twice(north: Tenant, tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_another_payers_admin_gets_404_and_changes_nothing(
     assert system.row.revoked_at is None
     line = _public_line(ec.generate_private_key(ec.SECP256R1()))
     assert sam.post(_keys_url(north), {"label": "x", "public_key": line}).status_code == 404
-    assert RepositoryKey.objects.count() == 1
+    assert rows_of_every_payer(RepositoryKey).count() == 1
 
 
 def test_a_member_gets_404(north: Tenant) -> None:

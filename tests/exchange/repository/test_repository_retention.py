@@ -30,9 +30,11 @@ def _delivered(tenant: Tenant, path: str) -> RepositoryFile:
 
 def test_collected_and_expired_files_are_purged_fresh_ones_stay(north: Tenant) -> None:
     collected = _delivered(north, "south/1/bundle.json")
-    RepositoryFile.objects.filter(pk=collected.pk).update(collected_at=timezone.now())
+    RepositoryFile.objects.for_payer(north.payer).filter(pk=collected.pk).update(
+        collected_at=timezone.now()
+    )
     old = _delivered(north, "south/2/bundle.json")
-    RepositoryFile.objects.filter(pk=old.pk).update(
+    RepositoryFile.objects.for_payer(north.payer).filter(pk=old.pk).update(
         delivered_at=timezone.now() - timedelta(days=31)
     )
     _delivered(north, "south/3/bundle.json")

@@ -131,7 +131,7 @@ def test_a_forged_state_is_refused_and_changes_nothing(
 
     assert refused.value.code == "state_unknown"
     assert "does not belong to any authorization the hub started" in refused.value.message
-    assert not MemberLaunch.objects.filter(completed_at__isnull=False).exists()
+    assert not request.member_launches.filter(completed_at__isnull=False).exists()
     request.refresh_from_db()
     assert request.matched_patient_id == ""
 
@@ -201,14 +201,14 @@ def test_an_ended_member_token_is_refreshed_with_the_refresh_token(
 ) -> None:
     completed, member = signed_in(short_token_holder, north)
     first = access_token_for(completed)
-    first_refresh = MemberLaunch.objects.get(exchange_request=completed).refresh_token
+    first_refresh = completed.member_launches.get().refresh_token
 
     time.sleep(2.5)
     renewed = access_token_for(completed)
 
     assert renewed != first
     # The sandbox rotates refresh tokens; the hub keeps the new one.
-    assert MemberLaunch.objects.get(exchange_request=completed).refresh_token != first_refresh
+    assert completed.member_launches.get().refresh_token != first_refresh
     answer = httpx.get(
         f"{short_token_holder.fhir}/Patient/{member['patient_id']}",
         headers={"Authorization": f"Bearer {renewed}"},
