@@ -34,6 +34,12 @@ class Command(BaseCommand):
             host_key = repository_host_key_load_or_create()
         except PermissionError as exc:
             raise CommandError(str(exc)) from None
+        # Handlers first: a SIGTERM that arrives as soon as the port answers must still
+        # stop the server cleanly.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         acceptor = await repository_server_start(host=host, port=port, host_key=host_key)
         self.stdout.write(
             f"SFTP repository listening on {host}:{port} "
@@ -41,10 +47,6 @@ class Command(BaseCommand):
             f"{settings.SFTP_REPOSITORY_DIR})",
         )
         self.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         acceptor.close()
         await acceptor.wait_closed()
