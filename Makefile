@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # The certified OpenID Provider the sign-in tests run against (panva oidc-provider, Node).
 OIDC_PROVIDER := tests/support/oidc_provider
 OIDC_PROVIDER_STAMP := $(OIDC_PROVIDER)/node_modules/.installed
+# The portals' front-end assets (USWDS, htmx; axe-core for the browser tests), from npm.
+ASSETS := hub/assets
+ASSETS_STAMP := $(ASSETS)/node_modules/.installed
 PYTEST_ARGS ?=
 
 # Values for the test run only; a fresh random encryption key each run.
@@ -21,7 +24,7 @@ TEST_ENV := \
 	LOG_LEVEL=WARNING \
 	PAYLOAD_STORAGE_DIR=$(CURDIR)/.test/payloads
 
-.PHONY: demo test lint typecheck migrations-check pytest venv oidc-provider services clean
+.PHONY: demo test lint typecheck migrations-check pytest venv oidc-provider assets services clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,12 +45,21 @@ $(OIDC_PROVIDER_STAMP): $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-l
 
 oidc-provider: $(OIDC_PROVIDER_STAMP)
 
+# Installed from the locked package-lock.json at build time, never at run time: the hub
+# serves them itself (whitenoise), so it runs where there is no internet. npm comes from
+# apt when it is missing and we are root.
+$(ASSETS_STAMP): $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	@command -v npm >/dev/null || bash .ci/ensure-npm
+	cd $(ASSETS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed
+
+assets: $(ASSETS_STAMP)
+
 ## Run the hub, a Celery worker and beat, and the sandbox payers, on this machine.
-demo: $(STAMP)
+demo: $(STAMP) $(ASSETS_STAMP)
 	$(PY) -m hub.demo
 
 ## Lint, type-check, check migrations and run every test against real services.
-test: $(STAMP) $(OIDC_PROVIDER_STAMP) services
+test: $(STAMP) $(ASSETS_STAMP) $(OIDC_PROVIDER_STAMP) services
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(TEST_ENV) $(VENV)/bin/mypy .
@@ -60,4 +72,4 @@ services:
 	@bash .ci/ensure-services
 
 clean:
-	rm -rf $(VENV) .demo .test .mypy_cache .ruff_cache $(OIDC_PROVIDER)/node_modules
+	rm -rf $(VENV) .demo .test .mypy_cache .ruff_cache $(OIDC_PROVIDER)/node_modules $(ASSETS)/node_modules

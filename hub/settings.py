@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_celery_beat",
     "mozilla_django_oidc",
+    "django_htmx",
     "hub",
     "members",
     "plan_admin",
@@ -110,6 +111,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # request.htmx: pages answer htmx's partial requests with the fragment they swap in.
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -167,6 +170,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# The design system and htmx, installed from npm by `make` (hub/assets/package.json) and
+# served by the hub itself: no CDN, so the portals work where there is no internet. Only
+# what pages load is collected (USWDS's css refers to ../fonts and ../img).
+_ASSETS = BASE_DIR / "hub" / "assets" / "node_modules"
+_USWDS = _ASSETS / "@uswds" / "uswds" / "dist"
+STATICFILES_DIRS = [
+    *((f"uswds/{part}", _USWDS / part) for part in ("css", "fonts", "img", "js")),
+    ("htmx", _ASSETS / "htmx.org" / "dist"),
+]
 
 # --- HTTPS: on unless the environment says the hub runs behind plain HTTP (demo, tests) ---
 HTTPS = env_bool("HTTPS", default=True)
