@@ -217,7 +217,7 @@ def _running_message(
         lines.append(f"    host key, pinned in {_shown(DEMO_KNOWN_HOSTS)}: {known_hosts}")
     if has_sandbox:
         for slug, port in SANDBOXES.items():
-            lines.append(f"  Sandbox {slug + ':':<10}{'':4}http://127.0.0.1:{port}/fhir  "
+            lines.append(f"  Sandbox {slug + ':':<11}http://127.0.0.1:{port}/fhir  "
                          f"(members: http://127.0.0.1:{port}/sandbox/members.json)")  # fmt: skip
         lines += [
             "  Sign in (every password at a sandbox is sandbox-demo):",
