@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -95,8 +96,10 @@ def _wait_for_health(url: str, *, give_up: Callable[[], bool], timeout: float = 
     return False
 
 
-def _known_hosts_write(host_key_file: Path, *, give_up: Callable[[], bool]) -> str | None:
-    """Write the repository's host key to .demo/known_hosts and return its line.
+def known_hosts_write(
+    host_key_file: Path, *, port: int, destination: Path, give_up: Callable[[], bool]
+) -> str | None:
+    """Write the repository's host key to ``destination`` as a known_hosts line; return it.
 
     Taken from the server's own key file, not from the network (ssh-keyscan would trust
     whatever answered). The server makes the key when it first starts, so wait for it.
@@ -108,12 +111,21 @@ def _known_hosts_write(host_key_file: Path, *, give_up: Callable[[], bool]) -> s
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if public.returncode == 0 and public.stdout.strip():
-            # OpenSSH writes a host on a port other than 22 as [host]:port (sshd(8) §SSH_KNOWN_HOSTS).
-            line = f"[127.0.0.1]:{SFTP_PORT} {public.stdout.strip()}"
-            DEMO_KNOWN_HOSTS.write_text(line + "\n")
+            # OpenSSH names a host on a port other than 22 [host]:port (sshd(8) §SSH_KNOWN_HOSTS).
+            line = f"[127.0.0.1]:{port} {public.stdout.strip()}"
+            destination.write_text(line + "\n")
             return line
         time.sleep(0.5)
     return None
+
+
+def sftp_command(*, port: int, key: str, known_hosts: str) -> list[str]:
+    """Return the `sftp` command a collecting system of North runs: host key pinned, no prompt."""
+    return [
+        "sftp", "-P", str(port), "-i", key,
+        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "north@127.0.0.1",
+    ]  # fmt: skip
 
 
 def _shown(path: Path) -> str:
@@ -176,8 +188,11 @@ def main() -> int:
         if not healthy and not supervisor.stop_requested:
             print("The hub did not become healthy; see the messages above.", file=sys.stderr)
             return 1
-        known_hosts = _known_hosts_write(
-            Path(env["SFTP_REPOSITORY_HOST_KEY_FILE"]), give_up=lambda: supervisor.stop_requested
+        known_hosts = known_hosts_write(
+            Path(env["SFTP_REPOSITORY_HOST_KEY_FILE"]),
+            port=SFTP_PORT,
+            destination=DEMO_KNOWN_HOSTS,
+            give_up=lambda: supervisor.stop_requested,
         )
         if not supervisor.stop_requested:
             print(_running_message(hub, env, demo_secrets, known_hosts, has_sandbox), flush=True)
@@ -194,10 +209,10 @@ def _running_message(
     has_sandbox: bool,
 ) -> str:
     """Return what is running where, and how to sign in and collect files."""
-    sftp = (
-        f"sftp -P {SFTP_PORT} -i {_shown(DEMO_SFTP_KEY)} "
-        f"-o UserKnownHostsFile={_shown(DEMO_KNOWN_HOSTS)} -o StrictHostKeyChecking=yes "
-        "north@127.0.0.1"
+    sftp = shlex.join(
+        sftp_command(
+            port=SFTP_PORT, key=_shown(DEMO_SFTP_KEY), known_hosts=_shown(DEMO_KNOWN_HOSTS)
+        )
     )
     lines = [
         "",
