@@ -1,5 +1,5 @@
-"""The front page and the 404 page in a real browser: accessible (axe-core, WCAG 2.2 AA)
-on a desktop and on a phone."""
+"""The front page, the operator sign-in and the 404 page in a real browser: accessible
+(axe-core, WCAG 2.2 AA) on a desktop and on a phone."""
 
 from collections.abc import Iterator
 
@@ -51,5 +51,22 @@ def test_not_found_page_is_accessible(browser: Browser, live_server: object, wid
     expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
     # Styled: USWDS's stylesheet loaded (its body font is Source Sans Pro).
     assert "Source Sans Pro" in page.evaluate("getComputedStyle(document.body).fontFamily")
+    assert_accessible(page)
+    context.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_operator_sign_in_is_accessible(browser: Browser, live_server: object, width: int) -> None:
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": width, "height": 900}
+    )
+    page = context.new_page()
+    page.goto("/operator/login/?next=/operator/")
+    page.get_by_label("Username").fill("operator")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("correct username and password")
     assert_accessible(page)
     context.close()
