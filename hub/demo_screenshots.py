@@ -22,15 +22,10 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from hub.headless_chromium import chromium_launch
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "hub" / "docs" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 VIEWPORT = {"width": 1280, "height": 860}
 # The demo's people (hub/demo.py prints them; sandbox/README.md "Accounts").
 PAYER = "north"
@@ -186,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     camera = Camera(args.output.resolve())
     print(f"Screenshots of {hub}:")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        browser = chromium_launch(playwright)
         try:
             for shots in SHOTS:
                 shots(browser, hub, camera)

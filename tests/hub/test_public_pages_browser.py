@@ -2,15 +2,16 @@
 (axe-core, WCAG 2.2 AA) on a desktop and on a phone."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import Tenant
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import launched_chromium
 
-WIDTHS = [pytest.param(1280, id="desktop"), pytest.param(390, id="phone")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
@@ -19,32 +20,25 @@ def browser() -> Iterator[Browser]:
         yield chromium
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("width", WIDTHS)
-def test_front_page_is_accessible(
-    browser: Browser, live_server: object, north: Tenant, south: Tenant, width: int
-) -> None:
+@pytest.fixture(params=[1280, 390], ids=["desktop", "phone"])
+def page(request: pytest.FixtureRequest, browser: Browser, live_server: Any) -> Iterator[Page]:
+    """A tab on the live hub, as wide as a desktop or a phone."""
     context = browser.new_context(
-        base_url=live_server.url,
-        viewport={"width": width, "height": 900},
+        base_url=live_server.url, viewport={"width": request.param, "height": 900}
     )
-    page = context.new_page()
+    yield context.new_page()
+    context.close()
+
+
+def test_front_page_is_accessible(page: Page, north: Tenant, south: Tenant) -> None:
     page.goto("/")
 
     expect(page.get_by_role("heading", level=1)).to_contain_text("Your health records follow")
     expect(page.get_by_role("link", name="Sign in with North Star Health")).to_be_visible()
     assert_accessible(page)
-    context.close()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("width", WIDTHS)
-def test_not_found_page_is_accessible(browser: Browser, live_server: object, width: int) -> None:
-    context = browser.new_context(
-        base_url=live_server.url,
-        viewport={"width": width, "height": 900},
-    )
-    page = context.new_page()
+def test_not_found_page_is_accessible(page: Page) -> None:
     response = page.goto("/p/nowhere/me/requests/1/")
 
     assert response is not None and response.status == 404
@@ -52,16 +46,9 @@ def test_not_found_page_is_accessible(browser: Browser, live_server: object, wid
     # Styled: USWDS's stylesheet loaded (its body font is Source Sans Pro).
     assert "Source Sans Pro" in page.evaluate("getComputedStyle(document.body).fontFamily")
     assert_accessible(page)
-    context.close()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("width", WIDTHS)
-def test_operator_sign_in_is_accessible(browser: Browser, live_server: object, width: int) -> None:
-    context = browser.new_context(
-        base_url=live_server.url, viewport={"width": width, "height": 900}
-    )
-    page = context.new_page()
+def test_operator_sign_in_is_accessible(page: Page) -> None:
     page.goto("/operator/login/?next=/operator/")
     page.get_by_label("Username").fill("operator")
     page.get_by_label("Password").fill("not the password")
@@ -69,4 +56,3 @@ def test_operator_sign_in_is_accessible(browser: Browser, live_server: object, w
 
     expect(page.get_by_role("alert")).to_contain_text("correct username and password")
     assert_accessible(page)
-    context.close()
