@@ -1,9 +1,10 @@
 """`make demo`: run the whole hub on this machine, with embedded defaults where no server is.
 
-Starts the web app (gunicorn), a real Celery worker and beat, and — once the sandbox
-exists in the tree — two sandbox payers; prints where everything is. Uses
-PostgreSQL / Redis when DATABASE_URL / CELERY_BROKER_URL are set, otherwise an SQLite
-file and Kombu's filesystem broker under .demo/. Ctrl-C stops everything.
+Starts the web app (gunicorn), a real Celery worker and beat, the hub's SFTP repository
+and — once the sandbox exists in the tree — three sandbox payers; prints where everything
+is and how to sign in. Uses PostgreSQL / Redis when DATABASE_URL / CELERY_BROKER_URL are
+set, otherwise an SQLite file and Kombu's filesystem broker under .demo/. Ctrl-C (or
+SIGTERM) stops every process in order and exits 0 (hub/demo_supervisor.py).
 
 Standard library only before Django: this module sets up the environment Django reads.
 """
@@ -12,12 +13,15 @@ import base64
 import json
 import os
 import secrets
-import signal
+import shlex
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+
+from hub.demo_supervisor import DemoSupervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".demo"
@@ -25,14 +29,21 @@ HUB_PORT = int(os.environ.get("HUB_PORT", "8000"))
 SFTP_PORT = int(os.environ.get("SFTP_PORT", "2222"))
 # The key a demo collecting system of North signs in to the SFTP repository with.
 DEMO_SFTP_KEY = STATE / "north_sftp_key"
-SANDBOXES = {"north": 8101, "south": 8102}
+# The pinned host key of the SFTP repository, for the printed `sftp` command.
+DEMO_KNOWN_HOSTS = STATE / "known_hosts"
+SANDBOXES = {"north": 8101, "south": 8102, "west": 8103}
 # The demo payers: hub tenants and, under the same identifiers, sandbox payers — so a
 # Consent naming the hub's payer by NPI names the organization the sandbox knows.
 # slug, name, NPI (valid check digit), payer id, states, plan types
 DEMO_PAYERS = [
     ("north", "North Star Health", "1234567893", "NSH01", ["MN", "WI"], ["medicare_advantage"]),
     ("south", "Southern Cross Health", "1245319599", "SCH02", ["TX", "LA"], ["medicaid", "qhp"]),
+    ("west", "Western Peaks Health", "1367902453", "WPH03", ["CO", "UT"], ["qhp"]),
 ]
+# Former payers the hub reaches only by the member signing in there (SMART standalone
+# launch): the demo shows that path too, since backend services is preferred wherever
+# offered (exchange/services.py authorization_mode_for).
+MEMBER_AUTHORIZATION_ONLY = frozenset({"west"})
 
 
 def _persistent_secrets() -> dict[str, str]:
@@ -73,9 +84,9 @@ def _environment(demo_secrets: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **env, **chosen}
 
 
-def _wait_for_health(url: str, timeout: float = 60) -> bool:
+def _wait_for_health(url: str, *, give_up: Callable[[], bool], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not give_up():
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
                 if response.status == 200:
@@ -83,6 +94,43 @@ def _wait_for_health(url: str, timeout: float = 60) -> bool:
         except OSError:
             time.sleep(0.5)
     return False
+
+
+def known_hosts_write(
+    host_key_file: Path, *, port: int, destination: Path, give_up: Callable[[], bool]
+) -> str | None:
+    """Write the repository's host key to ``destination`` as a known_hosts line; return it.
+
+    Taken from the server's own key file, not from the network (ssh-keyscan would trust
+    whatever answered). The server makes the key when it first starts, so wait for it.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not give_up():
+        public = subprocess.run(  # noqa: S603
+            ["ssh-keygen", "-y", "-f", str(host_key_file)],  # noqa: S607
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if public.returncode == 0 and public.stdout.strip():
+            # OpenSSH names a host on a port other than 22 [host]:port (sshd(8) §SSH_KNOWN_HOSTS).
+            line = f"[127.0.0.1]:{port} {public.stdout.strip()}"
+            destination.write_text(line + "\n")
+            return line
+        time.sleep(0.5)
+    return None
+
+
+def sftp_command(*, port: int, key: str, known_hosts: str) -> list[str]:
+    """Return the `sftp` command a collecting system of North runs: host key pinned, no prompt."""
+    return [
+        "sftp", "-P", str(port), "-i", key,
+        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "north@127.0.0.1",
+    ]  # fmt: skip
+
+
+def _shown(path: Path) -> str:
+    """Return ``path`` as short as it can be typed from the current directory."""
+    return os.path.relpath(path) if Path.cwd() == ROOT else str(path)
 
 
 def main() -> int:
@@ -109,17 +157,8 @@ def main() -> int:
     manage("sftp_repository_key", "--payer", "north", "--label", "demo collector",
            "--public-key-file", f"{DEMO_SFTP_KEY}.pub")  # fmt: skip
 
-    commands = {
-        "web": [python, "-m", "gunicorn", "hub.wsgi", "--bind", f"127.0.0.1:{HUB_PORT}",
-                "--workers", "2", "--threads", "4", "--access-logfile", "-"],
-        "worker": [python, "-m", "celery", "-A", "hub", "worker", "--pool", "threads",
-                   "--concurrency", "4", "--queues", "default,pull,screen,deliver,bulk",
-                   "--loglevel", "WARNING"],
-        "beat": [python, "-m", "celery", "-A", "hub", "beat", "--loglevel", "WARNING",
-                 "--schedule", str(STATE / "beat-schedule")],
-        "sftp-repository": [python, "manage.py", "sftp_repository", "--host", "127.0.0.1",
-                            "--port", str(SFTP_PORT)],
-    }  # fmt: skip
+    commands: dict[str, list[str]] = {}
+    # Started first and stopped last: the hub calls the sandboxes, not the other way round.
     if has_sandbox:
         for slug, _name, npi, payer_id, *_ in DEMO_PAYERS:
             commands[f"sandbox-{slug}"] = [
@@ -129,62 +168,93 @@ def main() -> int:
                 "--redirect-uri", f"http://127.0.0.1:{HUB_PORT}/oidc/callback/",
                 "--hub-client-id", slug,
             ]  # fmt: skip
-    processes = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}  # noqa: S603
-
-    def stop(*_: object) -> None:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    commands |= {
+        "sftp-repository": [python, "manage.py", "sftp_repository", "--host", "127.0.0.1",
+                            "--port", str(SFTP_PORT)],
+        "worker": [python, "-m", "celery", "-A", "hub", "worker", "--pool", "threads",
+                   "--concurrency", "4", "--queues", "default,pull,screen,deliver,bulk",
+                   "--loglevel", "WARNING"],
+        "beat": [python, "-m", "celery", "-A", "hub", "beat", "--loglevel", "WARNING",
+                 "--schedule", str(STATE / "beat-schedule")],
+        "web": [python, "-m", "gunicorn", "hub.wsgi", "--bind", f"127.0.0.1:{HUB_PORT}",
+                "--workers", "2", "--threads", "4", "--access-logfile", "-"],
+    }  # fmt: skip
+    supervisor = DemoSupervisor(commands, cwd=ROOT, env=env)
+    supervisor.install_signal_handlers()
     try:
+        supervisor.start()
         hub = f"http://127.0.0.1:{HUB_PORT}"
-        if not _wait_for_health(f"{hub}/healthz"):
+        healthy = _wait_for_health(f"{hub}/healthz", give_up=lambda: supervisor.stop_requested)
+        if not healthy and not supervisor.stop_requested:
             print("The hub did not become healthy; see the messages above.", file=sys.stderr)
             return 1
-        lines = [
-            "",
-            "The payer-to-payer hub is running.",
-            f"  Hub:               {hub}/",
-            f"  Health:            {hub}/healthz",
-            f"  Operator console:  {hub}/operator/  (user: operator, password: "
-            f"{demo_secrets['OPERATOR_PASSWORD']})",
-            f"  JWKS of North:     {hub}/p/north/.well-known/jwks.json",
-            f"  JWKS of South:     {hub}/p/south/.well-known/jwks.json",
-            f"  Database:          {env['DATABASE_URL'].split('@')[-1]}",
-            f"  Broker:            {env['CELERY_BROKER_URL'].split('@')[-1]}",
-            f"  SFTP repository:   127.0.0.1:{SFTP_PORT} (North's delivered files; collect with:)",
-            f"    sftp -P {SFTP_PORT} -i {DEMO_SFTP_KEY} north@127.0.0.1",
-        ]
-        if has_sandbox:
-            for slug, port in SANDBOXES.items():
-                lines.append(f"  Sandbox {slug}:     http://127.0.0.1:{port}/fhir  "
-                             f"(members: http://127.0.0.1:{port}/sandbox/members.json)")  # fmt: skip
-            lines += [
-                f"  Member sign-in:    {hub}/p/north/sign-in/  (at North's sandbox: "
-                "patricia.person / sandbox-demo; then ask Southern Cross Health, card DH10001235)",
-                f"  Admin sign-in:     {hub}/p/north/sign-in/  (admin / sandbox-demo)",
-            ]
-        else:
-            lines.append(
-                "  (The sandbox payers are not in this tree yet; the demo runs without them.)"
-            )
-        lines.append("Press Ctrl-C to stop.")
-        print("\n".join(lines), flush=True)
-        while all(process.poll() is None for process in processes.values()):
-            time.sleep(1)
-        dead = [name for name, process in processes.items() if process.poll() is not None]
-        print(f"Stopped because {', '.join(dead)} exited.", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+        known_hosts = known_hosts_write(
+            Path(env["SFTP_REPOSITORY_HOST_KEY_FILE"]),
+            port=SFTP_PORT,
+            destination=DEMO_KNOWN_HOSTS,
+            give_up=lambda: supervisor.stop_requested,
+        )
+        if not supervisor.stop_requested:
+            print(_running_message(hub, env, demo_secrets, known_hosts, has_sandbox), flush=True)
+        return supervisor.supervise()
     finally:
-        stop()
+        supervisor.stop()
+
+
+def _running_message(
+    hub: str,
+    env: dict[str, str],
+    demo_secrets: dict[str, str],
+    known_hosts: str | None,
+    has_sandbox: bool,
+) -> str:
+    """Return what is running where, and how to sign in and collect files."""
+    sftp = shlex.join(
+        sftp_command(
+            port=SFTP_PORT, key=_shown(DEMO_SFTP_KEY), known_hosts=_shown(DEMO_KNOWN_HOSTS)
+        )
+    )
+    lines = [
+        "",
+        "The payer-to-payer hub is running.",
+        f"  Hub:               {hub}/",
+        f"  Health:            {hub}/healthz",
+        f"  Operator console:  {hub}/operator/  (user: operator, password: "
+        f"{demo_secrets['OPERATOR_PASSWORD']})",
+        f"  JWKS of North:     {hub}/p/north/.well-known/jwks.json",
+        f"  JWKS of South:     {hub}/p/south/.well-known/jwks.json",
+        f"  Database:          {env['DATABASE_URL'].split('@')[-1]}",
+        f"  Broker:            {env['CELERY_BROKER_URL'].split('@')[-1]}",
+        f"  SFTP repository:   127.0.0.1:{SFTP_PORT} (North's delivered files; collect with:)",
+        f"    {sftp}",
+    ]
+    if known_hosts:
+        lines.append(f"    host key, pinned in {_shown(DEMO_KNOWN_HOSTS)}: {known_hosts}")
+    if has_sandbox:
+        for slug, port in SANDBOXES.items():
+            lines.append(f"  Sandbox {slug + ':':<11}http://127.0.0.1:{port}/fhir  "
+                         f"(members: http://127.0.0.1:{port}/sandbox/members.json)")  # fmt: skip
+        lines += [
+            "  Sign in (every password at a sandbox is sandbox-demo):",
+            f"    Member:          {hub}/p/north/sign-in/  as patricia.person at North's sandbox;",
+            "                     ask Southern Cross Health, card DH10001235 (payer to payer:",
+            "                     no second sign-in).",
+            f"    Second member:   {hub}/p/south/sign-in/  as patricia.person at Southern Cross's",
+            "                     sandbox; ask Western Peaks Health, card DH10001235. Western Peaks",
+            "                     offers only member sign-in: you are sent to sign in there as",
+            "                     patricia.person and allow the transfer.",
+            f"    Plan admin:      {hub}/p/north/sign-in/  as admin at North's sandbox.",
+        ]
+    else:
+        lines.append("  (The sandbox payers are not in this tree yet; the demo runs without them.)")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Ctrl-C while migrating or seeding, before the supervisor's handlers are in place.
+        print("\nDemo stopped.")
+        sys.exit(0)

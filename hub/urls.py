@@ -6,6 +6,9 @@ from hub import views
 from members.sign_in import PayerCallbackView, PayerSignInView
 from plan_admin.api import router as plan_admin_api
 
+# The operator console signs in on the hub's own (USWDS) sign-in page, like /accounts/login/.
+admin.site.login_template = "registration/login.html"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),

@@ -6,13 +6,7 @@ from contextlib import contextmanager
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
+from hub.headless_chromium import chromium_launch
 
 
 @contextmanager
@@ -24,9 +18,7 @@ def launched_chromium() -> Iterator[Browser]:
     # tests (`check --deploy` rightly refuses it).
     with pytest.MonkeyPatch.context() as env, sync_playwright() as playwright:
         env.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        browser = chromium_launch(playwright)
         try:
             yield browser
         finally:

@@ -1,4 +1,7 @@
-"""Seed the demo: two payers that are also sandbox payers, their keys, and an operator.
+"""Seed the demo: three payers that are also sandbox payers, their keys, and an operator.
+
+Western Peaks offers only member-authorized access, so the demo shows both ways the hub
+gets records: payer to payer, and the member signing in at the former plan.
 
 Idempotent: running it again updates the same rows.
 """
@@ -8,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
-from hub.demo import DEMO_PAYERS
+from hub.demo import DEMO_PAYERS, MEMBER_AUTHORIZATION_ONLY
 from hub.models import FhirEndpoint, IdentityProvider, Payer, PayerStatus, User
 from hub.signing_keys import signing_keys_ensure
 
@@ -47,7 +50,8 @@ class Command(BaseCommand):
                     base = sandboxes[slug].rstrip("/")
                     FhirEndpoint.objects.update_or_create(
                         payer=payer,
-                        defaults={"base_url": f"{base}/fhir", "offers_backend_services": True,
+                        defaults={"base_url": f"{base}/fhir",
+                                  "offers_backend_services": slug not in MEMBER_AUTHORIZATION_ONLY,
                                   "offers_member_authorization": True,
                                   "token_url": f"{base}/auth/token",
                                   "authorize_url": f"{base}/auth/authorize"},
