@@ -104,7 +104,9 @@ def test_fhir_endpoint_tested_in_the_browser(
     page = admin_page
     fhir = page.locator("#fhir-endpoint")
     fhir.get_by_label("FHIR base URL").fill(f"{sandbox_payer.base}/oidc")  # not a FHIR server
-    fhir.get_by_label("Offers payer-to-payer access").uncheck()
+    # A USWDS checkbox is drawn by its label; the input itself sits off-screen.
+    fhir.locator("label[for='fhir-endpoint-offers_backend_services']").click()
+    expect(fhir.get_by_label("Offers payer-to-payer access")).not_to_be_checked()
     fhir.get_by_role("button", name="Save FHIR endpoint").click()
     _run(page, "Test FHIR endpoint")
     assert "Test failed" in _report(page, "fhir-endpoint")
