@@ -105,4 +105,3 @@ def admin_timeline(
             )
         )
     return entries
-

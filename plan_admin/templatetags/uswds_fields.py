@@ -40,9 +40,10 @@ def uswds_widget(field: forms.BoundField) -> SafeString:
     """Return the field's control with USWDS classes, its hint and error described by id."""
     css_class = _control_class(field.field.widget)
     described = [f"{field.auto_id}-hint"] if field.help_text else []
-    attrs = {"class": css_class}
+    attrs: dict[str, str | bool] = {"class": css_class}
     if field.errors:
-        attrs["class"] += f" {css_class}--error" if css_class != "usa-checkbox__input" else ""
+        if css_class != "usa-checkbox__input":
+            attrs["class"] = f"{css_class} {css_class}--error"
         attrs["aria-invalid"] = "true"
         described.append(f"{field.auto_id}-error")
     if described:

@@ -42,7 +42,7 @@ from plan_admin.forms import (
     SftpDestinationForm,
     SftpHostKeyFetchForm,
 )
-from plan_admin.views import acting_admin
+from plan_admin.views import acting_admin, wants_fragment
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def settings_test(request: HttpRequest, payer: Payer, part: str) -> HttpResponse
     if test is None:
         raise Http404("No such test.")
     report = test(payer)
-    if request.htmx:
+    if wants_fragment(request):
         # The button's result region takes the report; the rest of the page stays as it is.
         return render(request, "plan_admin/_report.html", {"report": report})
     return _settings_page(request, payer, reports={part: report})
@@ -270,7 +270,7 @@ def _host_key_answer(
 ) -> HttpResponse:
     """Answer a host key fetch: the report, and the form holding what was typed (and the key)."""
     sftp_form = _part_form("sftp-destination", payer, initial=typed)
-    if request.htmx:
+    if wants_fragment(request):
         # htmx swaps the report under the button and, out of band, the host key field only:
         # whatever else the administrator typed in the form stays untouched.
         return render(

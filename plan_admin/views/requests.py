@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -13,12 +14,11 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
-from django.db.models import QuerySet
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django_htmx.http import HttpResponseClientRedirect
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from exchange import services as lifecycle
 from exchange.models import ExchangeRequest, ExchangeStatus
@@ -29,12 +29,14 @@ from hub.tenancy import tenant_view
 from plan_admin import selectors
 from plan_admin.forms import RequestFilterForm
 from plan_admin.timeline import admin_timeline
-from plan_admin.views import acting_admin
+from plan_admin.views import acting_admin, wants_fragment
 
 REQUESTS_PER_PAGE = 50
 
 
-def _filtered(request: HttpRequest, payer: Payer) -> tuple[RequestFilterForm, QuerySet[ExchangeRequest]]:
+def _filtered(
+    request: HttpRequest, payer: Payer
+) -> tuple[RequestFilterForm, QuerySet[ExchangeRequest]]:
     """Return the filter form and the requests it selects: none at all when it is invalid.
 
     The list and its CSV export both read this, so they always show the same rows; a filter
@@ -52,17 +54,22 @@ def _filtered(request: HttpRequest, payer: Payer) -> tuple[RequestFilterForm, Qu
 def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
     filter_form, requests = _filtered(request, payer)
     page = Paginator(requests, REQUESTS_PER_PAGE).get_page(request.GET.get("page"))
+    # The CSV link carries the list's filter, without the page number.
+    export_query = request.GET.copy()
+    export_query.pop("page", None)
     context = {
         "payer": payer,
         "filter_form": filter_form,
         "filter_valid": not filter_form.errors,
-        "export_query": request.GET.copy(),
+        "export_query": export_query,
         "page": page,
     }
-    context["export_query"].pop("page", None)
     # The filters ask with htmx for the results only; a full page answers everything else.
-    partial = request.htmx and not request.htmx.boosted
-    template = "plan_admin/_request_results.html" if partial else "plan_admin/request_list.html"
+    template = (
+        "plan_admin/_request_results.html"
+        if wants_fragment(request)
+        else "plan_admin/request_list.html"
+    )
     return render(request, template, context, status=200 if not filter_form.errors else 400)
 
 
@@ -175,7 +182,7 @@ def request_action(
     detail = reverse(
         "plan_admin:request-detail", kwargs={"payer_slug": payer.slug, "request_id": request_id}
     )
-    if request.htmx:
+    if wants_fragment(request):
         # htmx showed the progress while the action ran; a full load of the detail page
         # then shows the new state, its message and its (re)initialized dialog.
         return HttpResponseClientRedirect(detail)

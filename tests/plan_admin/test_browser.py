@@ -131,9 +131,7 @@ def test_sftp_destination_host_key_fetched_pinned_and_tested(
     fetched = _report(page, "sftp-host-key-result")
     assert "Test passed" in fetched and "SHA256:" in fetched
     sftp = page.locator("#sftp-destination")
-    assert (
-        sftp.locator("#sftp-destination-host_key").input_value() == sftp_server.host_key_line
-    )
+    assert sftp.locator("#sftp-destination-host_key").input_value() == sftp_server.host_key_line
 
     sftp.locator("#sftp-destination-username").fill(sftp_server.username)
     sftp.locator("#sftp-destination-private_key").fill(sftp_server.client_key_text)

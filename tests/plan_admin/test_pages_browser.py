@@ -16,7 +16,12 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
 from tests.conftest import Tenant
-from tests.factories import DeliveryAttemptFactory, DeliveryFactory, ExchangeRequestFactory, UserFactory
+from tests.factories import (
+    DeliveryAttemptFactory,
+    DeliveryFactory,
+    ExchangeRequestFactory,
+    UserFactory,
+)
 from tests.support.accessibility import assert_accessible
 from tests.support.browser import launched_chromium
 
@@ -31,15 +36,17 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def signed_in_context(browser: Browser, live_server: object, north: Tenant) -> Iterator[BrowserContext]:
+def signed_in_context(
+    browser: Browser, live_server: object, north: Tenant
+) -> Iterator[BrowserContext]:
     """A browser signed in as North's administrator."""
     client = Client()
     client.force_login(north.admin)
-    context = browser.new_context(base_url=live_server.url, viewport=DESKTOP)  # type: ignore[attr-defined]
+    context = browser.new_context(base_url=live_server.url, viewport=DESKTOP)
     context.add_cookies([{
         "name": settings.SESSION_COOKIE_NAME,
         "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-        "url": live_server.url,  # type: ignore[attr-defined]
+        "url": live_server.url,
     }])  # fmt: skip
     context.set_default_timeout(15_000)
     yield context
@@ -53,6 +60,7 @@ def page(signed_in_context: BrowserContext) -> Page:
 
 def _requests(north: Tenant, south: Tenant) -> dict[str, ExchangeRequest]:
     """A delivered, a failed and a withdrawn request of North's, from South."""
+
     def make(status: str, **fields: object) -> ExchangeRequest:
         member = UserFactory(payer=north.payer, first_name="Ada", last_name="Lovelace")
         return ExchangeRequestFactory(consent__member=member, consent__former_payer=south.payer,
@@ -70,8 +78,9 @@ def _requests(north: Tenant, south: Tenant) -> dict[str, ExchangeRequest]:
     DeliveryAttemptFactory(delivery=delivery, succeeded=True)
     return {
         "delivered": delivered,
-        "failed": make(ExchangeStatus.FAILED, reason_code="no_endpoint",
-                       opted_in_at=now - timedelta(days=10)),  # fmt: skip
+        "failed": make(
+            ExchangeStatus.FAILED, reason_code="no_endpoint", opted_in_at=now - timedelta(days=10)
+        ),
         "running": make(ExchangeStatus.RETRIEVING),
         "withdrawn": make(ExchangeStatus.REVOKED, reason_code="consent_withdrawn"),
     }

@@ -27,7 +27,7 @@ def _request(tenant: Tenant, former: object, **fields: object) -> ExchangeReques
 
 
 def _csv(response: object) -> list[dict[str, str]]:
-    text = b"".join(response.streaming_content).decode()  # type: ignore[attr-defined]
+    text = b"".join(response.streaming_content).decode()
     header, *rows = list(csv.reader(io.StringIO(text)))
     return [dict(zip(header, row, strict=True)) for row in rows]
 
@@ -201,7 +201,9 @@ def test_a_payer_that_delivered_to_us_shows_as_working_in_the_directory(
 ) -> None:
     FhirEndpointFactory(payer=south.payer, capabilities_checked_at=None)
     client = signed_in(north.admin)
-    assert "Endpoint registered, not tested yet" in client.get(admin_url("directory")).content.decode()
+    assert (
+        "Endpoint registered, not tested yet" in client.get(admin_url("directory")).content.decode()
+    )
     _request(north, south.payer, status=ExchangeStatus.DELIVERED)
     page = client.get(admin_url("directory")).content.decode()
     assert "Working: records delivered" in page
