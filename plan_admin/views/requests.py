@@ -65,11 +65,10 @@ def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
         "page": page,
     }
     # The filters ask with htmx for the results only; a full page answers everything else.
-    template = (
-        "plan_admin/_request_results.html"
-        if wants_fragment(request)
-        else "plan_admin/request_list.html"
-    )
+    fragment = wants_fragment(request)
+    # htmx swaps the results and, out of band, each filter field with its error (or none).
+    context["refresh_fields"] = fragment
+    template = "plan_admin/_request_results.html" if fragment else "plan_admin/request_list.html"
     return render(request, template, context, status=200 if not filter_form.errors else 400)
 
 

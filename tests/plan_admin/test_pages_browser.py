@@ -178,6 +178,8 @@ def test_filters_update_the_list_and_its_csv_link_without_a_reload(
     page.get_by_role("button", name="Apply filters").click()
     summary = page.locator("#request-results .usa-alert--error")
     expect(summary).to_contain_text("The end of the date range is before its start.")
+    expect(page.locator("#id_opted_in_to-error")).to_contain_text("before its start")
+    expect(page.get_by_label("Opted in to")).to_have_value("2025-01-01")
     expect(page.locator("#request-results table")).to_have_count(0)
     expect(page.get_by_role("link", name="Export")).to_have_count(0)
     assert page.evaluate("window.marker") == "still here"

@@ -170,6 +170,8 @@ def test_htmx_filters_answer_with_the_results_only(
     page = response.content.decode()
     assert page.lstrip().startswith('<div id="request-results"')
     assert "<html" not in page and "1 request" in page
+    # Each filter field comes along out of band, so its error (or its lack of one) shows.
+    assert 'id="id_status-group" hx-swap-oob="true"' in page
 
 
 def test_htmx_test_button_answers_with_its_report_only(
