@@ -8,14 +8,11 @@ are a sandbox payer on loopback, the SFTP destination a real OpenSSH sshd. Every
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
-from django.test import Client
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from hub.models import IdentityProvider, SftpDestination
 from tests.conftest import Tenant
 from tests.sandbox.harness import RunningSandbox, running_sandbox
-from tests.support.browser import launched_chromium
 from tests.support.every_payer import rows_of_every_payer
 from tests.support.net import free_loopback_port
 from tests.support.sshd import SftpServer
@@ -27,27 +24,12 @@ def sandbox_payer() -> Iterator[RunningSandbox]:
         yield sandbox
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched_chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
-def admin_page(browser: Browser, live_server: object, north: Tenant) -> Iterator[Page]:
+def admin_page(admin_browser: BrowserContext) -> Page:
     """A browser tab signed in as North's administrator, on the settings page."""
-    client = Client()
-    client.force_login(north.admin)
-    context = browser.new_context(base_url=live_server.url)
-    context.add_cookies([{
-        "name": settings.SESSION_COOKIE_NAME,
-        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-        "url": live_server.url,
-    }])  # fmt: skip
-    page = context.new_page()
+    page = admin_browser.new_page()
     page.goto("/p/north/admin/")
-    yield page
-    context.close()
+    return page
 
 
 def _report(page: Page, section: str) -> str:

@@ -5,14 +5,11 @@ filters that update the list without reloading the page.
 """
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
 from tests.conftest import Tenant
@@ -23,39 +20,15 @@ from tests.factories import (
     UserFactory,
 )
 from tests.support.accessibility import assert_accessible
-from tests.support.browser import launched_chromium
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched_chromium() as chromium:
-        yield chromium
-
-
 @pytest.fixture
-def signed_in_context(
-    browser: Browser, live_server: object, north: Tenant
-) -> Iterator[BrowserContext]:
-    """A browser signed in as North's administrator."""
-    client = Client()
-    client.force_login(north.admin)
-    context = browser.new_context(base_url=live_server.url, viewport=DESKTOP)
-    context.add_cookies([{
-        "name": settings.SESSION_COOKIE_NAME,
-        "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-        "url": live_server.url,
-    }])  # fmt: skip
-    context.set_default_timeout(15_000)
-    yield context
-    context.close()
-
-
-@pytest.fixture
-def page(signed_in_context: BrowserContext) -> Page:
-    return signed_in_context.new_page()
+def page(admin_browser: BrowserContext) -> Page:
+    admin_browser.set_default_timeout(15_000)
+    return admin_browser.new_page()
 
 
 def _requests(north: Tenant, south: Tenant) -> dict[str, ExchangeRequest]:
@@ -121,6 +94,26 @@ def test_every_admin_page_is_accessible_on_desktop_and_phone(
     page.goto("/p/north/admin/requests/")
     current = page.locator(".usa-nav a[aria-current='page']")
     expect(current).to_have_text("Requests")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reports_and_refused_forms_are_accessible_too(page: Page) -> None:
+    page.goto("/p/north/admin/")
+    page.get_by_role("button", name="Test FHIR endpoint").click()
+    expect(page.locator("#fhir-endpoint-result .report")).to_be_visible()
+    idp = page.locator("#identity-provider")
+    idp.get_by_label("Issuer").fill("http://login.example-payer.com")
+    idp.get_by_label("Client id").fill("hub")
+    idp.get_by_role("button", name="Save identity provider").click()
+    summary = page.locator("#identity-provider .usa-alert--error")
+    expect(summary).to_contain_text("must start with https://")
+    # The summary's link leads to the field, which kept what was typed.
+    summary.get_by_role("link").first.click()
+    issuer = page.locator("#identity-provider-issuer")
+    expect(issuer).to_be_focused()
+    expect(issuer).to_have_value("http://login.example-payer.com")
+    expect(issuer).to_have_attribute("aria-invalid", "true")
+    assert_accessible(page)
 
 
 def _in_view(page: Page, selector: str) -> bool:

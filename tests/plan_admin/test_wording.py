@@ -12,8 +12,10 @@ from django.test import Client
 from django.utils import timezone
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
+from exchange.screening.reasons import QUARANTINE_CODE, RemovalReason
 from hub.models import User
 from plan_admin.durations import duration_text
+from plan_admin.labels import removal_reason_label, status_label, status_tone
 from tests.conftest import Tenant
 from tests.factories import ExchangeRequestFactory, FhirEndpointFactory, UserFactory
 from tests.plan_admin.conftest import admin_url
@@ -210,3 +212,12 @@ def test_a_payer_that_delivered_to_us_shows_as_working_in_the_directory(
     page = client.get(admin_url("directory")).content.decode()
     assert "Working: records delivered" in page
     assert "not tested yet" not in page
+
+
+def test_every_screening_rule_and_status_has_its_own_words() -> None:
+    """A new rule or state must be named on purpose, not fall back to its spelled-out code."""
+    for reason in [*RemovalReason, QUARANTINE_CODE]:
+        assert removal_reason_label(reason) != reason.replace("-", " ").capitalize(), reason
+    for status in ExchangeStatus:
+        assert status_label(status) == status.label
+        assert status_tone(status) in {"success", "problem", "ended", "active"}
