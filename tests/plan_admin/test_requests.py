@@ -272,3 +272,20 @@ def test_csv_export_defuses_cells_a_spreadsheet_would_run_as_formulas(
     assert row["member first name"] == '\'=HYPERLINK("http://x.example")'
     assert row["member last name"] == "'@SUM(A1)"
     assert row["former payer"] == "Southern Cross Health"
+
+
+def test_with_htmx_an_action_answers_with_a_full_reload_of_the_detail_page(
+    north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    # htmx shows the progress while the action runs, then the page loads afresh.
+    running = _request(north, south.payer, status=ExchangeStatus.RETRIEVING)
+    client = signed_in(north.admin)
+    detail = admin_url("request-detail", request_id=running.pk)
+    response = client.post(
+        admin_url("request-action", request_id=running.pk, action="cancel"),
+        headers={"HX-Request": "true"},
+    )
+    assert response["HX-Redirect"] == detail
+    running.refresh_from_db()
+    assert running.status == ExchangeStatus.CANCELLED
+    assert "The request is cancelled." in client.get(detail).content.decode()
