@@ -2,7 +2,8 @@
 
 The directory is the one deliberate read across tenants both portals share: public facts
 about participating payers (names, identifiers, coverage, whether an endpoint is
-registered) and nothing else of another payer.
+registered) and nothing else of another payer. Whether a payer's exchange works also
+reads the viewing payer's own delivered requests.
 """
 
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
+from exchange.models import ExchangeRequest, ExchangeStatus
 from hub.models import FhirEndpoint, OnboardingRequest, Payer, PayerStatus
 
 
@@ -18,14 +20,23 @@ class DirectoryEntry:
     payer: Payer
     has_endpoint: bool
     endpoint_checked_at: datetime | None
+    # The viewing payer's last request this payer delivered: proof the exchange works.
+    last_delivered_at: datetime | None = None
 
     @property
     def endpoint_status(self) -> str:
         if not self.has_endpoint:
             return "No FHIR endpoint yet"
+        if self.last_delivered_at is not None:
+            return "Working: records delivered"
         if self.endpoint_checked_at is None:
             return "Endpoint registered, not tested yet"
         return "Endpoint tested"
+
+    @property
+    def endpoint_status_at(self) -> datetime | None:
+        """Return when the status was last shown true: the last delivery, else the last test."""
+        return self.last_delivered_at or self.endpoint_checked_at
 
 
 def directory_entries(
@@ -39,12 +50,18 @@ def directory_entries(
     endpoints = FhirEndpoint.objects.across_payers(
         reason="the directory shows whether each payer registered an endpoint, and when tested"
     ).filter(payer=OuterRef("pk"))
+    delivered = (
+        ExchangeRequest.objects.for_payer(payer)
+        .filter(former_payer=OuterRef("pk"), status=ExchangeStatus.DELIVERED)
+        .order_by("-status_changed_at")
+    )
     payers = (
         Payer.objects.filter(status=PayerStatus.PARTICIPATING)
         .exclude(pk=payer.pk)
         .annotate(
             has_endpoint=Exists(endpoints),
             endpoint_checked_at=Subquery(endpoints.values("capabilities_checked_at")[:1]),
+            last_delivered_at=Subquery(delivered.values("status_changed_at")[:1]),
         )
         .order_by("name")
     )
@@ -57,6 +74,7 @@ def directory_entries(
             payer=p,
             has_endpoint=p.has_endpoint,
             endpoint_checked_at=p.endpoint_checked_at,
+            last_delivered_at=p.last_delivered_at,
         )
         for p in payers
     ]

@@ -195,7 +195,10 @@ class RequestFilterForm(forms.Form):
         return cleaned
 
     def filters(self) -> RequestFilters:
-        """Return the filters of a valid form (an invalid one filters nothing)."""
+        """Return the filters of a valid form; an unbound one filters by nothing.
+
+        The views list no request at all for an invalid form (views/requests.py ``_filtered``).
+        """
         if not self.is_valid():
             return RequestFilters()
         data = self.cleaned_data

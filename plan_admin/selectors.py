@@ -25,6 +25,7 @@ from exchange.models import (
 from exchange.state_machine import ENDED
 from hub.models import Payer, SigningKey, SigningKeyStatus
 from hub.tenancy import get_for_payer_or_404
+from plan_admin.labels import reason_label, status_label
 
 REQUEST_SORTS = [
     ("-opted_in_at", "Newest opt-in first"),
@@ -40,9 +41,9 @@ _LIST_COLUMNS = (
     "former_payer__name",
 )  # fmt: skip
 CSV_HEADER = (
-    "request id", "status", "status changed at", "opted in at", "due by", "reason code",
-    "authorization mode", "member username", "member first name", "member last name",
-    "former payer",
+    "request id", "status", "status code", "status changed at", "opted in at", "due by",
+    "reason", "reason code", "authorization mode", "member username", "member first name",
+    "member last name", "former payer",
 )  # fmt: skip
 # The hub has asked the former payer once a request reaches one of these states:
 # $member-match was sent, or the member was sent to sign in there (CMS-0057-F: the
@@ -106,15 +107,25 @@ def exchange_requests_filtered(
 def exchange_requests_csv_rows(
     *, queryset: QuerySet[ExchangeRequest]
 ) -> Iterator[tuple[object, ...]]:
-    """Yield the CSV header, then one row per request, reading the database in chunks."""
+    """Yield the CSV header, then one row per request, reading the database in chunks.
+
+    Status and reason are written as the pages word them (plan_admin/labels.py), each
+    followed by its stable code for systems that read the file.
+    """
     yield CSV_HEADER
-    yield from queryset.values_list("pk", *_LIST_COLUMNS).iterator(chunk_size=2000)
+    for pk, status, changed, opted_in, due_by, reason, *rest in queryset.values_list(
+        "pk", *_LIST_COLUMNS
+    ).iterator(chunk_size=2000):
+        yield (
+            pk, status_label(status), status, changed, opted_in, due_by, reason_label(reason),
+            reason, *rest,
+        )  # fmt: skip
 
 
 def exchange_request_for_admin(*, payer: Payer, request_id: int) -> ExchangeRequest:
     """Return one of the payer's requests, or 404 (also for another payer's request)."""
     return get_for_payer_or_404(
-        ExchangeRequest.objects.select_related("member", "former_payer", "consent"),
+        ExchangeRequest.objects.select_related("payer", "member", "former_payer", "consent"),
         payer,
         pk=request_id,
     )
@@ -192,7 +203,6 @@ def compliance_summary(*, payer: Payer, since: datetime) -> ComplianceSummary:
     # A delivered request ends there, so its status_changed_at is the delivery time.
     delivered = requests.filter(status=ExchangeStatus.DELIVERED)
     outcomes = requests.values("status").annotate(n=Count("pk")).order_by("-n", "status")
-    labels = dict(ExchangeStatus.choices)
     failures = (
         requests.filter(status__in=UNSUCCESSFUL_ENDS)
         .values("reason_code")
@@ -209,9 +219,9 @@ def compliance_summary(*, payer: Payer, since: datetime) -> ComplianceSummary:
         delivered=counts["delivered"],
         median_to_delivery=_time_to_delivery_percentile(delivered, counts["delivered"], 0.5),
         p90_to_delivery=_time_to_delivery_percentile(delivered, counts["delivered"], 0.9),
-        outcomes=[(labels.get(row["status"], row["status"]), row["n"]) for row in outcomes],
+        outcomes=[(status_label(row["status"]), row["n"]) for row in outcomes],
         failures_by_reason=[
-            (row["reason_code"] or "(no reason given)", row["n"]) for row in failures
+            (reason_label(row["reason_code"]) or "No reason given", row["n"]) for row in failures
         ],
         deliveries_per_week=_deliveries_per_week(payer=payer, now=now),
     )
@@ -275,17 +285,16 @@ def former_payer_summary(*, payer: Payer, recent: int = 50) -> FormerPayerSummar
     requests = ExchangeRequest.objects.across_payers(
         reason="requests other payers made to this one as former payer: status, dates, requester"
     ).filter(former_payer=payer)
-    labels = dict(ExchangeStatus.choices)
     outcomes = requests.values("status").annotate(n=Count("pk")).order_by("-n", "status")
     requesters = (
         requests.values("payer__name").annotate(n=Count("pk")).order_by("-n", "payer__name")
     )
     return FormerPayerSummary(
         total=requests.count(),
-        outcomes=[(labels.get(r["status"], r["status"]), r["n"]) for r in outcomes],
+        outcomes=[(status_label(r["status"]), r["n"]) for r in outcomes],
         by_requesting_payer=[(r["payer__name"], r["n"]) for r in requesters],
         recent=[
-            {**row, "status": labels.get(row["status"], row["status"])}
+            {**row, "status_label": status_label(str(row["status"]))}
             for row in requests.order_by("-opted_in_at").values(
                 "payer__name", "status", "opted_in_at", "due_by", "status_changed_at"
             )[:recent]

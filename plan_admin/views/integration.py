@@ -42,7 +42,7 @@ from plan_admin.forms import (
     SftpDestinationForm,
     SftpHostKeyFetchForm,
 )
-from plan_admin.views import acting_admin
+from plan_admin.views import acting_admin, wants_fragment
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,11 @@ def settings_test(request: HttpRequest, payer: Payer, part: str) -> HttpResponse
     test = _TESTS.get(part)
     if test is None:
         raise Http404("No such test.")
-    return _settings_page(request, payer, reports={part: test(payer)})
+    report = test(payer)
+    if wants_fragment(request):
+        # The button's result region takes the report; the rest of the page stays as it is.
+        return render(request, "plan_admin/_report.html", {"report": report})
+    return _settings_page(request, payer, reports={part: report})
 
 
 @tenant_view(Role.PLAN_ADMIN)
@@ -239,10 +243,7 @@ def sftp_host_key_fetch(request: HttpRequest, payer: Payer) -> HttpResponse:
     if not location.is_valid():
         for field, errors in location.errors.items():
             report.failed(f"Check the {field}", " ".join(str(error) for error in errors))
-        return _settings_page(
-            request, payer, status=400, reports={"sftp-host-key": report},
-            sftp_form=_part_form("sftp-destination", payer, initial=typed),
-        )  # fmt: skip
+        return _host_key_answer(request, payer, report, typed, status=400)
     host, port = location.cleaned_data["host"], location.cleaned_data["port"]
     try:
         line = sftp_delivery.sftp_host_key_fetch(host=host, port=port)
@@ -256,10 +257,31 @@ def sftp_host_key_fetch(request: HttpRequest, payer: Payer) -> HttpResponse:
             f"{host}:{port} presents the {line.split()[0]} key {fingerprint}. Compare it with "
             "the fingerprint your SFTP administrator gives you, then save to pin it.",
         )
+    return _host_key_answer(request, payer, report, typed)
+
+
+def _host_key_answer(
+    request: HttpRequest,
+    payer: Payer,
+    report: ConnectivityReport,
+    typed: dict[str, str],
+    *,
+    status: int = 200,
+) -> HttpResponse:
+    """Answer a host key fetch: the report, and the form holding what was typed (and the key)."""
+    sftp_form = _part_form("sftp-destination", payer, initial=typed)
+    if wants_fragment(request):
+        # htmx swaps the report under the button and, out of band, the host key field only:
+        # whatever else the administrator typed in the form stays untouched.
+        return render(
+            request,
+            "plan_admin/_host_key_fetched.html",
+            {"report": report, "field": sftp_form["host_key"]},
+            status=status,
+        )
     return _settings_page(
-        request, payer, reports={"sftp-host-key": report},
-        sftp_form=_part_form("sftp-destination", payer, initial=typed),
-    )  # fmt: skip
+        request, payer, status=status, reports={"sftp-host-key": report}, sftp_form=sftp_form
+    )
 
 
 @tenant_view(Role.PLAN_ADMIN)

@@ -31,7 +31,7 @@ def compliance(request: HttpRequest, payer: Payer) -> HttpResponse:
         ),
         "failures": bar_chart(
             "Requests that ended without data, by reason", summary.failures_by_reason,
-            label_heading="Reason code",
+            label_heading="Reason",
         ),
         "deliveries": bar_chart(
             f"Deliveries per week (last {selectors.COMPLIANCE_WEEKS} weeks)",

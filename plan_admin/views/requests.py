@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -14,33 +15,61 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from exchange import services as lifecycle
-from exchange.models import ExchangeStatus
+from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.state_machine import ENDED
 from hub.audit import client_address
 from hub.models import Payer, Role
 from hub.tenancy import tenant_view
 from plan_admin import selectors
 from plan_admin.forms import RequestFilterForm
-from plan_admin.views import acting_admin
+from plan_admin.timeline import admin_timeline
+from plan_admin.views import acting_admin, wants_fragment
 
 REQUESTS_PER_PAGE = 50
+
+
+def _filtered(
+    request: HttpRequest, payer: Payer
+) -> tuple[RequestFilterForm, QuerySet[ExchangeRequest]]:
+    """Return the filter form and the requests it selects: none at all when it is invalid.
+
+    The list and its CSV export both read this, so they always show the same rows; a filter
+    the administrator mistyped must not quietly widen into "everything".
+    """
+    filter_form = RequestFilterForm(data=request.GET or None, payer=payer)
+    if filter_form.is_bound and not filter_form.is_valid():
+        return filter_form, ExchangeRequest.objects.for_payer(payer).none()
+    requests = selectors.exchange_requests_filtered(payer=payer, filters=filter_form.filters())
+    return filter_form, requests
 
 
 @tenant_view(Role.PLAN_ADMIN)
 @require_GET
 def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
-    filter_form = RequestFilterForm(data=request.GET or None, payer=payer)
-    requests = selectors.exchange_requests_filtered(payer=payer, filters=filter_form.filters())
+    filter_form, requests = _filtered(request, payer)
     page = Paginator(requests, REQUESTS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "plan_admin/request_list.html",
-        {"payer": payer, "filter_form": filter_form, "page": page, "now": timezone.now()},
-    )
+    # The CSV link carries the list's filter, without the page number.
+    export_query = request.GET.copy()
+    export_query.pop("page", None)
+    context = {
+        "payer": payer,
+        "filter_form": filter_form,
+        "filter_valid": not filter_form.errors,
+        "export_query": export_query,
+        "page": page,
+    }
+    # The filters ask with htmx for the results only; a full page answers everything else.
+    fragment = wants_fragment(request)
+    # htmx swaps the results and, out of band, each filter field with its error (or none).
+    context["refresh_fields"] = fragment
+    template = "plan_admin/_request_results.html" if fragment else "plan_admin/request_list.html"
+    return render(request, template, context, status=200 if not filter_form.errors else 400)
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV Injection");
@@ -65,12 +94,16 @@ class _Echo:
 
 @tenant_view(Role.PLAN_ADMIN)
 @require_GET
-def request_export(request: HttpRequest, payer: Payer) -> StreamingHttpResponse:
+def request_export(request: HttpRequest, payer: Payer) -> HttpResponse | StreamingHttpResponse:
     """Stream the filtered list as CSV, so 100,000 rows never sit in memory at once."""
-    filters = RequestFilterForm(data=request.GET or None, payer=payer).filters()
-    rows = selectors.exchange_requests_csv_rows(
-        queryset=selectors.exchange_requests_filtered(payer=payer, filters=filters)
-    )
+    filter_form, requests = _filtered(request, payer)
+    if filter_form.errors:
+        return HttpResponse(
+            "The filter is not valid, so nothing was exported: correct it on the request list.",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
+    rows = selectors.exchange_requests_csv_rows(queryset=requests)
     writer = csv.writer(_Echo())
 
     def lines() -> Iterator[str]:
@@ -92,21 +125,27 @@ def request_export(request: HttpRequest, payer: Payer) -> StreamingHttpResponse:
 def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpResponse:
     exchange_request = selectors.exchange_request_for_admin(payer=payer, request_id=request_id)
     delivery = selectors.exchange_request_delivery(payer=payer, exchange_request=exchange_request)
+    events = selectors.exchange_request_timeline(payer=payer, exchange_request=exchange_request)
     return render(
         request,
         "plan_admin/request_detail.html",
         {
             "payer": payer,
             "exchange_request": exchange_request,
-            "events": selectors.exchange_request_timeline(
-                payer=payer, exchange_request=exchange_request
-            ),
+            "timeline": admin_timeline(events, exchange_request),
             "delivery": delivery,
             "files": (delivery.manifest.get("files") or []) if delivery else [],
             "can_retry": exchange_request.status == ExchangeStatus.FAILED,
             "can_cancel": exchange_request.status not in ENDED,
             "overdue": exchange_request.status not in ENDED
             and exchange_request.due_by < timezone.now(),
+            # From opt-in to now, or to the end the request reached.
+            "elapsed": (
+                exchange_request.status_changed_at
+                if exchange_request.status in ENDED
+                else timezone.now()
+            )
+            - exchange_request.opted_in_at,
         },
     )
 
@@ -125,7 +164,7 @@ _REQUEST_ACTIONS = {
 @require_POST
 def request_action(
     request: HttpRequest, payer: Payer, request_id: int, action: str
-) -> HttpResponseRedirect:
+) -> HttpResponseRedirect | HttpResponseClientRedirect:
     """Retry or cancel one of the payer's requests; a refusal is shown on its page."""
     if action not in _REQUEST_ACTIONS:
         raise Http404("No such action.")
@@ -139,4 +178,11 @@ def request_action(
         messages.error(request, str(exc))
     else:
         messages.success(request, done)
-    return redirect("plan_admin:request-detail", payer_slug=payer.slug, request_id=request_id)
+    detail = reverse(
+        "plan_admin:request-detail", kwargs={"payer_slug": payer.slug, "request_id": request_id}
+    )
+    if wants_fragment(request):
+        # htmx showed the progress while the action ran; a full load of the detail page
+        # then shows the new state, its message and its (re)initialized dialog.
+        return HttpResponseClientRedirect(detail)
+    return redirect(detail)

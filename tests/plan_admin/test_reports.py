@@ -63,7 +63,8 @@ def test_compliance_figures_follow_the_one_week_rule(north: Tenant, south: Tenan
     # Nearest rank over 1, 2, 3, 10 hours: the median is the 2nd, the 90th percentile the 4th.
     assert summary.median_to_delivery == timedelta(hours=2)
     assert summary.p90_to_delivery == timedelta(hours=10)
-    assert summary.failures_by_reason == [("endpoint_unreachable", 1)]
+    # A code without a label yet still reads as words, never as the bare code.
+    assert summary.failures_by_reason == [("Endpoint unreachable", 1)]
     assert dict(summary.outcomes)["Delivered"] == 4
     assert sum(n for _, n in summary.deliveries_per_week) == 4
     assert len(summary.deliveries_per_week) == 12
@@ -79,7 +80,7 @@ def test_the_compliance_page_draws_charts_with_their_numbers(
     )
     page = signed_in(north.admin).get(admin_url("compliance"), {"days": "30"}).content.decode()
     assert "<svg" in page and 'role="img"' in page
-    assert "no_endpoint" in page
+    assert "The former payer has no FHIR endpoint" in page
     assert "?overdue=on" in page
     empty = signed_in(north.admin).get(admin_url("compliance"), {"days": "7000"})
     assert empty.context["period"] == "90"  # an unknown period falls back to the default

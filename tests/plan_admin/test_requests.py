@@ -86,12 +86,12 @@ def test_filters_search_and_sort(
     assert get(opted_in_from=day, opted_in_to=day) == [overdue.pk]
     assert get(sort="opted_in_at") == [failed.pk, ended_late.pk, overdue.pk, fresh.pk]
     assert get(sort="due_by")[0] == failed.pk
-    # A bad filter is reported and filters nothing.
+    # A bad filter is reported and lists nothing, rather than everything.
     response = client.get(
         admin_url("request-list"), {"opted_in_from": "2025-02-01", "opted_in_to": "2025-01-01"}
     )
     assert "The end of the date range is before its start." in response.content.decode()
-    assert len(_ids(response)) == 4
+    assert _ids(response) == []
 
 
 def test_pages_take_the_same_few_queries_whatever_their_size(
@@ -128,14 +128,18 @@ def test_csv_export_streams_the_filtered_list(
     assert response["Content-Type"].startswith("text/csv")
     assert 'filename="requests-north-' in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0][:3] == ["request id", "status", "status changed at"]
+    assert rows[0][:3] == ["request id", "status", "status code"]
     assert len(rows) == 2
     row = dict(zip(rows[0], rows[1], strict=True))
     assert row["request id"] == str(mine.pk)
-    assert (row["status"], row["reason code"], row["member last name"]) == (
+    assert (row["status"], row["status code"], row["member last name"]) == (
+        "Failed",
         "failed",
-        "no_endpoint",
         "Lovelace",
+    )
+    assert (row["reason"], row["reason code"]) == (
+        "The former payer has no FHIR endpoint",
+        "no_endpoint",
     )
     assert row["former payer"] == "Southern Cross Health"
     assert "CARD-0001" not in str(rows)  # the card number never leaves the database
@@ -146,7 +150,8 @@ def test_the_detail_page_shows_timeline_counts_attempts_and_files(
 ) -> None:
     request = _request(
         north, south.payer, status=ExchangeStatus.DELIVERED,
-        resource_counts={"ExplanationOfBenefit": 12}, screened_out_counts={"older_than_five_years": 3},
+        resource_counts={"ExplanationOfBenefit": 12},
+        screened_out_counts={"outside-five-year-window": 3},
     )  # fmt: skip
     ExchangeEvent.objects.create(payer=north.payer, exchange_request=request,
                                  status=ExchangeStatus.MATCHING, message="Asked the former payer.")  # fmt: skip
@@ -159,9 +164,11 @@ def test_the_detail_page_shows_timeline_counts_attempts_and_files(
         .get(admin_url("request-detail", request_id=request.pk))
         .content.decode()
     )
-    for text in ("Asked the former payer.", "ExplanationOfBenefit", "older_than_five_years",
+    for text in ("Asked Southern Cross Health to find the member", "ExplanationOfBenefit",
+                 "Date of service more than five years back", "outside-five-year-window",
                  "host_key_mismatch", "bundle.json", "ab" * 32, "2048"):  # fmt: skip
         assert text in page
+    assert "Asked the former payer." not in page  # the member's voice, not the administrator's
     assert "Retry</button>" not in page and "Cancel the request</button>" not in page
 
 
@@ -265,3 +272,20 @@ def test_csv_export_defuses_cells_a_spreadsheet_would_run_as_formulas(
     assert row["member first name"] == '\'=HYPERLINK("http://x.example")'
     assert row["member last name"] == "'@SUM(A1)"
     assert row["former payer"] == "Southern Cross Health"
+
+
+def test_with_htmx_an_action_answers_with_a_full_reload_of_the_detail_page(
+    north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    # htmx shows the progress while the action runs, then the page loads afresh.
+    running = _request(north, south.payer, status=ExchangeStatus.RETRIEVING)
+    client = signed_in(north.admin)
+    detail = admin_url("request-detail", request_id=running.pk)
+    response = client.post(
+        admin_url("request-action", request_id=running.pk, action="cancel"),
+        headers={"HX-Request": "true"},
+    )
+    assert response["HX-Redirect"] == detail
+    running.refresh_from_db()
+    assert running.status == ExchangeStatus.CANCELLED
+    assert "The request is cancelled." in client.get(detail).content.decode()
