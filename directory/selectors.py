@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
-from hub.models import FhirEndpoint, OnboardingRequest, Payer, PayerStatus
+from hub.models import FhirEndpoint, OnboardingRequest, Payer, PayerStatus, User
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,8 @@ def directory_payers_to_ask(
 
 def onboarding_requests_of(*, payer: Payer) -> QuerySet[OnboardingRequest]:
     return OnboardingRequest.objects.for_payer(payer).order_by("-created_at")
+
+
+def onboarding_requests_by_member(*, payer: Payer, member: User) -> QuerySet[OnboardingRequest]:
+    """Return the invitations ``member`` sent from ``payer``, newest first."""
+    return onboarding_requests_of(payer=payer).filter(requested_by=member)
