@@ -9,11 +9,11 @@ from django.utils import timezone
 from exchange.models import (
     Consent,
     ConsentStatus,
-    Delivery,
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
 )
+from exchange.selectors import exchange_request_manifest, exchange_request_record_counts
 from exchange.state_machine import ENDED
 from hub.models import Payer, User
 from hub.tenancy import get_for_payer_or_404
@@ -91,8 +91,7 @@ class RequestProgress:
     step: int  # index in STEPS of the step reached (where it stopped, for a stopped request)
     fetched: int  # records received from the former plan
     packaged: bool
-    # Once packaged, the manifest's counts (the hub's own Provenance included); before, the
-    # request's: the one total and breakdown the member, the admin and the manifest share.
+    # exchange_request_record_counts: the one total the member, the admin and manifest share.
     record_total: int
     record_kinds: list[RecordKind]
     files: list[DeliveredFile]
@@ -145,13 +144,8 @@ def _step_reached(status: str, events: list[ExchangeEvent]) -> int:
 
 def member_request_progress(*, exchange_request: ExchangeRequest) -> RequestProgress:
     """Return the request's progress, polled by its page while the work runs."""
-    delivery = (
-        Delivery.objects.for_payer(exchange_request.payer_id)
-        .filter(exchange_request=exchange_request)
-        .first()
-    )
-    manifest: dict[str, Any] = delivery.manifest if delivery else {}
-    counts: dict[str, int] = manifest.get("resourceCounts") or exchange_request.resource_counts
+    manifest = exchange_request_manifest(exchange_request=exchange_request)
+    counts = exchange_request_record_counts(exchange_request=exchange_request, manifest=manifest)
     events = list(member_request_timeline(exchange_request=exchange_request))
     status = exchange_request.status
     return RequestProgress(

@@ -93,7 +93,8 @@ PAGES = {
         lambda n, s: ExchangeRequestFactory(
             consent__member=n.member, consent__former_payer=s.payer
         ),
-        SIGNED_IN_QUERIES + 1,
+        # The requests with their plans and consents, and the plans the member invited.
+        SIGNED_IN_QUERIES + 2,
         _links(rb"/p/north/me/requests/\d+/"),
     ),
     # Its count, the filter form's former payers, the page of requests with members and payers.

@@ -116,6 +116,8 @@ def test_every_member_page_is_accessible_and_fits_the_screen(
         page.get_by_role("button", name="Menu").click()
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
         _fits_the_screen(page)
+    page.goto("/p/north/me/signed-out/")
+    _check(page)
     page.context.close()
 
 
