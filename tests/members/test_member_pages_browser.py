@@ -184,3 +184,32 @@ def test_a_member_asks_follows_and_withdraws_with_the_keyboard_alone(
     exchange_request.consent.refresh_from_db()
     assert exchange_request.consent.status == ConsentStatus.INACTIVE
     page.context.close()
+
+
+def test_the_request_page_follows_the_work_and_announces_each_change_once(
+    browser: Browser, live_server: Any, north: Tenant, former_plan: Tenant
+) -> None:
+    running = ExchangeRequestFactory(
+        consent__member=north.member,
+        consent__former_payer=former_plan.payer,
+        status=ExchangeStatus.RETRIEVING,
+    )
+    page = _signed_in(browser, live_server, north, DESKTOP)
+    page.goto(f"/p/north/me/requests/{running.pk}/")
+    expect(page.locator("#status")).to_have_text("Collecting your records")
+    announcement = page.locator("#status-announcement")
+    expect(announcement).to_be_empty()
+    ExchangeRequest.objects.for_payer(north.payer).filter(pk=running.pk).update(
+        status=ExchangeStatus.SCREENING, resource_counts=FETCHED
+    )
+    expect(page.locator("#status")).to_have_text("Checking what may be shared")
+    expect(page.locator("#record-total")).to_contain_text("211 records received so far")
+    expect(page.locator("#progress")).to_have_attribute("value", "4")
+    expect(announcement).to_have_text("Now: Checking what may be shared")
+    ExchangeRequest.objects.for_payer(north.payer).filter(pk=running.pk).update(
+        status=ExchangeStatus.DELIVERED
+    )
+    expect(announcement).to_have_text("Now: Delivered")
+    # Settled: the fresh copy carries no trigger, so the page stops asking.
+    expect(page.locator("#request-live")).not_to_have_attribute("hx-trigger", "every 2s")
+    page.context.close()
