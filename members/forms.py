@@ -28,6 +28,9 @@ class UswdsFormMixin(forms.BaseForm):
     ``<field id>_error`` the templates give it (members/_field.html).
     """
 
+    # Said before each of this form's lines in the error summary, when a page has several.
+    summary_prefix = ""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
@@ -55,7 +58,7 @@ class FormError:
     message: str
 
 
-def form_errors(*forms_on_page: forms.BaseForm) -> list[FormError]:
+def form_errors(*forms_on_page: UswdsFormMixin) -> list[FormError]:
     """Return every error of the page's forms in page order, each pointing at its control."""
     summary = []
     for form in forms_on_page:
@@ -64,7 +67,9 @@ def form_errors(*forms_on_page: forms.BaseForm) -> list[FormError]:
             bound = form[name if name in form.fields else names[0]]
             # A group of radio buttons has no single label target; its first button is it.
             field_id = bound.id_for_label or f"{bound.auto_id}_0"
-            summary += [FormError(field_id, str(message)) for message in messages]
+            summary += [
+                FormError(field_id, f"{form.summary_prefix}{message}") for message in messages
+            ]
     return summary
 
 
@@ -88,6 +93,7 @@ class FormerCoverageForm(UswdsFormMixin, forms.Form):
     card_member_id = forms.CharField(
         label="Member ID on your card from this plan",
         max_length=40,
+        error_messages={"required": "Enter the member ID printed on your card from this plan."},
         validators=[card_member_id_validator],
         help_text="It is printed on the front of the card. Your former plan uses it to find "
         "your records.",
@@ -95,14 +101,25 @@ class FormerCoverageForm(UswdsFormMixin, forms.Form):
     coverage_start = forms.DateField(
         label="Date this plan started covering you",
         widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={
+            "required": "Enter the date this plan started covering you; an estimate will do.",
+            "invalid": "Enter the date this plan started covering you as month, day and year.",
+        },
         help_text=f"Your former plan looks for your records from this date. {UNSURE}",
     )
     coverage_end = forms.DateField(
         label="Date this plan stopped covering you",
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={
+            "invalid": "Enter the date this plan stopped covering you as month, day and year."
+        },
         help_text=f"Leave it empty if this plan still covers you. {UNSURE}",
     )
+
+    def __init__(self, *args: Any, former_plan_name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.summary_prefix = f"{former_plan_name}: "
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -133,6 +150,7 @@ class ConsentForm(UswdsFormMixin, forms.Form):
             (ConsentPolicy.REGULAR, "Everything except sensitive information"),
         ],
         widget=forms.RadioSelect,
+        error_messages={"required": "Choose what may be shared."},
     )
     agree = forms.BooleanField(
         label="I agree that my former plan(s) named above may share my records with my current plan.",

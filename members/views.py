@@ -113,7 +113,8 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
         return HttpResponseRedirect(reverse("members:directory", kwargs={"payer_slug": payer.slug}))
     data = request.POST if request.method == "POST" else None
     coverage_forms = [
-        (former, FormerCoverageForm(data, prefix=f"p{former.pk}")) for former in former_payers
+        (former, FormerCoverageForm(data, prefix=f"p{former.pk}", former_plan_name=former.name))
+        for former in former_payers
     ]
     consent_form = ConsentForm(data)
     open_requests = selectors.member_open_requests_to(

@@ -187,6 +187,9 @@ def test_a_refused_form_lists_each_error_linked_to_its_field_and_keeps_what_was_
     summary = refused[refused.index('id="error-summary"') :].split("</ul>")[0]
     links = re.findall(r'<a href="#([^"]+)">', summary)
     assert links == [f"{prefix}-card_member_id", "id_policy_0", "id_agree"]
+    # Each line says what to do, and for which plan when a page has several.
+    assert "Southern Cross Health: Enter the member ID exactly as printed" in summary
+    assert "Choose what may be shared." in summary and "This field is required" not in summary
     card = re.search(rf'<input[^>]*id="{prefix}-card_member_id"[^>]*>', refused)
     assert card is not None
     assert 'value="DH-1&lt;&gt;"' in card[0] and "usa-input--error" in card[0]
