@@ -77,7 +77,7 @@ def form_errors(*forms_on_page: UswdsFormMixin) -> list[FormError]:
 # markup, quotes, control characters — is refused with a message, never stored.
 card_member_id_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9 -]{0,39}$",
-    "Enter the member id exactly as printed on the card: letters, digits and dashes only.",
+    "Enter the member ID exactly as printed on the card: letters, digits and dashes only.",
 )
 
 # CMS-0057-F: previous payers of the last five years (SPEC.md "The rule").
