@@ -69,9 +69,21 @@ def _modal_opened(page: Page) -> None:
     )
 
 
+def _controls_are_big_enough(page: Page) -> None:
+    """Every visible button, text box, list box and menu link is at least 44 px tall."""
+    small = page.evaluate(
+        """() => [...document.querySelectorAll(
+            '.usa-button, .usa-input, .usa-select, .usa-textarea, .usa-nav__primary a')]
+          .filter(e => e.offsetParent !== null && e.getBoundingClientRect().height < 44)
+          .map(e => e.outerHTML.slice(0, 60))"""
+    )
+    assert not small, f"{page.url}: {small}"
+
+
 def _check(page: Page) -> None:
     assert_accessible(page)
     _fits_the_screen(page)
+    _controls_are_big_enough(page)
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280px", "390px"])
