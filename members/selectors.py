@@ -101,11 +101,11 @@ class RequestProgress:
     @property
     def steps(self) -> list[tuple[str, str]]:
         """Return each step's label and its USWDS state: complete, current or to do."""
+        done = len(STEPS) if self.status == ExchangeStatus.DELIVERED else self.step
         return [
-            (label, "complete" if i < self.step or self.status == "delivered" else
-             "current" if i == self.step else "")
+            (label, "complete" if i < done else "current" if i == self.step else "")
             for i, label in enumerate(STEPS)
-        ]  # fmt: skip
+        ]
 
     @property
     def step_number(self) -> int:
