@@ -2,17 +2,16 @@
 
 The directory is the one deliberate read across tenants both portals share: public facts
 about participating payers (names, identifiers, coverage, whether an endpoint is
-registered) and nothing else of another payer. Whether a payer's exchange works also
-reads the viewing payer's own delivered requests.
+registered) and nothing else of another payer.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
-from exchange.models import ExchangeRequest, ExchangeStatus
-from hub.models import FhirEndpoint, OnboardingRequest, Payer, PayerStatus
+from hub.models import FhirEndpoint, OnboardingRequest, Payer, PayerStatus, User
 
 
 @dataclass(frozen=True)
@@ -40,28 +39,29 @@ class DirectoryEntry:
 
 
 def directory_entries(
-    *, payer: Payer, query: str = "", state: str = "", plan_type: str = ""
+    *,
+    payer: Payer,
+    query: str = "",
+    state: str = "",
+    plan_type: str = "",
+    delivered_at: Mapping[int, datetime] | None = None,
 ) -> list[DirectoryEntry]:
     """Return the participating payers other than ``payer`` that match the search.
 
     The directory is public to every tenant: it reads names, identifiers, coverage and
-    whether an endpoint is registered — nothing else of another payer.
+    whether an endpoint is registered — nothing else of another payer. ``delivered_at``
+    (by payer id: when ``payer`` last had records delivered from it) comes from the
+    caller, which knows ``payer``'s own requests; the directory sits below the engine.
     """
     endpoints = FhirEndpoint.objects.across_payers(
         reason="the directory shows whether each payer registered an endpoint, and when tested"
     ).filter(payer=OuterRef("pk"))
-    delivered = (
-        ExchangeRequest.objects.for_payer(payer)
-        .filter(former_payer=OuterRef("pk"), status=ExchangeStatus.DELIVERED)
-        .order_by("-status_changed_at")
-    )
     payers = (
         Payer.objects.filter(status=PayerStatus.PARTICIPATING)
         .exclude(pk=payer.pk)
         .annotate(
             has_endpoint=Exists(endpoints),
             endpoint_checked_at=Subquery(endpoints.values("capabilities_checked_at")[:1]),
-            last_delivered_at=Subquery(delivered.values("status_changed_at")[:1]),
         )
         .order_by("name")
     )
@@ -74,7 +74,7 @@ def directory_entries(
             payer=p,
             has_endpoint=p.has_endpoint,
             endpoint_checked_at=p.endpoint_checked_at,
-            last_delivered_at=p.last_delivered_at,
+            last_delivered_at=(delivered_at or {}).get(p.pk),
         )
         for p in payers
     ]
@@ -101,3 +101,8 @@ def directory_payers_to_ask(
 
 def onboarding_requests_of(*, payer: Payer) -> QuerySet[OnboardingRequest]:
     return OnboardingRequest.objects.for_payer(payer).order_by("-created_at")
+
+
+def onboarding_requests_by_member(*, payer: Payer, member: User) -> QuerySet[OnboardingRequest]:
+    """Return the invitations ``member`` sent from ``payer``, newest first."""
+    return onboarding_requests_of(payer=payer).filter(requested_by=member)

@@ -1,20 +1,48 @@
 """What a member may read: their own requests and consents at their own payer (STYLE.md #1, #2)."""
 
-from django.db.models import QuerySet
+from dataclasses import dataclass, field
+from typing import Any
 
-from exchange.models import Consent, Delivery, ExchangeEvent, ExchangeRequest
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from exchange.models import (
+    Consent,
+    ConsentStatus,
+    ExchangeEvent,
+    ExchangeRequest,
+    ExchangeStatus,
+)
+from exchange.selectors import exchange_request_manifest, exchange_request_record_counts
 from exchange.state_machine import ENDED
 from hub.models import Payer, User
 from hub.tenancy import get_for_payer_or_404
+from members.record_kinds import RecordKind, record_kinds_in_words
+from members.request_steps import STEP_OF_STATUS, STEPS, status_tag_class, status_words
+
+# The page stops asking for news once nothing more will happen without a person acting:
+# an ended request, or a failed one (a plan administrator's retry restarts it).
+SETTLED = ENDED | {ExchangeStatus.FAILED}
 
 
 def member_requests(*, payer: Payer, member: User) -> QuerySet[ExchangeRequest]:
-    """Return the member's requests, newest first, with their former payers."""
+    """Return the member's requests, newest first, with their former payers and consents."""
     return (
         ExchangeRequest.objects.for_payer(payer)
         .filter(member=member)
-        .select_related("former_payer")
+        .select_related("former_payer", "consent")
         .order_by("-opted_in_at")
+    )
+
+
+def member_open_requests_to(
+    *, payer: Payer, member: User, former_payers: list[Payer]
+) -> list[ExchangeRequest]:
+    """Return the member's requests to ``former_payers`` that have not ended."""
+    return list(
+        member_requests(payer=payer, member=member)
+        .filter(former_payer__in=former_payers)
+        .exclude(status__in=ENDED)
     )
 
 
@@ -39,26 +67,100 @@ def member_consent(*, payer: Payer, member: User, consent_id: int) -> Consent:
     return get_for_payer_or_404(Consent.objects.all(), payer, pk=consent_id, member=member)
 
 
-def member_request_progress(*, exchange_request: ExchangeRequest) -> dict[str, object]:
-    """Return what the status page shows, as JSON-ready data (polled while work runs)."""
-    delivery = (
-        Delivery.objects.for_payer(exchange_request.payer_id)
-        .filter(exchange_request=exchange_request)
-        .first()
+def consent_can_be_withdrawn(consent: Consent) -> bool:
+    """Return whether the consent still lasts: given, not withdrawn, within its year."""
+    return consent.status == ConsentStatus.ACTIVE and consent.period_end >= timezone.localdate()
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RequestProgress:
+    """What the request page shows, read once so every number on it agrees."""
+
+    status: str
+    status_label: str
+    status_tag_class: str
+    ended: bool
+    settled: bool
+    reason: str
+    step: int  # index in STEPS of the step reached (where it stopped, for a stopped request)
+    fetched: int  # records received from the former plan
+    packaged: bool
+    # exchange_request_record_counts: the one total the member, the admin and manifest share.
+    record_total: int
+    record_kinds: list[RecordKind]
+    files: list[DeliveredFile]
+    screened_out: list[dict[str, Any]]
+    events: list[ExchangeEvent] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[tuple[str, str]]:
+        """Return each step's label and its USWDS state: complete, current or to do."""
+        done = len(STEPS) if self.status == ExchangeStatus.DELIVERED else self.step
+        return [
+            (label, "complete" if i < done else "current" if i == self.step else "")
+            for i, label in enumerate(STEPS)
+        ]
+
+    @property
+    def step_number(self) -> int:
+        return self.step + 1
+
+    @property
+    def step_count(self) -> int:
+        return len(STEPS)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "status_label": self.status_label,
+            "ended": self.ended,
+            "reason": self.reason,
+            "step": self.step_number,
+            "steps": self.step_count,
+            "fetched": self.fetched,
+            "record_total": self.record_total,
+            "record_kinds": [{"name": k.name, "count": k.count} for k in self.record_kinds],
+            "screened_out": self.screened_out,
+            "files": [{"name": f.name, "size": f.size} for f in self.files],
+            "events": [{"at": e.created_at.isoformat(), "message": e.message} for e in self.events],
+        }
+
+
+def _step_reached(status: str, events: list[ExchangeEvent]) -> int:
+    if status in STEP_OF_STATUS:
+        return STEP_OF_STATUS[status]
+    # A stopped request shows the step it stopped at: the state its last move came from.
+    for event in reversed(events):
+        if event.status == status and event.data.get("from") in STEP_OF_STATUS:
+            return STEP_OF_STATUS[event.data["from"]]
+    return 0
+
+
+def member_request_progress(*, exchange_request: ExchangeRequest) -> RequestProgress:
+    """Return the request's progress, polled by its page while the work runs."""
+    manifest = exchange_request_manifest(exchange_request=exchange_request)
+    counts = exchange_request_record_counts(exchange_request=exchange_request, manifest=manifest)
+    events = list(member_request_timeline(exchange_request=exchange_request))
+    status = exchange_request.status
+    return RequestProgress(
+        status=status,
+        status_label=status_words(status),
+        status_tag_class=status_tag_class(status),
+        ended=status in ENDED,
+        settled=status in SETTLED,
+        reason=exchange_request.reason_message,
+        step=_step_reached(status, events),
+        fetched=sum(exchange_request.resource_counts.values()),
+        packaged=bool(manifest),
+        record_total=sum(counts.values()),
+        record_kinds=record_kinds_in_words(counts),
+        files=[DeliveredFile(f["name"], f["size"]) for f in manifest.get("files", [])],
+        screened_out=manifest.get("screenedOut", []),
+        events=events,
     )
-    manifest = delivery.manifest if delivery else {}
-    return {
-        "status": exchange_request.status,
-        "status_label": exchange_request.get_status_display(),
-        "ended": exchange_request.status in ENDED,
-        "reason": exchange_request.reason_message,
-        "fetched": sum(exchange_request.resource_counts.values()),
-        "resource_counts": exchange_request.resource_counts,
-        "screened_out": manifest.get("screenedOut", []),
-        "files": [{"name": f["name"], "size": f["size"]} for f in manifest.get("files", [])],
-        "kept_counts": manifest.get("resourceCounts", {}),
-        "events": [
-            {"at": event.created_at.isoformat(), "message": event.message}
-            for event in member_request_timeline(exchange_request=exchange_request)
-        ],
-    }

@@ -10,11 +10,12 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.middleware import HtmxDetails
 
-from directory.forms import DirectorySearchForm
-from directory.selectors import directory_payers_to_ask
+from directory.selectors import directory_payers_to_ask, onboarding_requests_by_member
 from directory.services import onboarding_request_create
 from exchange.fhir.errors import FhirCallError
+from exchange.models import ExchangeStatus
 from exchange.services import (
     ExchangeRequestRefused,
     FormerCoverage,
@@ -26,12 +27,17 @@ from exchange.services import (
 from exchange.smart.member_launch import (
     member_launch_begin,
 )
-from exchange.state_machine import ENDED
 from hub.audit import client_address
 from hub.models import Payer, PlanType, Role, User
 from hub.tenancy import tenant_view
 from members import selectors
-from members.forms import ConsentForm, FormerCoverageForm, OnboardingRequestForm
+from members.forms import (
+    ConsentForm,
+    DirectorySearchForm,
+    FormerCoverageForm,
+    OnboardingRequestForm,
+    form_errors,
+)
 
 
 def _member(request: HttpRequest) -> User:
@@ -47,16 +53,28 @@ def _detail_url(payer: Payer, request_id: int) -> str:
     )
 
 
+def _my_requests(request: HttpRequest, payer: Payer, template: str) -> HttpResponse:
+    """Render the member's requests and the invitations they sent, for home and the list."""
+    member = _member(request)
+    return render(
+        request,
+        template,
+        {
+            "payer": payer,
+            "requests": selectors.member_requests(payer=payer, member=member),
+            "invitations": onboarding_requests_by_member(payer=payer, member=member),
+        },
+    )
+
+
 @tenant_view(Role.MEMBER)
 def home(request: HttpRequest, payer: Payer) -> HttpResponse:
-    requests = selectors.member_requests(payer=payer, member=_member(request))
-    return render(request, "members/home.html", {"payer": payer, "requests": requests})
+    return _my_requests(request, payer, "members/home.html")
 
 
 @tenant_view(Role.MEMBER)
 def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
-    requests = selectors.member_requests(payer=payer, member=_member(request))
-    return render(request, "members/request_list.html", {"payer": payer, "requests": requests})
+    return _my_requests(request, payer, "members/request_list.html")
 
 
 @tenant_view(Role.MEMBER)
@@ -72,7 +90,11 @@ def directory(request: HttpRequest, payer: Payer) -> HttpResponse:
     )
     kinds = dict(PlanType.choices)
     rows = [(p, [kinds.get(code, code) for code in p.plan_types]) for p in payers]
-    return render(request, "members/directory.html", {"payer": payer, "form": form, "rows": rows})
+    return render(
+        request,
+        "members/directory.html",
+        {"payer": payer, "form": form, "rows": rows, "search_errors": form_errors(form)},
+    )
 
 
 @tenant_view(Role.MEMBER)
@@ -91,38 +113,52 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
         return HttpResponseRedirect(reverse("members:directory", kwargs={"payer_slug": payer.slug}))
     data = request.POST if request.method == "POST" else None
     coverage_forms = [
-        (former, FormerCoverageForm(data, prefix=f"p{former.pk}")) for former in former_payers
+        (former, FormerCoverageForm(data, prefix=f"p{former.pk}", former_plan_name=former.name))
+        for former in former_payers
     ]
     consent_form = ConsentForm(data)
+    open_requests = selectors.member_open_requests_to(
+        payer=payer, member=member, former_payers=former_payers
+    )
     if (
         data is not None
         and consent_form.is_valid()
         and all(f.is_valid() for _, f in coverage_forms)
     ):
-        try:
-            created = exchange_requests_create(
-                member=member,
-                coverages=[
-                    FormerCoverage(
-                        former_payer=former,
-                        card_member_id=form.cleaned_data["card_member_id"],
-                        coverage_start=form.cleaned_data["coverage_start"],
-                        coverage_end=form.cleaned_data["coverage_end"],
-                    )
-                    for former, form in coverage_forms
-                ],
-                policy=consent_form.cleaned_data["policy"],
-                client_address=client_address(request),
+        if open_requests and not consent_form.cleaned_data["ask_again"]:
+            # A second request to the same plan is allowed (new dates, a new card) but
+            # never by accident: the member sees the open one and says so.
+            consent_form.add_error(
+                "ask_again",
+                "You already have an open request to "
+                + ", ".join(sorted({r.former_payer.name for r in open_requests}))
+                + ". Open it from the list above, or tick the box to ask again anyway.",
             )
-        except ExchangeRequestRefused as exc:
-            consent_form.add_error(None, str(exc))
         else:
-            if len(created) == 1:
-                return HttpResponseRedirect(_detail_url(payer, created[0].pk))
-            messages.success(request, f"{len(created)} requests opened.")
-            return HttpResponseRedirect(
-                reverse("members:request-list", kwargs={"payer_slug": payer.slug})
-            )
+            try:
+                created = exchange_requests_create(
+                    member=member,
+                    coverages=[
+                        FormerCoverage(
+                            former_payer=former,
+                            card_member_id=form.cleaned_data["card_member_id"],
+                            coverage_start=form.cleaned_data["coverage_start"],
+                            coverage_end=form.cleaned_data["coverage_end"],
+                        )
+                        for former, form in coverage_forms
+                    ],
+                    policy=consent_form.cleaned_data["policy"],
+                    client_address=client_address(request),
+                )
+            except ExchangeRequestRefused as exc:
+                consent_form.add_error(None, str(exc))
+            else:
+                if len(created) == 1:
+                    return HttpResponseRedirect(_detail_url(payer, created[0].pk))
+                messages.success(request, f"{len(created)} requests opened.")
+                return HttpResponseRedirect(
+                    reverse("members:request-list", kwargs={"payer_slug": payer.slug})
+                )
     return render(
         request,
         "members/request_new.html",
@@ -131,6 +167,8 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
             "coverage_forms": coverage_forms,
             "consent_form": consent_form,
             "former_payers": former_payers,
+            "open_requests": open_requests,
+            "errors": form_errors(*(f for _, f in coverage_forms), consent_form),
         },
         status=400 if data is not None else 200,
     )
@@ -138,28 +176,32 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
 
 @tenant_view(Role.MEMBER)
 def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpResponse:
+    """The request's page; asked by htmx (its polling), only the part that moves."""
     exchange_request = selectors.member_request(
         payer=payer, member=_member(request), request_id=request_id
     )
-    return render(
-        request,
-        "members/request_detail.html",
-        {
-            "payer": payer,
-            "exchange_request": exchange_request,
-            "progress": selectors.member_request_progress(exchange_request=exchange_request),
-            "ended": exchange_request.status in ENDED,
-        },
-    )
+    progress = selectors.member_request_progress(exchange_request=exchange_request)
+    context = {
+        "payer": payer,
+        "exchange_request": exchange_request,
+        "progress": progress,
+        "can_withdraw": selectors.consent_can_be_withdrawn(exchange_request.consent),
+    }
+    if HtmxDetails(request):  # what HtmxMiddleware puts on request.htmx, typed
+        # The poll says which status the page shows; only a change is announced.
+        context["announce"] = request.GET.get("seen") != progress.status
+        return render(request, "members/_request_live.html", context)
+    return render(request, "members/request_detail.html", context)
 
 
 @tenant_view(Role.MEMBER)
 def request_progress(request: HttpRequest, payer: Payer, request_id: int) -> JsonResponse:
-    """The status page polls this while the work runs."""
+    """Return the request's progress as JSON, for scripts and for the tests."""
     exchange_request = selectors.member_request(
         payer=payer, member=_member(request), request_id=request_id
     )
-    return JsonResponse(selectors.member_request_progress(exchange_request=exchange_request))
+    progress = selectors.member_request_progress(exchange_request=exchange_request)
+    return JsonResponse(progress.as_json())
 
 
 @require_POST
@@ -222,12 +264,22 @@ def request_withdraw(request: HttpRequest, payer: Payer, request_id: int) -> Htt
     exchange_request = selectors.member_request(
         payer=payer, member=_member(request), request_id=request_id
     )
+    if not selectors.consent_can_be_withdrawn(exchange_request.consent):
+        messages.info(request, "This consent has already ended; there is nothing to withdraw.")
+        return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
     exchange_request_withdraw(
         member=_member(request),
         exchange_request=exchange_request,
         client_address=client_address(request),
     )
-    messages.success(request, "Your consent is withdrawn. Nothing more will be fetched.")
+    if exchange_request.status == ExchangeStatus.DELIVERED:
+        messages.success(
+            request,
+            f"Your consent is withdrawn. The records already delivered stay with {payer.name}; "
+            f"nothing more will be fetched from {exchange_request.former_payer.name}.",
+        )
+    else:
+        messages.success(request, "Your consent is withdrawn. Nothing more will be fetched.")
     return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
 
 
@@ -255,7 +307,12 @@ def invite_plan(request: HttpRequest, payer: Payer) -> HttpResponse:
             f"{payer.name} can see your request.",
         )
         return HttpResponseRedirect(reverse("members:home", kwargs={"payer_slug": payer.slug}))
-    return render(request, "members/invite_plan.html", {"payer": payer, "form": form})
+    return render(
+        request,
+        "members/invite_plan.html",
+        {"payer": payer, "form": form, "errors": form_errors(form)},
+        status=400 if form.errors else 200,
+    )
 
 
 def signed_out(request: HttpRequest, payer_slug: str) -> HttpResponse:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
@@ -300,3 +300,16 @@ def former_payer_summary(*, payer: Payer, recent: int = 50) -> FormerPayerSummar
             )[:recent]
         ],
     )
+
+
+def deliveries_last_by_former_payer(*, payer: Payer) -> dict[int, datetime]:
+    """Return, by former payer id, when ``payer`` last had a request delivered from it: the
+    directory's proof that the exchange with that payer works."""
+    rows = (
+        ExchangeRequest.objects.for_payer(payer)
+        .filter(status=ExchangeStatus.DELIVERED)
+        .values("former_payer_id")
+        .annotate(last=Max("status_changed_at"))
+        .order_by()
+    )
+    return {row["former_payer_id"]: row["last"] for row in rows}

@@ -93,7 +93,8 @@ PAGES = {
         lambda n, s: ExchangeRequestFactory(
             consent__member=n.member, consent__former_payer=s.payer
         ),
-        SIGNED_IN_QUERIES + 1,
+        # The requests with their plans and consents, and the plans the member invited.
+        SIGNED_IN_QUERIES + 2,
         _links(rb"/p/north/me/requests/\d+/"),
     ),
     # Its count, the filter form's former payers, the page of requests with members and payers.
@@ -104,12 +105,13 @@ PAGES = {
         SIGNED_IN_QUERIES + 3,
         _links(rb"/p/north/admin/requests/\d+/"),
     ),
-    # The payers with their endpoints (one query, subqueries inside), the onboarding requests.
+    # The payers with their endpoints (one query, subqueries inside), the last delivery from
+    # each (one grouped query), the onboarding requests.
     "plan-admin directory": ListPage(
         "/p/north/admin/directory/",
         "admin",
         _listed_payer,
-        SIGNED_IN_QUERIES + 2,
+        SIGNED_IN_QUERIES + 3,
         _links(rb"Endpoint registered"),
     ),
     **{

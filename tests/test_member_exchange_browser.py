@@ -98,7 +98,8 @@ def test_a_member_gets_their_records_delivered(
         ).to_be_visible()
 
         page.get_by_role("link", name="Get my records from a former plan").click()
-        page.get_by_label("Southern Cross Health").check()
+        # USWDS draws checkboxes and radio buttons on their labels; the inputs sit off-screen.
+        page.locator(f"label[for=former-{south.payer.pk}]").click()
         page.get_by_role("button", name="Continue with the plans I ticked").click()
         page.fill(f"#id_p{south.payer.pk}-card_member_id", SHOWCASE_CARD)
         page.fill(f"#id_p{south.payer.pk}-coverage_start", "2019-01-01")
@@ -106,8 +107,8 @@ def test_a_member_gets_their_records_delivered(
             f"#id_p{south.payer.pk}-coverage_end",
             (TODAY - dt.timedelta(days=30)).isoformat(),
         )
-        page.check("input[name=policy][value=regular]")
-        page.check("input[name=agree]")
+        page.get_by_text("Everything except sensitive information", exact=True).click()
+        page.locator("label[for=id_agree]").click()
         page.get_by_role("button", name="Agree and ask").click()
         expect(
             page.get_by_role("heading", name="Records from Southern Cross Health")

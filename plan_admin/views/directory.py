@@ -11,6 +11,7 @@ from directory.forms import DirectorySearchForm, OnboardingRequestForm
 from hub.audit import client_address
 from hub.models import Payer, PlanType, Role
 from hub.tenancy import tenant_view
+from plan_admin import selectors
 from plan_admin.views import acting_admin
 
 
@@ -29,7 +30,11 @@ def _directory_page(
         {
             "payer": payer,
             "entries": directory_selectors.directory_entries(
-                payer=payer, query=query, state=state, plan_type=plan_type
+                payer=payer,
+                query=query,
+                state=state,
+                plan_type=plan_type,
+                delivered_at=selectors.deliveries_last_by_former_payer(payer=payer),
             ),
             "search": search,
             "query": request.GET.get("q", ""),
