@@ -22,6 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from exchange import services as lifecycle
 from exchange.models import ExchangeRequest, ExchangeStatus
+from exchange.selectors import exchange_request_record_counts
 from exchange.state_machine import ENDED
 from hub.audit import client_address
 from hub.models import Payer, Role
@@ -126,12 +127,29 @@ def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpR
     exchange_request = selectors.exchange_request_for_admin(payer=payer, request_id=request_id)
     delivery = selectors.exchange_request_delivery(payer=payer, exchange_request=exchange_request)
     events = selectors.exchange_request_timeline(payer=payer, exchange_request=exchange_request)
+    manifest = delivery.manifest if delivery else {}
+    # Once packaged, what the package holds — the counts the member's page and the manifest
+    # show (exchange.selectors) — beside what arrived from the former payer.
+    packaged = (
+        exchange_request_record_counts(exchange_request=exchange_request, manifest=manifest)
+        if manifest
+        else {}
+    )
+    retrieved = exchange_request.resource_counts
     return render(
         request,
         "plan_admin/request_detail.html",
         {
             "payer": payer,
             "exchange_request": exchange_request,
+            "resource_rows": [
+                (kind, retrieved.get(kind), packaged.get(kind))
+                for kind in sorted(set(retrieved) | set(packaged))
+            ],
+            "resource_totals": (
+                sum(retrieved.values()),
+                sum(packaged.values()) if packaged else None,
+            ),
             "timeline": admin_timeline(events, exchange_request),
             "delivery": delivery,
             "files": (delivery.manifest.get("files") or []) if delivery else [],

@@ -75,6 +75,15 @@ def test_records_are_named_as_people_name_them_and_one_total_agrees_with_the_man
     assert sum(kind["count"] for kind in progress["record_kinds"]) == 210
     # One unit for sizes, the way Django's filesizeformat writes them, and one list of files.
     assert "bundle.json (227.6\xa0KB)" in page and "bytes" not in page
+    # North's administrator sees the same total in the package, beside what was retrieved.
+    admin = Client()
+    admin.force_login(north.admin)
+    admin_page = admin.get(f"/p/north/admin/requests/{delivered.pk}/").content.decode()
+    total = re.search(
+        r"<tfoot><tr><th[^>]*>Total</th><td[^>]*>(\d+)</td><td[^>]*>(\d+)</td>", admin_page
+    )
+    assert total is not None
+    assert (int(total[1]), int(total[2])) == (sum(FETCHED.values()), MANIFEST["resourceTotal"])
 
 
 def test_while_records_arrive_the_count_is_what_arrived(
