@@ -105,7 +105,8 @@ def _member_pages(browser: Browser, hub: str, camera: Camera) -> None:
     camera.shoot(page, "member-directory")
     page.goto(f"{hub}/p/{PAYER}/me/")
     page.get_by_role("link", name="Get my records from a former plan").click()
-    page.get_by_label(FORMER_PLAN).check()
+    # USWDS draws checkboxes and radio buttons on their labels; the inputs sit off-screen.
+    page.locator("label", has_text=FORMER_PLAN).first.click()
     page.get_by_role("button", name="Continue with the plans I ticked").click()
     camera.shoot(page, "member-request-form")
 
@@ -129,14 +130,15 @@ def _request_records(page: Page, hub: str) -> None:
     """Ask North's demo member's former plan for their records, through the form."""
     page.goto(f"{hub}/p/{PAYER}/me/")
     page.get_by_role("link", name="Get my records from a former plan").click()
-    page.get_by_label(FORMER_PLAN).check()
+    # USWDS draws checkboxes and radio buttons on their labels; the inputs sit off-screen.
+    page.locator("label", has_text=FORMER_PLAN).first.click()
     page.get_by_role("button", name="Continue with the plans I ticked").click()
     page.locator("input[id$='-card_member_id']").fill(CARD_NUMBER)
     page.locator("input[id$='-coverage_start']").fill("2019-01-01")
     ended = dt.datetime.now(tz=dt.UTC).date() - dt.timedelta(days=30)
     page.locator("input[id$='-coverage_end']").fill(ended.isoformat())
-    page.check("input[name=policy][value=regular]")
-    page.check("input[name=agree]")
+    page.get_by_text("Everything except sensitive information", exact=True).click()
+    page.locator("label[for=id_agree]").click()
     page.get_by_role("button", name="Agree and ask").click()
 
 

@@ -163,7 +163,7 @@ def test_filters_update_the_list_and_its_csv_link_without_a_reload(
     row = page.locator("#request-results tbody tr")
     expect(row).to_contain_text("Consent withdrawn")
     expect(row).to_contain_text("Member withdrew consent")
-    csv_link = page.get_by_role("link", name="Export these 1 request as CSV")
+    csv_link = page.get_by_role("link", name="Export this request as CSV")
     assert "status=revoked" in (csv_link.get_attribute("href") or "")
 
     page.get_by_label("Opted in from").fill("2025-02-01")
