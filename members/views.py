@@ -10,7 +10,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django_htmx.middleware import HtmxDetails
 
 from directory.selectors import directory_payers_to_ask, onboarding_requests_by_member
 from directory.services import onboarding_request_create
@@ -28,6 +27,7 @@ from exchange.smart.member_launch import (
     member_launch_begin,
 )
 from hub.audit import client_address
+from hub.htmx_requests import wants_fragment
 from hub.models import Payer, PlanType, Role, User
 from hub.tenancy import tenant_view
 from members import selectors
@@ -187,7 +187,7 @@ def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpR
         "progress": progress,
         "can_withdraw": selectors.consent_can_be_withdrawn(exchange_request.consent),
     }
-    if HtmxDetails(request):  # what HtmxMiddleware puts on request.htmx, typed
+    if wants_fragment(request):
         # The poll says which status the page shows; only a change is announced.
         context["announce"] = request.GET.get("seen") != progress.status
         return render(request, "members/_request_live.html", context)

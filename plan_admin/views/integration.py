@@ -22,6 +22,7 @@ from exchange.delivery import sftp as sftp_delivery
 from exchange.delivery.protocol import DeliveryFailed
 from hub.audit import client_address
 from hub.connectivity import ConnectivityReport
+from hub.htmx_requests import wants_fragment
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,
@@ -42,7 +43,7 @@ from plan_admin.forms import (
     SftpDestinationForm,
     SftpHostKeyFetchForm,
 )
-from plan_admin.views import acting_admin, wants_fragment
+from plan_admin.views import acting_admin
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.selectors import exchange_request_record_counts
 from exchange.state_machine import ENDED
 from hub.audit import client_address
+from hub.htmx_requests import wants_fragment
 from hub.models import Payer, Role
 from hub.tenancy import tenant_view
 from plan_admin import selectors
 from plan_admin.forms import RequestFilterForm
 from plan_admin.timeline import admin_timeline
-from plan_admin.views import acting_admin, wants_fragment
+from plan_admin.views import acting_admin
 
 REQUESTS_PER_PAGE = 50
 
