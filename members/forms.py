@@ -10,15 +10,7 @@ from django.utils import timezone
 
 from directory import forms as directory_forms
 from exchange.models import ConsentPolicy
-
-# The U.S. Web Design System's class for each kind of control; text inputs are the default.
-_USWDS_CLASSES: dict[type[forms.Widget], str] = {
-    forms.RadioSelect: "usa-radio__input",
-    forms.CheckboxInput: "usa-checkbox__input",
-    forms.Select: "usa-select",
-    forms.Textarea: "usa-textarea",
-}
-_MARKED_BY_CLASS = (forms.RadioSelect, forms.CheckboxInput)
+from hub.uswds import MARKED_BY_GROUP, uswds_control_class
 
 
 class UswdsFormMixin(forms.BaseForm):
@@ -34,7 +26,7 @@ class UswdsFormMixin(forms.BaseForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
-            field.widget.attrs["class"] = _USWDS_CLASSES.get(type(field.widget), "usa-input")
+            field.widget.attrs["class"] = uswds_control_class(field.widget)
 
     def add_error(self, field: str | None, error: Any) -> None:
         super().add_error(field, error)
@@ -42,7 +34,7 @@ class UswdsFormMixin(forms.BaseForm):
             if name not in self.fields:
                 continue
             widget = self.fields[name].widget
-            if not isinstance(widget, _MARKED_BY_CLASS) and "--error" not in widget.attrs["class"]:
+            if not isinstance(widget, MARKED_BY_GROUP) and "--error" not in widget.attrs["class"]:
                 widget.attrs["class"] += " usa-input--error"
             described_by = [f"{self[name].auto_id}_error"]
             if self.fields[name].help_text:

@@ -7,21 +7,9 @@ styling happens here, at render time, so none of those forms carries presentatio
 from django import forms, template
 from django.utils.safestring import SafeString
 
+from hub.uswds import MARKED_BY_GROUP, uswds_control_class
+
 register = template.Library()
-
-_CLASSES: tuple[tuple[type[forms.Widget], str], ...] = (
-    (forms.CheckboxInput, "usa-checkbox__input"),
-    (forms.RadioSelect, "usa-radio__input"),
-    (forms.Select, "usa-select"),
-    (forms.Textarea, "usa-textarea"),
-)
-
-
-def _control_class(widget: forms.Widget) -> str:
-    for kind, css_class in _CLASSES:
-        if isinstance(widget, kind):
-            return css_class
-    return "usa-input"
 
 
 @register.filter
@@ -38,11 +26,11 @@ def field_kind(field: forms.BoundField) -> str:
 @register.filter
 def uswds_widget(field: forms.BoundField) -> SafeString:
     """Return the field's control with USWDS classes, its hint and error described by id."""
-    css_class = _control_class(field.field.widget)
+    css_class = uswds_control_class(field.field.widget)
     described = [f"{field.auto_id}-hint"] if field.help_text else []
     attrs: dict[str, str | bool] = {"class": css_class}
     if field.errors:
-        if css_class != "usa-checkbox__input":
+        if not isinstance(field.field.widget, MARKED_BY_GROUP):
             attrs["class"] = f"{css_class} {css_class}--error"
         attrs["aria-invalid"] = "true"
         described.append(f"{field.auto_id}-error")
