@@ -367,3 +367,181 @@ class UsedClientAssertion(models.Model):
 
     def __str__(self) -> str:
         return self.jti
+
+
+class CohortStatus(models.TextChoices):
+    """Where a cohort as a whole stands; each member's own state is its ExchangeRequest's."""
+
+    PREPARING = "preparing", "Reading what the former payer supports"
+    MATCHING = "matching", "Matching members at the former payer"
+    EXPORTING = "exporting", "Fetching the matched members' records"
+    DELIVERING = "delivering", "Screening and delivering members' records"
+    COMPLETED = "completed", "Every member has an outcome"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CohortPath(models.TextChoices):
+    """How the hub gets a cohort's data from its holder, decided from its CapabilityStatement."""
+
+    DAVINCI_DATA_EXPORT = (
+        "davinci_data_export",
+        "$bulk-member-match, then Group $davinci-data-export (PDex payer-to-payer bulk)",
+    )
+    GROUP_EXPORT = "group_export", "$bulk-member-match, then Group $export (Bulk Data)"
+    SINGLE_MEMBER = (
+        "single_member",
+        "One member at a time: $member-match, then $everything or searches",
+    )
+
+
+class Cohort(TenantOwned):
+    """Members of the new payer (the tenant) whose records are asked of one former payer together.
+
+    Each member has its own Consent and ExchangeRequest (through CohortMember), so the rule's
+    clock, the timeline, the audit log and withdrawal work per member as for one request.
+    """
+
+    former_payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(
+        max_length=20, choices=CohortStatus.choices, default=CohortStatus.PREPARING
+    )
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    # The roster it came from: the uploaded file's name and format (csv, ndjson, parameters).
+    roster_name = models.CharField(max_length=255, blank=True)
+    roster_format = models.CharField(max_length=20, blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+    # Members per $bulk-member-match request (the holder endpoint's setting when created).
+    chunk_size = models.PositiveIntegerField()
+    path = models.CharField(max_length=30, choices=CohortPath.choices, blank=True)
+    # Why that path: what the CapabilityStatement offered, in a sentence.
+    path_reason = models.CharField(max_length=500, blank=True)
+    # The cohort manifest as delivered (every member's outcome and files).
+    manifest = models.JSONField(default=dict, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["payer", "-created_at"], name="cohort_payer_created")]
+
+    def __str__(self) -> str:
+        return f"Cohort {self.pk} ({self.status})"
+
+
+class BulkJobKind(models.TextChoices):
+    MEMBER_MATCH = "member_match", "Member match ($bulk-member-match)"
+    DATA_EXPORT = "data_export", "Data export"
+
+
+class BulkJobState(models.TextChoices):
+    """A Bulk Data request at the holder (Bulk Data STU2 §Async), as the hub follows it."""
+
+    WAITING = "waiting", "Not yet sent"
+    RUNNING = "running", "Running at the former payer"
+    DOWNLOADING = "downloading", "Downloading its files"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class BulkJob(TenantOwned):
+    """One asynchronous request of a cohort at its holder: a chunk's match, or a Group's export.
+
+    The status URL is saved as soon as the holder gives it, so a restarted worker polls it
+    again instead of kicking off a second time; polls are scheduled tasks, never sleeps.
+    """
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=20, choices=BulkJobKind.choices)
+    # Chunk number within the cohort, from 1 (a match chunk and its export share it).
+    sequence = models.PositiveIntegerField()
+    state = models.CharField(
+        max_length=20, choices=BulkJobState.choices, default=BulkJobState.WAITING
+    )
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    # What was asked: operation path and parameters (no PHI: exportType, _typeFilter, _since).
+    operation = models.CharField(max_length=300, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    # The export's Group at the holder (the matched Group of this chunk's match).
+    group_id = models.CharField(max_length=200, blank=True)
+    status_url = models.CharField(max_length=2000, blank=True)
+    kick_offs = models.PositiveSmallIntegerField(default=0)
+    kicked_off_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    # The holder's X-Progress, as it said it.
+    progress = models.CharField(max_length=200, blank=True)
+    # Moves with every poll and every file downloaded; the job reaper resumes the others.
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    resume_count = models.PositiveSmallIntegerField(default=0)
+    manifest = models.JSONField(default=dict, blank=True)
+    transaction_time = models.DateTimeField(null=True, blank=True)
+    # One entry per output file: type, url, count, lines read, bytes, done.
+    files = models.JSONField(default=list, blank=True)
+    # The holder's error files (OperationOutcome NDJSON): how many issues, and their words.
+    holder_errors = models.JSONField(default=list, blank=True)
+    reason_code = models.CharField(max_length=50, blank=True)
+    reason_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["cohort", "kind", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cohort", "kind", "sequence"], name="bulk_job_per_chunk"
+            )
+        ]
+        indexes = [models.Index(fields=["state", "last_progress_at"], name="bulk_job_state")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.sequence} ({self.state})"
+
+
+class MatchOutcome(models.TextChoices):
+    """PdexMultiMemberMatchResultCS, the Group a member landed in (PDex STU 2.2)."""
+
+    MATCH = "match", "Matched"
+    NO_MATCH = "nomatch", "Not matched"
+    CONSENT_CONSTRAINT = "consentconstraint", "Consent constraint"
+
+
+class CohortMember(TenantOwned):
+    """One roster line of a cohort, with its own request (and so its own consent and clock)."""
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="members")
+    exchange_request = models.OneToOneField(
+        ExchangeRequest, on_delete=models.CASCADE, related_name="cohort_member"
+    )
+    # The roster's line (CSV) or record (NDJSON) number, from 1, to name it in every report.
+    line = models.PositiveIntegerField()
+    match_job = models.ForeignKey(
+        BulkJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    export_job = models.ForeignKey(
+        BulkJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    match_outcome = models.CharField(max_length=20, choices=MatchOutcome.choices, blank=True)
+    group_id = models.CharField(max_length=200, blank=True)
+    # The MemberBundle as sent to $bulk-member-match (demographics, card: PHI, so encrypted),
+    # shown to the administrator when the member is not matched.
+    submitted = EncryptedTextField(blank=True)
+
+    class Meta:
+        ordering = ["cohort", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["cohort", "line"], name="cohort_member_line")
+        ]
+        indexes = [
+            models.Index(fields=["cohort", "match_outcome"], name="cohort_member_outcome"),
+            models.Index(fields=["match_job"], name="cohort_member_match_job"),
+            models.Index(fields=["export_job"], name="cohort_member_export_job"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cohort {self.cohort_id} line {self.line}"

@@ -35,6 +35,13 @@ class FhirEndpoint(TenantOwned):
         "the hub's backend-services client id", max_length=255, blank=True
     )
     scopes = models.CharField(max_length=500, default="system/*.rs")
+    # Members per $bulk-member-match request (PDex STU 2.2): a holder may cap how many
+    # MemberBundles it takes at once; a smaller chunk also fails (and retries) less at a time.
+    bulk_match_chunk_size = models.PositiveIntegerField(
+        "members per bulk match request",
+        default=500,
+        validators=[MinValueValidator(1), MaxValueValidator(20_000)],
+    )
     capabilities = models.JSONField(
         default=dict,
         blank=True,
