@@ -31,7 +31,6 @@ from hub.outbound import PayerHttpClient
 
 # The local id of MemberPatient inside the Parameters; the references point at it.
 MEMBER_PATIENT_ID = "member"
-MEMBER_REFERENCE = {"reference": f"Patient/{MEMBER_PATIENT_ID}"}
 HREX_MEMBER_MATCH_IN = (
     "http://hl7.org/fhir/us/davinci-hrex/StructureDefinition/hrex-parameters-member-match-in"
 )
@@ -58,7 +57,7 @@ class MemberMatchOutcome:
     patient_id: str = ""
 
 
-def _member_patient(exchange_request: ExchangeRequest) -> dict[str, Any]:
+def _member_patient(exchange_request: ExchangeRequest, patient_id: str) -> dict[str, Any]:
     member = exchange_request.member
     birth_date = member.birth_date
     missing = [
@@ -85,7 +84,7 @@ def _member_patient(exchange_request: ExchangeRequest) -> dict[str, Any]:
         )
     return {
         "resourceType": "Patient",
-        "id": MEMBER_PATIENT_ID,
+        "id": patient_id,
         "name": [
             {"use": "official", "family": member.last_name, "given": member.first_name.split()}
         ],
@@ -94,7 +93,9 @@ def _member_patient(exchange_request: ExchangeRequest) -> dict[str, Any]:
     }
 
 
-def _coverage_to_match(exchange_request: ExchangeRequest) -> dict[str, Any]:
+def _coverage_to_match(
+    exchange_request: ExchangeRequest, beneficiary: dict[str, str]
+) -> dict[str, Any]:
     former_payer = exchange_request.former_payer
     period = {"start": exchange_request.coverage_start.isoformat()}
     if exchange_request.coverage_end is not None:
@@ -106,20 +107,22 @@ def _coverage_to_match(exchange_request: ExchangeRequest) -> dict[str, Any]:
         "identifier": [{"type": MEMBER_CARD_TYPE, "value": exchange_request.card_member_id}],
         "status": "draft",
         "relationship": RELATIONSHIP_UNKNOWN,
-        "beneficiary": MEMBER_REFERENCE,
+        "beneficiary": beneficiary,
         "period": period,
         "payor": [{"identifier": payer_identifier(former_payer), "display": former_payer.name}],
     }
 
 
-def _coverage_to_link(exchange_request: ExchangeRequest) -> dict[str, Any]:
+def _coverage_to_link(
+    exchange_request: ExchangeRequest, beneficiary: dict[str, str]
+) -> dict[str, Any]:
     new_payer = exchange_request.payer
     coverage: dict[str, Any] = {
         "resourceType": "Coverage",
         "id": "coverage-to-link",
         "status": "active",
         "relationship": RELATIONSHIP_UNKNOWN,
-        "beneficiary": MEMBER_REFERENCE,
+        "beneficiary": beneficiary,
         "payor": [{"identifier": payer_identifier(new_payer), "display": new_payer.name}],
     }
     if exchange_request.member.plan_member_id:
@@ -129,7 +132,7 @@ def _coverage_to_link(exchange_request: ExchangeRequest) -> dict[str, Any]:
     return coverage
 
 
-def _consent(exchange_request: ExchangeRequest) -> dict[str, Any]:
+def _consent(exchange_request: ExchangeRequest, member: dict[str, str]) -> dict[str, Any]:
     consent = exchange_request.consent
     if consent.status != ConsentStatus.ACTIVE:
         raise FhirPermanentError(
@@ -138,23 +141,29 @@ def _consent(exchange_request: ExchangeRequest) -> dict[str, Any]:
         )
     resource = copy.deepcopy(consent.fhir_resource)
     # HRex §member-match: Consent.patient and .performer are the MemberPatient, by local id.
-    resource["patient"] = dict(MEMBER_REFERENCE)
-    resource["performer"] = [dict(MEMBER_REFERENCE)]
+    resource["patient"] = dict(member)
+    resource["performer"] = [dict(member)]
     return resource
 
 
-def member_match_parameters(*, exchange_request: ExchangeRequest) -> dict[str, Any]:
-    """Return the HRex member-match input Parameters of ``exchange_request``."""
-    parameters = {
-        "resourceType": "Parameters",
-        "meta": {"profile": [HREX_MEMBER_MATCH_IN]},
-        "parameter": [
-            {"name": "MemberPatient", "resource": _member_patient(exchange_request)},
-            {"name": "CoverageToMatch", "resource": _coverage_to_match(exchange_request)},
-            {"name": "CoverageToLink", "resource": _coverage_to_link(exchange_request)},
-            {"name": "Consent", "resource": _consent(exchange_request)},
-        ],
-    }
+def member_match_parts(
+    *, exchange_request: ExchangeRequest, patient_id: str = MEMBER_PATIENT_ID
+) -> list[dict[str, Any]]:
+    """Return the parameters ``MemberPatient``, ``CoverageToMatch``, ``CoverageToLink`` and
+    ``Consent`` of ``exchange_request`` (HRex §member-match; the parts of a PDex
+    ``MemberBundle`` too), the MemberPatient with the local id ``patient_id`` that the
+    Coverages and the Consent reference."""
+    member = {"reference": f"Patient/{patient_id}"}
+    return [
+        {"name": "MemberPatient", "resource": _member_patient(exchange_request, patient_id)},
+        {"name": "CoverageToMatch", "resource": _coverage_to_match(exchange_request, member)},
+        {"name": "CoverageToLink", "resource": _coverage_to_link(exchange_request, member)},
+        {"name": "Consent", "resource": _consent(exchange_request, member)},
+    ]
+
+
+def fhir_parameters_check(parameters: dict[str, Any]) -> None:
+    """Check ``parameters`` against the R4B Parameters model; refuse it naming the problem."""
     try:
         Parameters.model_validate(parameters)
     except pydantic.ValidationError as exc:
@@ -164,6 +173,16 @@ def member_match_parameters(*, exchange_request: ExchangeRequest) -> dict[str, A
             f"The hub could not build a valid match request ({where}: {error.get('msg')}).",
             code="invalid_match_request",
         ) from None
+
+
+def member_match_parameters(*, exchange_request: ExchangeRequest) -> dict[str, Any]:
+    """Return the HRex member-match input Parameters of ``exchange_request``."""
+    parameters = {
+        "resourceType": "Parameters",
+        "meta": {"profile": [HREX_MEMBER_MATCH_IN]},
+        "parameter": member_match_parts(exchange_request=exchange_request),
+    }
+    fhir_parameters_check(parameters)
     return parameters
 
 
@@ -174,7 +193,7 @@ def _parameter(answer: dict[str, Any], name: str) -> dict[str, Any]:
     return {}
 
 
-def _patient_id(reference: object) -> str:
+def patient_id_of(reference: object) -> str:
     """Return the id of ``Patient/<id>`` (relative or absolute), or ""."""
     if not isinstance(reference, str):
         return ""
@@ -259,7 +278,7 @@ def member_match_run(*, exchange_request: ExchangeRequest) -> MemberMatchOutcome
                 code="malformed_match_answer",
             )
         reference = (_parameter(answer, "MemberId").get("valueReference") or {}).get("reference")
-        patient_id = _patient_id(reference) or _resolve_patient_id(fhir, identifier)
+        patient_id = patient_id_of(reference) or _resolve_patient_id(fhir, identifier)
     if not patient_id:
         raise FhirPermanentError(
             f"{former_payer.name} reported a match but the hub cannot tell which Patient it is.",

@@ -121,6 +121,9 @@ class ExchangeRequest(TenantOwned):
     # Where retrieval stands (exchange/retrieval.py): mode, next URL or search position,
     # pages staged. Saved after every page so a restarted worker resumes from it.
     retrieval_cursor = models.JSONField(default=dict, blank=True)
+    # A cohort member whose match or retrieval a bulk job of its cohort drives (exchange/bulk/):
+    # the single-request steps and their reaper leave it alone until the job hands it over.
+    awaits_bulk_job = models.BooleanField(default=False)
     screened_out_counts = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -479,6 +482,8 @@ class BulkJob(TenantOwned):
     # Moves with every poll and every file downloaded; the job reaper resumes the others.
     last_progress_at = models.DateTimeField(null=True, blank=True)
     resume_count = models.PositiveSmallIntegerField(default=0)
+    # Transient failures (429, 5xx, network) in a row; the job fails after too many.
+    consecutive_errors = models.PositiveSmallIntegerField(default=0)
     manifest = models.JSONField(default=dict, blank=True)
     transaction_time = models.DateTimeField(null=True, blank=True)
     # One entry per output file: type, url, count, lines read, bytes, done.

@@ -178,11 +178,7 @@ def _step_error(exc: FhirCallError) -> Exception:
 def exchange_request_retrieve(
     *, request_id: int, payer_id: int, storage: PayloadStorage
 ) -> str | None:
-    """Fetch the member's records into staging, resuming where a previous run stopped.
-
-    The end of retrieval is a disclosure by the former payer: it is audited for both
-    payers with the count of resources per type (never their content).
-    """
+    """Fetch the member's records into staging, resuming where a previous run stopped."""
     exchange_request = _load(request_id, payer_id)
     if not _claim(
         exchange_request,
@@ -195,19 +191,36 @@ def exchange_request_retrieve(
         result = records_retrieve(exchange_request=exchange_request, storage=storage)
     except FhirCallError as exc:
         raise _step_error(exc) from exc
+    exchange_request_records_received(
+        exchange_request=exchange_request, resource_counts=result.resource_counts
+    )
+    return S.SCREENING
+
+
+def exchange_request_records_received(
+    *, exchange_request: ExchangeRequest, resource_counts: dict[str, int]
+) -> bool:
+    """Move a retrieving request on to screening; return whether this call moved it.
+
+    The end of retrieval is a disclosure by the former payer: it is audited for both
+    payers with the count of resources per type (never their content), whether the records
+    came one member at a time or in a cohort's Group export.
+    """
     disclosure = {
         "disclosed_by": exchange_request.former_payer.slug,
         "disclosed_to": exchange_request.payer.slug,
-        "resources": result.resource_counts,
+        "resources": resource_counts,
     }
     with transaction.atomic():
-        if _move(
+        moved = _move(
             exchange_request,
             S.SCREENING,
-            f"Received {result.resources} records from {exchange_request.former_payer.name}.",
+            f"Received {sum(resource_counts.values())} records from "
+            f"{exchange_request.former_payer.name}.",
             action="exchange_request.records_received",
             details=disclosure,
-        ):
+        )
+        if moved:
             audit_record(
                 action="exchange_request.records_disclosed",
                 obj=exchange_request,
@@ -215,7 +228,7 @@ def exchange_request_retrieve(
                 actor_label=ENGINE,
                 changes=disclosure,
             )
-    return S.SCREENING
+    return moved
 
 
 # --- Step 3: screen and package ---
@@ -413,6 +426,8 @@ def exchange_requests_resume_stuck(
         .filter(
             status__in=IN_PROGRESS - {S.AWAITING_AUTHORIZATION},
             last_progress_at__lt=cutoff,
+            # A bulk job drives these; the job reaper resumes it (exchange/bulk/pipeline.py).
+            awaits_bulk_job=False,
         )
         .values_list("pk", "payer_id", "status")
         .order_by("status_changed_at")[:limit]

@@ -305,8 +305,9 @@ def exchange_request_retry(
             )
         # The retry starts over: nothing staged by the failed attempt may mix in.
         records_retrieval_reset(exchange_request=exchange_request, storage=PayloadStorage())
+        # A cohort member retried alone goes the single-member way ($member-match).
         ExchangeRequest.objects.for_payer(payer).filter(pk=exchange_request.pk).update(
-            screened_out_counts={}, resume_count=0
+            screened_out_counts={}, resume_count=0, awaits_bulk_job=False
         )
         transaction.on_commit(lambda: _enqueue_next_step(exchange_request))
     exchange_request.refresh_from_db()

@@ -37,7 +37,8 @@ def exchange_request_advance(request_id: int, payer_id: int) -> None:
     """Enqueue the task of the step the request's current state calls for."""
     status = (
         ExchangeRequest.objects.for_payer(payer_id)
-        .filter(pk=request_id)
+        # A bulk job of its cohort drives it until it hands it over (exchange/bulk/).
+        .filter(pk=request_id, awaits_bulk_job=False)
         .values_list("status", flat=True)
         .first()
     )

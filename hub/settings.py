@@ -276,12 +276,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "exchange.sweep_consent_notifications",
         "schedule": 5 * 60,
     },
+    "resume-stuck-bulk-jobs": {"task": "exchange.bulk_jobs_resume_stuck", "schedule": 60},
 }
 # A request whose work has not moved for this long is resumed by the reaper (or failed
 # after EXCHANGE_MAX_RESUMES resumptions).
 EXCHANGE_STUCK_AFTER_SECONDS = env_int("EXCHANGE_STUCK_AFTER_SECONDS", 15 * 60, minimum=1)
 EXCHANGE_MAX_RESUMES = env_int("EXCHANGE_MAX_RESUMES", 5, minimum=1)
+# Cohorts (exchange/bulk/): a Group export's files downloaded at once by one worker, and the
+# largest file taken (Bulk Data files are often far larger than any FHIR answer).
+BULK_DOWNLOADS_AT_ONCE = env_int("BULK_DOWNLOADS_AT_ONCE", 3, minimum=1)
+BULK_FILE_MAX_BYTES = env_int("BULK_FILE_MAX_BYTES", 20 * 1024**3, minimum=1024)
+# A bulk job nothing moved for this long past its next poll is run again by the job reaper.
+BULK_JOB_STUCK_AFTER_SECONDS = env_int("BULK_JOB_STUCK_AFTER_SECONDS", 5 * 60, minimum=1)
 CELERY_TASK_ROUTES = {
+    "exchange.cohort_advance": {"queue": "bulk"},
+    "exchange.bulk_job_run": {"queue": "bulk"},
     "exchange.match": {"queue": "pull"},
     "exchange.retrieve": {"queue": "pull"},
     "exchange.screen": {"queue": "screen"},

@@ -8,6 +8,8 @@ Layout at the target, the same on both::
 
     <remote_directory>/<former-payer-slug>/<request-id>/bundle.json     (or *.ndjson)
     <remote_directory>/<former-payer-slug>/<request-id>/manifest.json   (written last)
+    <remote_directory>/<former-payer-slug>/cohort-<id>/cohort-manifest.json  (a cohort's,
+        once every member has an outcome: each member's outcome and request folder)
 
 ``<remote_directory>`` is the ``SftpDestination.remote_directory`` for a push, and the
 payer's own folder (``/`` as its systems see it) in the repository. The caller passes
@@ -15,12 +17,23 @@ the full folder, ``delivery_remote_directory`` builds it. While a file is writte
 is named ``<name>.uploading``; collectors should wait for ``manifest.json`` and check
 each file's sha256 and size against it.
 
-Public API: ``deliver_files``, ``delivery_remote_directory``, ``DeliveryFailed``,
+Public API: ``deliver_files``, ``delivery_remote_directory``, ``cohort_remote_directory``,
+``DeliveryFailed``,
 ``DeliveredFile``; for the portal's Test buttons, ``exchange.delivery.sftp``'s
 ``sftp_destination_check`` and ``sftp_host_key_fetch``.
 """
 
 from exchange.delivery.protocol import DeliveredFile, DeliveryFailed
-from exchange.delivery.services import deliver_files, delivery_remote_directory
+from exchange.delivery.services import (
+    cohort_remote_directory,
+    deliver_files,
+    delivery_remote_directory,
+)
 
-__all__ = ["DeliveredFile", "DeliveryFailed", "deliver_files", "delivery_remote_directory"]
+__all__ = [
+    "DeliveredFile",
+    "DeliveryFailed",
+    "cohort_remote_directory",
+    "deliver_files",
+    "delivery_remote_directory",
+]

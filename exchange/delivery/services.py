@@ -29,10 +29,18 @@ def _sftp_destination(payer: Payer) -> SftpDestination:
 
 def delivery_remote_directory(*, payer: Payer, former_payer_slug: str, request_id: int) -> str:
     """Return the folder one request's files go to (layout: see ``exchange.delivery``)."""
-    request_folder = posixpath.join(former_payer_slug, str(request_id))
+    return _remote_directory(payer, posixpath.join(former_payer_slug, str(request_id)))
+
+
+def cohort_remote_directory(*, payer: Payer, former_payer_slug: str, cohort_id: int) -> str:
+    """Return the folder of a cohort's own manifest, beside its members' request folders."""
+    return _remote_directory(payer, posixpath.join(former_payer_slug, f"cohort-{cohort_id}"))
+
+
+def _remote_directory(payer: Payer, folder: str) -> str:
     if payer.delivery_mode == DeliveryMode.PUSH_SFTP:
-        return posixpath.join(_sftp_destination(payer).remote_directory, request_folder)
-    return request_folder
+        return posixpath.join(_sftp_destination(payer).remote_directory, folder)
+    return folder
 
 
 def deliver_files(

@@ -41,6 +41,7 @@ def _request_token(
     configuration: SmartConfiguration,
     registration: HolderRegistration,
     http: PayerHttpClient,
+    scope: str,
 ) -> TokenResponse:
     return token_request(
         http=http,
@@ -48,7 +49,7 @@ def _request_token(
         holder_name=endpoint.payer.name,
         form={
             "grant_type": "client_credentials",
-            "scope": endpoint.scopes,
+            "scope": scope,
             "client_assertion_type": CLIENT_ASSERTION_TYPE,
             # Both algorithms are ones servers SHALL accept; RS384 is the more widely deployed.
             "client_assertion": client_assertion_sign(
@@ -60,11 +61,19 @@ def _request_token(
     )
 
 
-def backend_access_token(*, payer: Payer, former_payer: Payer, force_refresh: bool = False) -> str:
+def backend_access_token(
+    *,
+    payer: Payer,
+    former_payer: Payer,
+    force_refresh: bool = False,
+    extra_scopes: tuple[str, ...] = (),
+) -> str:
     """Return an access token at ``former_payer`` for ``payer``, cached until shortly before it ends.
 
     ``force_refresh`` (after a 401) ignores the cached token. Registers the hub at the
     holder first when needed, and once more when the holder no longer knows the client.
+    ``extra_scopes`` are asked for besides the endpoint's (the bulk match scopes, PDex
+    STU 2.2 §pdex-142).
     """
     endpoint = holder_endpoint_get(former_payer=former_payer)
     if not endpoint.offers_backend_services:
@@ -72,12 +81,13 @@ def backend_access_token(*, payer: Payer, former_payer: Payer, force_refresh: bo
             f"{former_payer.name} does not offer payer-to-payer access (SMART Backend Services).",
             code="backend_services_not_offered",
         )
+    scope = " ".join(dict.fromkeys([*endpoint.scopes.split(), *extra_scopes]))
     cached = HolderRegistration.objects.for_payer(payer).filter(former_payer=former_payer).first()
     if (
         cached is not None
         and not force_refresh
         and cached.backend_access_token
-        and cached.backend_token_scope == endpoint.scopes
+        and cached.backend_token_scope == scope
         and cached.backend_token_expires_at is not None
         and cached.backend_token_expires_at > timezone.now()
     ):
@@ -94,6 +104,7 @@ def backend_access_token(*, payer: Payer, former_payer: Payer, force_refresh: bo
                 configuration=configuration,
                 registration=registration,
                 http=http,
+                scope=scope,
             )
         except FhirPermanentError as exc:
             # A holder that lost its registrations (restarted, purged) answers invalid_client.
@@ -108,9 +119,10 @@ def backend_access_token(*, payer: Payer, former_payer: Payer, force_refresh: bo
                 configuration=configuration,
                 registration=registration,
                 http=http,
+                scope=scope,
             )
     registration.backend_access_token = token.access_token
-    registration.backend_token_scope = endpoint.scopes
+    registration.backend_token_scope = scope
     registration.backend_token_expires_at = timezone.now() + token_renewal_time(token.expires_in)
     registration.save(
         update_fields=["backend_access_token", "backend_token_scope", "backend_token_expires_at"]
