@@ -412,10 +412,11 @@ class BulkDataClient:
                 "resource) was expected.",
                 code="wrong_resource_type",
             )
-        return BulkDone(manifest=self._manifest(body), body=body)
+        return BulkDone(manifest=self.manifest(body), body=body)
 
-    def _manifest(self, body: dict[str, Any]) -> BulkManifest:
-        """Return body read as a completion manifest (§Response - Complete Status), or raise."""
+    def manifest(self, body: dict[str, Any]) -> BulkManifest:
+        """Return body read as a completion manifest (§Response - Complete Status), or raise
+        (also for a manifest kept from an earlier poll)."""
         if "transactionTime" not in body:
             raise self._malformed("transactionTime is missing")
         transaction_time = _parse_instant(body["transactionTime"])
