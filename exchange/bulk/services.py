@@ -1,4 +1,4 @@
-"""Make cohorts of a roster (STYLE.md #1: services write).
+"""Make cohorts of a roster, cancel them, retry a chunk (STYLE.md #1: services write).
 
 Each roster member gets what a member's own request gets (exchange/services.py
 ``exchange_request_create``): a Consent published as HRex, an ExchangeRequest with the
@@ -17,21 +17,30 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
+from exchange.bulk.pipeline import ACTIVE_JOB_STATES
 from exchange.bulk.roster import Roster, RosterMember
-from exchange.bulk.tasks import cohort_advance
+from exchange.bulk.tasks import bulk_job_forget, bulk_job_run, cohort_advance
 from exchange.consents.services import ConsentGiven, consents_create
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import (
     AuthorizationMode,
+    BulkJob,
+    BulkJobKind,
+    BulkJobState,
     Cohort,
     CohortMember,
+    CohortStatus,
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
 )
+from exchange.payloads.storage import PayloadStorage
+from exchange.retrieval import records_retrieval_reset
+from exchange.state_machine import IN_PROGRESS, exchange_request_transition
 from hub.audit import audit_record, audit_record_many
 from hub.models import FhirEndpoint, Payer, PayerStatus, Role, User
+from hub.tenancy import get_for_payer_or_404
 
 # Rows per INSERT (and per UPDATE of users) when a cohort's rows are written.
 _BATCH_SIZE = 1000
@@ -379,3 +388,164 @@ def _asked_message(former_payer: Payer, others: int, opted_in_at: datetime) -> s
         f"Your plan asked {former_payer.name} for your records with {others:,} other "
         f"{members}, as you agreed on {agreed}."
     )
+
+
+class CohortActionRefused(ValueError):
+    """The cohort is not in a state that allows this action; the message says why."""
+
+
+def _member_transition(
+    request: ExchangeRequest,
+    *,
+    to_status: str,
+    message: str,
+    actor: User,
+    action: str,
+    client_address: str | None,
+) -> bool:
+    return exchange_request_transition(
+        payer=request.payer_id,
+        exchange_request_id=request.pk,
+        from_status=request.status,
+        to_status=to_status,
+        message=message,
+        actor=actor,
+        action=action,
+        client_address=client_address,
+    )
+
+
+def cohort_cancel(
+    *, payer: Payer, cohort_id: int, actor: User, client_address: str | None = None
+) -> Cohort:
+    """Stop a cohort: every member still on its way ends ``cancelled``, every job still
+    running is cancelled here and DELETEd at the holder (Bulk Data STU2 §Delete)."""
+    cohort = get_for_payer_or_404(Cohort.objects.all(), payer, pk=cohort_id)
+    if cohort.status in (CohortStatus.COMPLETED, CohortStatus.CANCELLED):
+        raise CohortActionRefused(
+            f"This cohort is already {cohort.get_status_display().lower()}; nothing to cancel."
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = (
+            Cohort.objects.for_payer(payer)
+            .filter(pk=cohort.pk, status=cohort.status)
+            .update(status=CohortStatus.CANCELLED, status_changed_at=now, finished_at=now)
+        )
+        if not claimed:
+            raise CohortActionRefused("The cohort changed while you were looking at it; reload.")
+        jobs = BulkJob.objects.for_payer(payer).filter(cohort=cohort, state__in=ACTIVE_JOB_STATES)
+        at_holder = [job_id for job_id, url in jobs.values_list("pk", "status_url") if url]
+        jobs.update(
+            state=BulkJobState.CANCELLED,
+            state_changed_at=now,
+            finished_at=now,
+            reason_code="cancelled",
+            reason_message=f"Cancelled by {actor.get_username()}.",
+        )
+        requests = (
+            ExchangeRequest.objects.for_payer(payer)
+            .filter(cohort_member__cohort=cohort, status__in=IN_PROGRESS | {ExchangeStatus.FAILED})
+            .select_for_update()
+        )
+        for request in requests:
+            _member_transition(
+                request,
+                to_status=ExchangeStatus.CANCELLED,
+                message=f"Cancelled with the whole cohort by the plan administrator "
+                f"{actor.get_username()}.",
+                actor=actor,
+                action="exchange_request.cancel",
+                client_address=client_address,
+            )
+        audit_record(
+            action="cohort.cancel",
+            obj=cohort,
+            payer=payer,
+            actor=actor,
+            changes={"status": {"before": cohort.status, "after": CohortStatus.CANCELLED}},
+            client_address=client_address,
+        )
+        for job_id in at_holder:
+            transaction.on_commit(partial(bulk_job_forget.delay, job_id, payer.pk))
+    cohort.refresh_from_db()
+    return cohort
+
+
+def cohort_chunk_retry(
+    *,
+    payer: Payer,
+    cohort_id: int,
+    sequence: int,
+    actor: User,
+    client_address: str | None = None,
+) -> Cohort:
+    """Run chunk ``sequence`` again from its match: its failed members start over from
+    their consent (a match or export job that failed takes them all with it)."""
+    cohort = get_for_payer_or_404(Cohort.objects.all(), payer, pk=cohort_id)
+    if cohort.status == CohortStatus.CANCELLED:
+        raise CohortActionRefused("This cohort was cancelled; upload the roster again instead.")
+    match_job = get_for_payer_or_404(
+        BulkJob.objects.all(),
+        payer,
+        cohort=cohort,
+        kind=BulkJobKind.MEMBER_MATCH,
+        sequence=sequence,
+    )
+    if match_job.state in ACTIVE_JOB_STATES:
+        raise CohortActionRefused(f"Chunk {sequence} is still running.")
+    with transaction.atomic():
+        failed = list(
+            ExchangeRequest.objects.for_payer(payer)
+            .filter(cohort_member__match_job=match_job, status=ExchangeStatus.FAILED)
+            .select_for_update()
+        )
+        if not failed:
+            raise CohortActionRefused(f"No member of chunk {sequence} failed; nothing to retry.")
+        for request in failed:
+            _member_transition(
+                request,
+                to_status=ExchangeStatus.CONSENTED,
+                message=f"Retried with chunk {sequence} by the plan administrator "
+                f"{actor.get_username()}.",
+                actor=actor,
+                action="exchange_request.retry",
+                client_address=client_address,
+            )
+            records_retrieval_reset(exchange_request=request, storage=PayloadStorage())
+        ids = [request.pk for request in failed]
+        ExchangeRequest.objects.for_payer(payer).filter(pk__in=ids).update(
+            awaits_bulk_job=True, matched_patient_id="", screened_out_counts={}, resume_count=0
+        )
+        CohortMember.objects.for_payer(payer).filter(exchange_request_id__in=ids).update(
+            match_outcome="", group_id="", export_job=None
+        )
+        BulkJob.objects.for_payer(payer).filter(pk=match_job.pk).update(
+            state=BulkJobState.WAITING,
+            state_changed_at=timezone.now(),
+            status_url="",
+            kick_offs=0,
+            consecutive_errors=0,
+            polls=0,
+            progress="",
+            manifest={},
+            files=[],
+            holder_errors=[],
+            reason_code="",
+            reason_message="",
+            finished_at=None,
+        )
+        Cohort.objects.for_payer(payer).filter(pk=cohort.pk).update(
+            status=CohortStatus.MATCHING, status_changed_at=timezone.now(), finished_at=None
+        )
+        audit_record(
+            action="cohort.chunk_retry",
+            obj=cohort,
+            payer=payer,
+            actor=actor,
+            changes={"chunk": sequence, "members": len(ids)},
+            client_address=client_address,
+        )
+        transaction.on_commit(partial(bulk_job_run.delay, match_job.pk, payer.pk))
+    cohort.refresh_from_db()
+    return cohort
