@@ -414,6 +414,9 @@ class Cohort(TenantOwned):
         max_length=20, choices=CohortStatus.choices, default=CohortStatus.PREPARING
     )
     status_changed_at = models.DateTimeField(default=timezone.now)
+    # When the cohort's next check on its members is due: one chain of checks owns it, and
+    # the job reaper restarts the checks of a cohort whose chain was lost with its worker.
+    next_check_at = models.DateTimeField(null=True, blank=True)
     # The roster it came from: the uploaded file's name and format (csv, ndjson, parameters).
     roster_name = models.CharField(max_length=255, blank=True)
     roster_format = models.CharField(max_length=20, blank=True)

@@ -396,6 +396,9 @@ def _kick_off(job: BulkJob) -> JobNext:
             return JobNext(cohort=True)
     else:
         path, parameters = _export_request(job)
+        if job.kick_offs == 0:
+            # A fresh start: nothing an earlier attempt left under these names may mix in.
+            _staging_forget(job)
         for member in _members(job, S.MATCHED):
             _move_member(
                 member.exchange_request,
@@ -545,6 +548,8 @@ def _file_entries(manifest: BulkManifest) -> list[dict[str, Any]]:
 
 def _kick_off_again(job: BulkJob, why: str) -> JobNext:
     """Start the job over at the holder (its output expired or it forgot the job)."""
+    if job.status_url:
+        _forget_at_holder(job)
     _staging_forget(job)
     _job_update(
         job,
@@ -610,7 +615,7 @@ def _collect_match(job: BulkJob) -> JobNext:
                     except orjson.JSONDecodeError:
                         raise FhirPermanentError(
                             f"{holder}'s Group file of $bulk-member-match holds a line that is "
-                            "not JSON.",
+                            "not valid JSON.",
                             code="malformed_match_answer",
                         ) from None
                     groups.append(group)
@@ -917,8 +922,8 @@ def _refusal_of(texts: list[str], patient_id: str) -> str:
 
 
 def _staging_forget(job: BulkJob) -> None:
-    """Delete what an export job staged, before it starts over (names are rewritten anyway;
-    this drops pages of a file that the new export no longer has)."""
+    """Delete what an export job staged, before it starts (again): a new export's files
+    need not be the old one's, so no page of the old may stay."""
     if job.kind != BulkJobKind.DATA_EXPORT:
         return
     storage = PayloadStorage()
@@ -1007,6 +1012,17 @@ def cohort_settle(*, cohort_id: int, payer_id: int, storage: PayloadStorage) -> 
     return JobNext()
 
 
+def cohort_check_claim(*, cohort_id: int, payer_id: int, in_seconds: float) -> bool:
+    """Claim the cohort's next check for the caller's chain; return False when another chain
+    already holds a check due later (then the caller schedules nothing)."""
+    now = timezone.now()
+    return bool(
+        Cohort.objects.for_payer(payer_id)
+        .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now), pk=cohort_id)
+        .update(next_check_at=now + timedelta(seconds=in_seconds))
+    )
+
+
 def cohort_manifest(cohort: Cohort) -> dict[str, Any]:
     """Return the cohort manifest: every member's outcome, and where its files went."""
     rows = (
@@ -1054,6 +1070,28 @@ def cohort_manifest(cohort: Cohort) -> dict[str, Any]:
 
 
 # --- the job reaper ---
+
+UNSETTLED = (
+    CohortStatus.PREPARING,
+    CohortStatus.MATCHING,
+    CohortStatus.EXPORTING,
+    CohortStatus.DELIVERING,
+)
+
+
+def cohorts_resume_stuck(*, older_than_seconds: int, limit: int = 200) -> list[tuple[int, int]]:
+    """Return (cohort id, payer id) of unsettled cohorts whose checks stopped (their chain
+    was lost with a worker, or their first task never ran): the caller advances them."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        Cohort.objects.across_payers(reason="the job reaper looks at every payer's cohorts")
+        .filter(
+            Q(next_check_at__lt=cutoff)
+            | Q(next_check_at__isnull=True, status_changed_at__lt=cutoff),
+            status__in=UNSETTLED,
+        )
+        .values_list("pk", "payer_id")[:limit]
+    )
 
 
 def bulk_jobs_resume_stuck(*, older_than_seconds: int, limit: int = 200) -> list[tuple[int, int]]:

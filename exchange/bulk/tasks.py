@@ -83,10 +83,13 @@ def bulk_job_forget(job_id: int, payer_id: int) -> None:
 
 @shared_task(name="exchange.bulk_jobs_resume_stuck")
 def bulk_jobs_resume_stuck() -> int:
-    """Run again the bulk jobs whose work stopped moving (every minute from beat)."""
-    resumed = pipeline.bulk_jobs_resume_stuck(
-        older_than_seconds=settings.BULK_JOB_STUCK_AFTER_SECONDS
-    )
+    """Run again the bulk jobs whose work stopped moving, and the checks of cohorts whose
+    chain of checks was lost (every minute from beat)."""
+    stuck_after = settings.BULK_JOB_STUCK_AFTER_SECONDS
+    resumed = pipeline.bulk_jobs_resume_stuck(older_than_seconds=stuck_after)
     for job_id, payer_id in resumed:
         bulk_job_run.delay(job_id, payer_id)
-    return len(resumed)
+    cohorts = pipeline.cohorts_resume_stuck(older_than_seconds=stuck_after)
+    for cohort_id, payer_id in cohorts:
+        cohort_advance.delay(cohort_id, payer_id)
+    return len(resumed) + len(cohorts)

@@ -4,7 +4,8 @@ The sandbox is a well-behaved holder; some holders are not. The proxy forwards e
 request under ``/fhir`` to the real sandbox (tokens, paging and data stay the sandbox's
 own), rewrites the sandbox's FHIR base in answers to its own, and lets a test alter an
 answer: drop ``$everything`` from the CapabilityStatement, send malformed JSON, a Bundle
-of another type, another FHIR version.
+of another type, another FHIR version; or answer a request with a status of its own (a
+bulk file gone with 410 before it expired).
 """
 
 import threading
@@ -19,13 +20,17 @@ from tests.sandbox.harness import RunningSandbox
 
 # (path with query, body after base rewriting) -> the body to send instead.
 Rewrite = Callable[[str, bytes], bytes]
-FORWARDED_HEADERS = ("Authorization", "Accept", "Content-Type")
+# (method, path with query) -> a status to answer instead of forwarding, or None.
+Refusal = Callable[[str, str], int | None]
+FORWARDED_HEADERS = ("Authorization", "Accept", "Content-Type", "Prefer", "Range")
+ANSWER_HEADERS = ("Content-Type", "Retry-After", "WWW-Authenticate", "X-Progress", "Content-Range")
 
 
 @dataclass
 class HolderProxy:
     base: str
     rewrites: list[Rewrite] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
     # (method, path with query, request body) of every request, in order.
     received: list[tuple[str, str, bytes]] = field(default_factory=list)
 
@@ -47,6 +52,13 @@ def holder_proxy(sandbox: RunningSandbox) -> Iterator[HolderProxy]:
             length = int(self.headers.get("Content-Length") or 0)
             content = self.rfile.read(length) if length else b""
             proxy.received.append((self.command, self.path, content))
+            for refusal in proxy.refusals:
+                status = refusal(self.command, self.path)
+                if status is not None:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
             answer = upstream.request(
                 self.command,
                 self.path,
@@ -57,15 +69,19 @@ def holder_proxy(sandbox: RunningSandbox) -> Iterator[HolderProxy]:
             for rewrite in proxy.rewrites:
                 body = rewrite(self.path, body)
             self.send_response(answer.status_code)
-            for name in ("Content-Type", "Retry-After", "WWW-Authenticate"):
+            for name in ANSWER_HEADERS:
                 if name in answer.headers:
                     self.send_header(name, answer.headers[name])
+            if "Content-Location" in answer.headers:
+                location = answer.headers["Content-Location"].replace(sandbox.fhir, proxy.fhir)
+                self.send_header("Content-Location", location)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
         do_GET = _forward
         do_POST = _forward
+        do_DELETE = _forward
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     proxy.base = f"http://127.0.0.1:{server.server_address[1]}"
