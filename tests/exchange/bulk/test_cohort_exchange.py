@@ -1,9 +1,11 @@
-"""A cohort end to end (issue 12 "What it must show"), against a running sandbox payer.
+"""A 300-member cohort end to end (issue 12 "What it must show"), against running sandboxes.
 
-South is a sandbox started with ``--no-segmentation``, so a #regular consent is one it
-cannot honour (consent-constrained); some roster lines carry a wrong card number (no
-match). The rest are delivered, each exactly as South holds that member's record within
-the rule (tests/exchange/bulk/cohorts.py).
+South is a sandbox started with ``--no-segmentation`` (a #regular consent is one it cannot
+honour: consent-constrained) and with faults (429, 503, dropped connections); some roster
+lines carry a wrong card number (no match). Every member ends in exactly one outcome, and
+each of the others is delivered exactly as South holds that member's record within the
+rule — read from a second South without faults, which holds the same data
+(tests/exchange/bulk/cohorts.py).
 """
 
 import shutil
@@ -32,16 +34,25 @@ from tests.support.sshd import SftpServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 S = ExchangeStatus
-# Bounded for `make test`; the benchmark (bench/cohort_exchange.py) runs 1,000 and more.
-COHORT_SIZE = 24
-CHUNK_SIZE = 10
+# The benchmark (bench/cohort_exchange.py) runs 1,000 and more.
+COHORT_SIZE = 300
+CHUNK_SIZE = 100
+SOUTH_ARGS = (*SOUTH_SANDBOX_ARGS, "--members", str(COHORT_SIZE + 6), "--no-segmentation")
+NO_MATCH_LINES = (3, 111, 250)
+CONSENT_CONSTRAINED_LINES = (5, 160)
 
 
 @pytest.fixture(scope="module")
 def south_holder() -> Iterator[RunningSandbox]:
     with running_sandbox(
-        FORMER, *SOUTH_SANDBOX_ARGS, "--members", str(COHORT_SIZE + 6), "--no-segmentation"
+        FORMER, *SOUTH_ARGS, "--faults", "429=0.03,503=0.03,drop=0.03,retry-after=1s"
     ) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def clean_south() -> Iterator[RunningSandbox]:
+    with running_sandbox(FORMER, *SOUTH_ARGS) as sandbox:
         yield sandbox
 
 
@@ -58,6 +69,7 @@ def test_a_cohort_ends_with_every_member_in_one_outcome_and_the_matched_delivere
     north: Tenant,
     south: Tenant,
     south_holder: RunningSandbox,
+    clean_south: RunningSandbox,
     sftp_server: SftpServer,
     live_server: Any,
     settings: Any,
@@ -66,34 +78,38 @@ def test_a_cohort_ends_with_every_member_in_one_outcome_and_the_matched_delivere
     scene = CohortScene(north, south, sftp_server)
     scene.configure(south_holder.fhir, chunk_size=CHUNK_SIZE)
     rows = [dict(m) for m in ordinary_members(south_holder, COHORT_SIZE)]
-    rows[3]["card_override"] = "NOT-A-CARD-1"
-    rows[11]["card_override"] = "NOT-A-CARD-2"
-    rows[5]["consent"] = "non_sensitive"
+    for index in NO_MATCH_LINES:
+        rows[index]["card_override"] = f"NOT-A-CARD-{index}"
+    for index in CONSENT_CONSTRAINED_LINES:
+        rows[index]["consent"] = "non_sensitive"
     cohort = scene.upload(rows)
 
     with running_worker(HUB_PUBLIC_URL=settings.HUB_PUBLIC_URL):
-        cohort = scene.wait_until(cohort, CohortStatus.COMPLETED, timeout=240)
+        cohort = scene.wait_until(cohort, CohortStatus.COMPLETED, timeout=600)
 
     assert cohort.path == CohortPath.DAVINCI_DATA_EXPORT, cohort.path_reason
     members = scene.assert_every_member_ended_once(cohort)
     expected = [S.DELIVERED] * COHORT_SIZE
-    expected[3] = expected[11] = S.NO_MATCH
-    expected[5] = S.CONSENT_CONSTRAINED
+    for index in NO_MATCH_LINES:
+        expected[index] = S.NO_MATCH
+    for index in CONSENT_CONSTRAINED_LINES:
+        expected[index] = S.CONSENT_CONSTRAINED
     assert [m.exchange_request.status for m in members] == expected, scene.report(cohort)
-    assert [m.match_outcome for m in members].count(MatchOutcome.MATCH) == COHORT_SIZE - 3
-    # Three match chunks of at most 10 members; one export per matched Group; all done,
-    # each kicked off once.
+    unmatched = len(NO_MATCH_LINES) + len(CONSENT_CONSTRAINED_LINES)
+    assert [m.match_outcome for m in members].count(MatchOutcome.MATCH) == COHORT_SIZE - unmatched
+    # Three match chunks of 100 members; one export per matched Group; all done, each
+    # kicked off once despite the faults.
     for kind in BulkJobKind.values:
         jobs = scene.jobs(cohort, kind)
         assert len(jobs) == 3
         assert {(j.state, j.kick_offs) for j in jobs} == {(BulkJobState.DONE, 1)}
     try:
-        manifest = scene.assert_delivered_as_south_holds_them(south_holder, cohort, rows)
+        manifest = scene.assert_delivered_as_south_holds_them(clean_south, cohort, rows)
     finally:
         shutil.rmtree(scene.deliveries, ignore_errors=True)
     assert manifest["outcomes"] == {
-        S.DELIVERED: COHORT_SIZE - 3,
-        S.NO_MATCH: 2,
-        S.CONSENT_CONSTRAINED: 1,
+        S.DELIVERED: COHORT_SIZE - unmatched,
+        S.NO_MATCH: len(NO_MATCH_LINES),
+        S.CONSENT_CONSTRAINED: len(CONSENT_CONSTRAINED_LINES),
     }
     assert [entry["line"] for entry in manifest["members"]] == [m.line for m in members]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import is_password_usable
+from django.test import Client
 from django.utils import timezone
 
 from exchange.bulk import services
@@ -397,3 +398,33 @@ def test_a_thousand_members_take_seconds_and_a_bounded_number_of_queries(
         AuditEvent.objects.for_payer(north.payer).filter(action="exchange_request.create").count()
         == 1000
     )
+
+
+def test_a_roster_member_follows_and_withdraws_the_request_in_the_member_portal(
+    north: Tenant, south: Tenant, south_endpoint: FhirEndpoint
+) -> None:
+    """The member's own pages work for a member of a cohort: the request is listed, its page
+    tells where it stands, and withdrawing ends it and the consent like any other."""
+    (cohort,) = _create(north, _example(north))
+    member = CohortMember.objects.for_payer(north.payer).filter(cohort=cohort).first()
+    assert member is not None
+    request = member.exchange_request
+    client = Client()
+    client.force_login(request.member)
+
+    listing = client.get("/p/north/me/requests/")
+    page = client.get(f"/p/north/me/requests/{request.pk}/")
+    withdrawn = client.post(f"/p/north/me/requests/{request.pk}/withdraw/", follow=True)
+
+    assert listing.status_code == 200 and south.payer.name in listing.content.decode()
+    assert page.status_code == 200 and south.payer.name in page.content.decode()
+    assert withdrawn.status_code == 200
+    request.refresh_from_db()
+    assert request.status == ExchangeStatus.REVOKED
+    assert request.consent.status == "inactive"
+    # Another member of the cohort cannot see it.
+    other = CohortMember.objects.for_payer(north.payer).filter(cohort=cohort).last()
+    assert other is not None and other.exchange_request.member != request.member
+    snoop = Client()
+    snoop.force_login(other.exchange_request.member)
+    assert snoop.get(f"/p/north/me/requests/{request.pk}/").status_code == 404
