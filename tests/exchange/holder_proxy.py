@@ -20,8 +20,9 @@ from tests.sandbox.harness import RunningSandbox
 
 # (path with query, body after base rewriting) -> the body to send instead.
 Rewrite = Callable[[str, bytes], bytes]
-# (method, path with query) -> a status to answer instead of forwarding, or None.
-Refusal = Callable[[str, str], int | None]
+# (method, path with query, request body) -> (status, body) to answer instead of
+# forwarding, or None.
+Refusal = Callable[[str, str, bytes], tuple[int, bytes] | None]
 FORWARDED_HEADERS = ("Authorization", "Accept", "Content-Type", "Prefer", "Range")
 ANSWER_HEADERS = ("Content-Type", "Retry-After", "WWW-Authenticate", "X-Progress", "Content-Range")
 
@@ -53,11 +54,14 @@ def holder_proxy(sandbox: RunningSandbox) -> Iterator[HolderProxy]:
             content = self.rfile.read(length) if length else b""
             proxy.received.append((self.command, self.path, content))
             for refusal in proxy.refusals:
-                status = refusal(self.command, self.path)
-                if status is not None:
+                refused = refusal(self.command, self.path, content)
+                if refused is not None:
+                    status, refusal_body = refused
                     self.send_response(status)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Type", "application/fhir+json")
+                    self.send_header("Content-Length", str(len(refusal_body)))
                     self.end_headers()
+                    self.wfile.write(refusal_body)
                     return
             answer = upstream.request(
                 self.command,

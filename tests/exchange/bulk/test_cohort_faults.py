@@ -132,12 +132,12 @@ def test_a_file_gone_before_it_is_read_has_the_export_kicked_off_again(
 ) -> None:
     gone: list[str] = []
 
-    def first_export_file_gone(method: str, path: str) -> int | None:
+    def first_export_file_gone(method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
         # The first data file of the first export answers 410, as an expired file does.
         data_file = "/bulkfiles/" in path and not path.endswith("Group.ndjson")
         if method == "GET" and data_file and not gone:
             gone.append(path)
-            return 410
+            return 410, b""
         return None
 
     with south_sandbox() as holder, holder_proxy(holder) as proxy:
