@@ -10,6 +10,9 @@ Standard library only before Django: this module sets up the environment Django 
 """
 
 import base64
+import csv
+import datetime as dt
+import io
 import json
 import os
 import secrets
@@ -40,6 +43,11 @@ DEMO_PAYERS = [
     ("south", "Southern Cross Health", "1245319599", "SCH02", ["TX", "LA"], ["medicaid", "qhp"]),
     ("west", "Western Peaks Health", "1367902453", "WPH03", ["CO", "UT"], ["qhp"]),
 ]
+# A roster of South's sandbox members as new members of North, written at start-up for the
+# cohort page (exchange/bulk/roster.py has the columns).
+DEMO_ROSTER = STATE / "cohort-roster.csv"
+ROSTER_EXAMPLE = ROOT / "exchange" / "bulk" / "roster_example.csv"
+DEMO_ROSTER_MEMBERS = 50
 # Former payers the hub reaches only by the member signing in there (SMART standalone
 # launch): the demo shows that path too, since backend services is preferred wherever
 # offered (exchange/services.py authorization_mode_for).
@@ -119,6 +127,33 @@ def known_hosts_write(
     return None
 
 
+def demo_roster_write(*, members_url: str, former_npi: str, destination: Path, count: int) -> int:
+    """Write a roster of ``count`` of a sandbox's members (as listed at ``members_url``) who
+    left that payer for North last month; return how many it names."""
+    with urllib.request.urlopen(members_url, timeout=10) as answer:  # noqa: S310 - loopback
+        listed = json.load(answer)["members"]
+    # Not the showcase members: several share a name on purpose (sandbox/README.md).
+    members = [m for m in listed if not m["username"].startswith(("casey.", "patricia."))]
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    left = now.date().replace(day=1) - dt.timedelta(days=1)
+    opted_in = now.isoformat()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    # The documented example's header: the roster's columns have one home (exchange/bulk/).
+    writer.writerow(next(csv.reader(ROSTER_EXAMPLE.open(encoding="utf-8"))))
+    for number, member in enumerate(members[:count], start=1):
+        writer.writerow(
+            [
+                f"NSH-{900000 + number}", member["family"], " ".join(member["given"]),
+                member["birth_date"], member["gender"], former_npi, member["card_number"],
+                "2020-01-01", left.isoformat(), (left + dt.timedelta(days=1)).isoformat(),
+                "everything", opted_in,
+            ]
+        )  # fmt: skip
+    destination.write_text(out.getvalue())
+    return min(count, len(members))
+
+
 def sftp_command(*, port: int, key: str, known_hosts: str) -> list[str]:
     """Return the `sftp` command a collecting system of North runs: host key pinned, no prompt."""
     return [
@@ -194,8 +229,19 @@ def main() -> int:
             destination=DEMO_KNOWN_HOSTS,
             give_up=lambda: supervisor.stop_requested,
         )
+        roster = 0
+        if has_sandbox and not supervisor.stop_requested:
+            roster = demo_roster_write(
+                members_url=f"http://127.0.0.1:{SANDBOXES['south']}/sandbox/members.json",
+                former_npi=DEMO_PAYERS[1][2],
+                destination=DEMO_ROSTER,
+                count=DEMO_ROSTER_MEMBERS,
+            )
         if not supervisor.stop_requested:
-            print(_running_message(hub, env, demo_secrets, known_hosts, has_sandbox), flush=True)
+            print(
+                _running_message(hub, env, demo_secrets, known_hosts, has_sandbox, roster),
+                flush=True,
+            )
         return supervisor.supervise()
     finally:
         supervisor.stop()
@@ -207,6 +253,7 @@ def _running_message(
     demo_secrets: dict[str, str],
     known_hosts: str | None,
     has_sandbox: bool,
+    roster: int,
 ) -> str:
     """Return what is running where, and how to sign in and collect files."""
     sftp = shlex.join(
@@ -244,6 +291,8 @@ def _running_message(
             "                     offers only member sign-in: you are sent to sign in there as",
             "                     patricia.person and allow the transfer.",
             f"    Plan admin:      {hub}/p/north/sign-in/  as admin at North's sandbox.",
+            f"  Cohort:            upload {_shown(DEMO_ROSTER)} ({roster} of Southern Cross's",
+            f"                     members) at {hub}/p/north/admin/cohorts/new/",
         ]
     else:
         lines.append("  (The sandbox payers are not in this tree yet; the demo runs without them.)")
