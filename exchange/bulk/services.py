@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
-from exchange.bulk.pipeline import ACTIVE_JOB_STATES
+from exchange.bulk.jobs import ACTIVE_JOB_STATES
 from exchange.bulk.roster import Roster, RosterMember
 from exchange.bulk.tasks import bulk_job_forget, bulk_job_run, cohort_advance
 from exchange.consents.services import ConsentGiven, consents_create

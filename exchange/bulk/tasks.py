@@ -9,7 +9,7 @@ then finds it is too early and schedules the rest (``BulkJob.next_poll_at``).
 from celery import shared_task
 from django.conf import settings
 
-from exchange.bulk import pipeline
+from exchange.bulk import jobs, pipeline
 from exchange.fhir.errors import FhirCallError
 from exchange.models import Cohort, CohortStatus
 from exchange.payloads.storage import PayloadStorage
@@ -17,7 +17,7 @@ from exchange.tasks import MAX_RETRY_COUNTDOWN_SECONDS, exchange_request_advance
 
 
 def _follow(
-    next_step: pipeline.JobNext, *, job_id: int | None, cohort_id: int, payer_id: int
+    next_step: jobs.JobNext, *, job_id: int | None, cohort_id: int, payer_id: int
 ) -> None:
     """Enqueue what a step asked for."""
     if job_id is not None and next_step.run_again_in is not None:
@@ -86,7 +86,7 @@ def bulk_jobs_resume_stuck() -> int:
     """Run again the bulk jobs whose work stopped moving, and the checks of cohorts whose
     chain of checks was lost (every minute from beat)."""
     stuck_after = settings.BULK_JOB_STUCK_AFTER_SECONDS
-    resumed = pipeline.bulk_jobs_resume_stuck(older_than_seconds=stuck_after)
+    resumed = jobs.bulk_jobs_resume_stuck(older_than_seconds=stuck_after)
     for job_id, payer_id in resumed:
         bulk_job_run.delay(job_id, payer_id)
     cohorts = pipeline.cohorts_resume_stuck(older_than_seconds=stuck_after)
