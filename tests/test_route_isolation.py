@@ -23,12 +23,22 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from exchange.models import Consent, ConsentSubscription, ExchangeRequest, ExchangeStatus
+from exchange.models import (
+    Cohort,
+    Consent,
+    ConsentSubscription,
+    ExchangeRequest,
+    ExchangeStatus,
+    MatchOutcome,
+)
 from exchange.repository.models import RepositoryKey
 from hub.audit import audit_record
 from hub.models import AuditEvent, TenantOwned, User
 from tests.conftest import Tenant
 from tests.factories import (
+    BulkJobFactory,
+    CohortFactory,
+    CohortMemberFactory,
     ConsentNotificationFactory,
     ConsentSubscriptionFactory,
     DeliveryAttemptFactory,
@@ -156,6 +166,10 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
     subscription = ConsentSubscriptionFactory(
         consent=request.consent, endpoint="https://northwind-subscriber.example/hook"
     )
+    cohort = CohortFactory(
+        payer=north.payer, former_payer=south.payer, name="Northwind enrollment",
+        roster_name="northwind-roster.csv",
+    )  # fmt: skip
     rows = [
         request,
         request.consent,
@@ -165,6 +179,14 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         subscription,
         ConsentNotificationFactory(subscription=subscription, last_error="northwind hook"),
         MemberLaunchFactory(exchange_request=request),
+        cohort,
+        BulkJobFactory(cohort=cohort, reason_message="northwind holder said no"),
+        CohortMemberFactory(
+            cohort=cohort,
+            exchange_request=request,
+            match_outcome=MatchOutcome.NO_MATCH,
+            submitted='{"name": "MemberBundle", "note": "northwind demographics"}',
+        ),
         HolderRegistrationFactory(
             payer=north.payer, former_payer=south.payer, backend_client_id="northwind-client"
         ),
@@ -192,6 +214,7 @@ PARAM_KINDS = {
     "consent_id": Consent,
     "subscription_id": ConsentSubscription,
     "key_id": RepositoryKey,
+    "cohort_id": Cohort,
 }
 
 

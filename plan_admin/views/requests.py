@@ -107,6 +107,8 @@ def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpR
                 sum(packaged.values()) if packaged else None,
             ),
             "timeline": admin_timeline(events, exchange_request),
+            # A roster's member: its line of the cohort (the reverse one-to-one, joined above).
+            "cohort_member": getattr(exchange_request, "cohort_member", None),
             "delivery": delivery,
             "files": (delivery.manifest.get("files") or []) if delivery else [],
             "can_retry": exchange_request.status == ExchangeStatus.FAILED,

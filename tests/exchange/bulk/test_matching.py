@@ -49,7 +49,7 @@ def test_a_member_left_out_or_listed_twice_fails_alone() -> None:
     groups = [p["resource"] for p in stu21_answer()["parameter"]]
     matched = groups[0]
     # Patient "2" is dropped from the matched Group; "3" is listed in two Groups.
-    matched["member"] = matched["member"][:1] + [copy.deepcopy(groups[1]["member"][0])]
+    matched["member"] = [*matched["member"][:1], copy.deepcopy(groups[1]["member"][0])]
     matched["contained"].append(copy.deepcopy(groups[1]["contained"][0]))
     matched["member"][1]["entity"]["reference"] = "Patient/3003"
 

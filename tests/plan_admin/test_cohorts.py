@@ -1,0 +1,333 @@
+"""The cohort pages: the list, a cohort's live progress, its jobs, its members (filters, what
+was sent, CSV), and that every one of them is North's alone."""
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from exchange.models import (
+    BulkJobKind,
+    BulkJobState,
+    Cohort,
+    CohortMember,
+    CohortStatus,
+    ExchangeStatus,
+    MatchOutcome,
+)
+from hub.models import User
+from tests.conftest import Tenant
+from tests.factories import BulkJobFactory, CohortFactory, CohortMemberFactory
+from tests.plan_admin.conftest import admin_url
+
+S = ExchangeStatus
+HTMX = {"HX-Request": "true"}
+
+
+def _sent_bundle(given: str, family: str, card: str) -> str:
+    """A MemberBundle as $bulk-member-match sends it (exchange/bulk/matching.py)."""
+    return json.dumps({"name": "MemberBundle", "part": [
+        {"name": "MemberPatient", "resource": {
+            "resourceType": "Patient", "id": "cm-1", "gender": "female", "birthDate": "1974-12-25",
+            "name": [{"use": "official", "family": family, "given": given.split()}]}},
+        {"name": "CoverageToMatch", "resource": {
+            "resourceType": "Coverage", "identifier": [{"value": card}],
+            "period": {"start": "2021-01-01", "end": "2026-12-31"}}},
+    ]})  # fmt: skip
+
+
+def _member(cohort: Cohort, line: int, status: str, **fields: Any) -> CohortMember:
+    given, family, member_id = fields.pop("person", ("Pat", f"Line{line}", f"NSH-{line:04d}"))
+    return CohortMemberFactory(
+        cohort=cohort, line=line,
+        exchange_request__status=status,
+        exchange_request__consent__member__first_name=given,
+        exchange_request__consent__member__last_name=family,
+        exchange_request__consent__member__plan_member_id=member_id,
+        **{key if key in ("match_outcome", "submitted") else f"exchange_request__{key}": value
+           for key, value in fields.items()},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def cohort(north: Tenant, south: Tenant) -> Cohort:
+    """North's cohort asked of South, its eight members in every kind of state."""
+    cohort = CohortFactory(
+        payer=north.payer, former_payer=south.payer, name="January enrollment",
+        status=CohortStatus.EXPORTING, member_count=8, created_by=north.admin,
+        roster_name="january.csv", path="davinci_data_export",
+        path_reason="Southern Cross Health offers $bulk-member-match and $davinci-data-export.",
+    )  # fmt: skip
+    M = MatchOutcome
+    _member(
+        cohort,
+        2,
+        S.DELIVERED,
+        match_outcome=M.MATCH,
+        person=("Ada", "Lovelace", "NSH-1815"),
+        resource_counts={"ExplanationOfBenefit": 10, "Coverage": 2},
+    )
+    _member(
+        cohort, 3, S.PACKAGING, match_outcome=M.MATCH, resource_counts={"ExplanationOfBenefit": 5}
+    )
+    _member(cohort, 4, S.RETRIEVING, match_outcome=M.MATCH, resource_counts={"Coverage": 3})
+    _member(
+        cohort,
+        5,
+        S.NO_MATCH,
+        match_outcome=M.NO_MATCH,
+        reason_code="no_match",
+        person=("Grace", "Hopper", "NSH-1906"),
+        submitted=_sent_bundle("Grace Brewster", "Hopper", "SCH-99999"),
+    )
+    _member(
+        cohort,
+        6,
+        S.CONSENT_CONSTRAINED,
+        match_outcome=M.CONSENT_CONSTRAINT,
+        submitted=_sent_bundle("Con", "Strained", "SCH-CONSENT"),
+    )
+    _member(
+        cohort,
+        7,
+        S.FAILED,
+        reason_code="network",
+        submitted=_sent_bundle("Fay", "Led", "SCH-FAILED"),
+    )
+    _member(cohort, 8, S.CONSENTED)
+    _member(cohort, 9, S.MATCHING)  # fmt: skip
+    BulkJobFactory(
+        cohort=cohort,
+        kind=BulkJobKind.MEMBER_MATCH,
+        sequence=1,
+        state=BulkJobState.DONE,
+        polls=4,
+        progress="100%",
+    )
+    BulkJobFactory(
+        cohort=cohort,
+        kind=BulkJobKind.DATA_EXPORT,
+        sequence=1,
+        state=BulkJobState.DOWNLOADING,
+        polls=7,
+        progress="Exporting 2 of 3 types",
+        files=[
+            {
+                "type": "ExplanationOfBenefit",
+                "url": "https://x/1",
+                "count": 15,
+                "lines": 15,
+                "done": True,
+            },
+            {"type": "Coverage", "url": "https://x/2", "count": 5, "lines": 5, "done": True},
+            {"type": "Patient", "url": "https://x/3", "count": 8, "lines": 2, "done": False},
+        ],
+    )
+    BulkJobFactory(cohort=cohort, kind=BulkJobKind.MEMBER_MATCH, sequence=2,
+                   state=BulkJobState.FAILED, reason_code="throttled",
+                   reason_message="The former payer answered 429 ten times.",
+                   holder_errors=["Patient 7: birthDate is required", "Coverage: bad period"])  # fmt: skip
+    return cohort
+
+
+def _text(response: Any) -> str:
+    return str(response.content.decode())
+
+
+def test_the_list_shows_our_cohorts_newest_first_with_a_progress_summary(
+    north: Tenant, south: Tenant, cohort: Cohort, signed_in: Callable[[User], Client]
+) -> None:
+    older = CohortFactory(payer=north.payer, former_payer=south.payer, name="Autumn run-off")
+    Cohort.objects.for_payer(north.payer).filter(pk=older.pk).update(
+        created_at=timezone.now() - timedelta(days=30)
+    )
+    CohortFactory(payer=south.payer, former_payer=north.payer, name="South's own cohort")
+    response = signed_in(north.admin).get(admin_url("cohort-list"))
+    assert [c.pk for c in response.context["page"]] == [cohort.pk, older.pk]
+    page = _text(response)
+    assert "South&#x27;s own cohort" not in page and "South's own cohort" not in page
+    assert "1 delivered · 4 in progress · 3 other outcomes" in page
+    assert 'aria-current="page"><span>Cohorts</span>' in page
+    assert admin_url("cohort-upload") in page
+
+
+def test_the_progress_counts_each_stage_of_a_cohort_in_mixed_states(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    response = signed_in(north.admin).get(admin_url("cohort-detail", cohort_id=cohort.pk))
+    progress = response.context["progress"]
+    # Answered by the match: an outcome, or a request that left consented/matching.
+    assert (progress.matched, progress.members) == (6, 8)
+    assert (progress.files_done, progress.files_total) == (2, 3)
+    # Resources of requests past retrieving, of all those retrieved so far.
+    assert (progress.resources_screened, progress.resources_retrieved) == (17, 20)
+    assert progress.delivered == 1
+    assert [(group, n) for group, _, n in progress.outcomes] == [
+        ("delivered", 1), ("in_progress", 4), ("not_matched", 1), ("consent_constrained", 1),
+        ("failed", 1), ("stopped", 0),
+    ]  # fmt: skip
+    page = _text(response)
+    assert 'for="meter-matched-bar">Members matched</label>' in page
+    assert (
+        '<progress id="meter-matched-bar" class="plan-admin-meter__bar" max="8" value="6"' in page
+    )
+    assert "6 of 8 members have the former payer&#x27;s match answer (75%)" in page
+    assert "2 of 3 files (67%)" in page
+    assert "17 of 20 resources retrieved so far (85%)" in page
+    assert "1 of 8 members (12%)" in page
+    # Summary: the path and why, who made it from which file.
+    for text in ("$bulk-member-match, then Group $davinci-data-export",
+                 "offers $bulk-member-match and $davinci-data-export", "january.csv",
+                 "nora-admin", "Southern Cross Health"):  # fmt: skip
+        assert text in page
+
+
+def test_the_jobs_table_shows_each_chunk_with_its_files_errors_and_reason(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    response = signed_in(north.admin).get(admin_url("cohort-detail", cohort_id=cohort.pk))
+    jobs = response.context["jobs"]
+    assert [(row.job.sequence, row.job.kind) for row in jobs] == [
+        (1, "member_match"), (1, "data_export"), (2, "member_match")]  # fmt: skip
+    page = _text(response)
+    for text in ("Exporting 2 of 3 types", "2 of 3 done, 22 lines read",
+                 "The former payer kept refusing for too many requests (429)",
+                 "The former payer answered 429 ten times.", "2 errors from Southern Cross Health",
+                 "Patient 7: birthDate is required"):  # fmt: skip
+        assert text in page
+
+
+def test_the_live_part_polls_while_the_cohort_runs_and_stops_once_it_is_done(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    client = signed_in(north.admin)
+    url = admin_url("cohort-detail", cohort_id=cohort.pk)
+    assert 'hx-trigger="every 3s"' in _text(client.get(url))
+    poll = {**HTMX, "HX-Target": "cohort-live"}
+    same = client.get(url, {"seen": "exporting"}, headers=poll)
+    assert same.templates[0].name == "plan_admin/_cohort_live.html"
+    assert 'hx-trigger="every 3s"' in _text(same)
+    assert "cohort-announcement" not in _text(same)  # nothing new to announce
+    Cohort.objects.for_payer(north.payer).filter(pk=cohort.pk).update(status=CohortStatus.COMPLETED)
+    done = _text(client.get(url, {"seen": "exporting"}, headers=poll))
+    assert "hx-trigger" not in done
+    assert (
+        'id="cohort-announcement" hx-swap-oob="innerHTML">Now: Every member has an outcome.' in done
+    )
+
+
+def _lines(response: Any) -> list[int]:
+    return [member.line for member, _ in response.context["member_rows"]]
+
+
+def test_members_filter_by_status_group_and_by_name_or_member_id(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    client = signed_in(north.admin)
+    url = admin_url("cohort-detail", cohort_id=cohort.pk)
+    get = lambda **q: _lines(client.get(url, q))  # noqa: E731
+    assert get() == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert get(group="delivered") == [2]
+    assert get(group="in_progress") == [3, 4, 8, 9]
+    assert get(group="not_matched") == [5]
+    assert get(group="consent_constrained") == [6]
+    assert get(group="failed") == [7]
+    assert get(member="ada lovelace") == [2]
+    assert get(member="nsh-1906") == [5]
+    assert get(member="hopper", group="delivered") == []
+    # With htmx, the members only, and the filter fields out of band.
+    fragment = client.get(url, {"group": "failed"}, headers={**HTMX, "HX-Target": "cohort-members"})
+    assert fragment.templates[0].name == "plan_admin/_cohort_members.html"
+    assert 'id="cohort-members"' in _text(fragment) and 'hx-swap-oob="true"' in _text(fragment)
+    assert "<h1>" not in _text(fragment)
+    # A filter that is not valid lists nothing, and says so.
+    bad = client.get(url, {"group": "everything"})
+    assert bad.status_code == 400
+    assert _lines(bad) == []
+    assert "The filter is not valid, so no member is listed" in _text(bad)
+
+
+def test_what_was_sent_is_shown_for_members_not_matched_or_failed_only(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    response = signed_in(north.admin).get(admin_url("cohort-detail", cohort_id=cohort.pk))
+    sent = {member.line: what for member, what in response.context["member_rows"] if what}
+    assert set(sent) == {5, 7}
+    assert (sent[5].name, sent[5].birth_date, sent[5].gender, sent[5].card_member_id) == (
+        "Grace Brewster Hopper", "1974-12-25", "female", "SCH-99999")  # fmt: skip
+    assert (sent[5].coverage_start, sent[5].coverage_end) == ("2021-01-01", "2026-12-31")
+    page = _text(response)
+    assert page.count("<summary>What was sent</summary>") == 2
+    assert "SCH-99999" in page and "SCH-CONSENT" not in page
+
+
+def test_the_members_csv_follows_the_filter_and_leaves_what_was_sent_out(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    client = signed_in(north.admin)
+    url = admin_url("cohort-members-export", cohort_id=cohort.pk)
+    response = client.get(url, {"group": "not_matched"})
+    assert response.streaming
+    assert response["Content-Type"].startswith("text/csv")
+    assert f'filename="cohort-{cohort.pk}-members-north-' in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == 2
+    row = dict(zip(rows[0], rows[1], strict=True))
+    grace = CohortMember.objects.for_payer(north.payer).get(cohort=cohort, line=5)
+    assert row == {
+        "line": "5", "request id": str(grace.exchange_request_id), "member first name": "Grace",
+        "member last name": "Hopper", "new member id": "NSH-1906",
+        "status": "Member not found at the former payer", "status code": "no_match",
+        "match outcome": "Not matched", "match outcome code": "nomatch",
+        "reason": "Member not found at the former payer", "reason code": "no_match",
+        "due by": row["due by"], "status changed at": row["status changed at"],
+    }  # fmt: skip
+    everyone = b"".join(client.get(url).streaming_content).decode()
+    assert len(list(csv.reader(io.StringIO(everyone)))) == 9
+    # The demographics and card sent to the former payer stay on the page.
+    assert "SCH-" not in everyone and "1974-12-25" not in everyone
+    assert client.get(url, {"group": "everything"}).status_code == 400
+
+
+def test_a_cohort_members_request_page_names_its_cohort_and_line(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    grace = CohortMember.objects.for_payer(north.payer).get(cohort=cohort, line=5)
+    page = _text(
+        signed_in(north.admin).get(
+            admin_url("request-detail", request_id=grace.exchange_request_id)
+        )
+    )
+    assert "Part of cohort" in page and "January enrollment</a> (line 5)" in page
+    assert admin_url("cohort-detail", cohort_id=cohort.pk) in page
+
+
+def _cohort_urls(cohort: Cohort) -> list[str]:
+    return [
+        admin_url("cohort-list"),
+        admin_url("cohort-upload"),
+        admin_url("cohort-detail", cohort_id=cohort.pk),
+        admin_url("cohort-members-export", cohort_id=cohort.pk),
+    ]
+
+
+def test_every_cohort_page_is_a_404_to_anyone_but_norths_admin(
+    cohort: Cohort, north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    for url in _cohort_urls(cohort):
+        assert signed_in(north.admin).get(url).status_code == 200, url
+        for outsider in (south.admin, north.member, south.member):
+            assert signed_in(outsider).get(url).status_code == 404, (url, outsider)
+            assert signed_in(outsider).post(url).status_code == 404, (url, outsider)
+        signed_out = Client().get(url)
+        assert signed_out.status_code == 302 and "/sign-in/" in signed_out["Location"]
+    # South's administrator at South, with North's cohort id: there is no such cohort.
+    for name in ("cohort-detail", "cohort-members-export"):
+        url = admin_url(name, slug="south", cohort_id=cohort.pk)
+        assert signed_in(south.admin).get(url).status_code == 404
