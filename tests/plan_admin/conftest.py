@@ -1,5 +1,7 @@
-"""Fixtures of the plan-admin portal tests: signed-in clients, browsers and portal URLs."""
+"""Fixtures of the plan-admin portal tests: signed-in clients, browsers, portal URLs and a
+cohort in every kind of state."""
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,8 +11,18 @@ from django.test import Client
 from django.urls import reverse
 from playwright.sync_api import Browser, BrowserContext
 
+from exchange.models import (
+    BulkJobKind,
+    BulkJobState,
+    Cohort,
+    CohortMember,
+    CohortStatus,
+    ExchangeStatus,
+    MatchOutcome,
+)
 from hub.models import User
 from tests.conftest import Tenant
+from tests.factories import BulkJobFactory, CohortFactory, CohortMemberFactory
 from tests.support.browser import launched_chromium
 
 
@@ -50,3 +62,112 @@ def admin_browser(browser: Browser, live_server: Any, north: Tenant) -> Iterator
     }])  # fmt: skip
     yield context
     context.close()
+
+
+S = ExchangeStatus
+
+
+def _sent_bundle(given: str, family: str, card: str) -> str:
+    """A MemberBundle as $bulk-member-match sends it (exchange/bulk/matching.py)."""
+    return json.dumps({"name": "MemberBundle", "part": [
+        {"name": "MemberPatient", "resource": {
+            "resourceType": "Patient", "id": "cm-1", "gender": "female", "birthDate": "1974-12-25",
+            "name": [{"use": "official", "family": family, "given": given.split()}]}},
+        {"name": "CoverageToMatch", "resource": {
+            "resourceType": "Coverage", "identifier": [{"value": card}],
+            "period": {"start": "2021-01-01", "end": "2026-12-31"}}},
+    ]})  # fmt: skip
+
+
+def _member(cohort: Cohort, line: int, status: str, **fields: Any) -> CohortMember:
+    given, family, member_id = fields.pop("person", ("Pat", f"Line{line}", f"NSH-{line:04d}"))
+    return CohortMemberFactory(
+        cohort=cohort, line=line,
+        exchange_request__status=status,
+        exchange_request__consent__member__first_name=given,
+        exchange_request__consent__member__last_name=family,
+        exchange_request__consent__member__plan_member_id=member_id,
+        **{key if key in ("match_outcome", "submitted") else f"exchange_request__{key}": value
+           for key, value in fields.items()},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def cohort(north: Tenant, south: Tenant) -> Cohort:
+    """North's cohort asked of South, its eight members in every kind of state."""
+    cohort = CohortFactory(
+        payer=north.payer, former_payer=south.payer, name="January enrollment",
+        status=CohortStatus.EXPORTING, member_count=8, created_by=north.admin,
+        roster_name="january.csv", path="davinci_data_export",
+        path_reason="Southern Cross Health offers $bulk-member-match and $davinci-data-export.",
+    )  # fmt: skip
+    M = MatchOutcome
+    _member(
+        cohort,
+        2,
+        S.DELIVERED,
+        match_outcome=M.MATCH,
+        person=("Ada", "Lovelace", "NSH-1815"),
+        resource_counts={"ExplanationOfBenefit": 10, "Coverage": 2},
+    )
+    _member(
+        cohort, 3, S.PACKAGING, match_outcome=M.MATCH, resource_counts={"ExplanationOfBenefit": 5}
+    )
+    _member(cohort, 4, S.RETRIEVING, match_outcome=M.MATCH, resource_counts={"Coverage": 3})
+    _member(
+        cohort,
+        5,
+        S.NO_MATCH,
+        match_outcome=M.NO_MATCH,
+        reason_code="no_match",
+        person=("Grace", "Hopper", "NSH-1906"),
+        submitted=_sent_bundle("Grace Brewster", "Hopper", "SCH-99999"),
+    )
+    _member(
+        cohort,
+        6,
+        S.CONSENT_CONSTRAINED,
+        match_outcome=M.CONSENT_CONSTRAINT,
+        submitted=_sent_bundle("Con", "Strained", "SCH-CONSENT"),
+    )
+    _member(
+        cohort,
+        7,
+        S.FAILED,
+        reason_code="network",
+        submitted=_sent_bundle("Fay", "Led", "SCH-FAILED"),
+    )
+    _member(cohort, 8, S.CONSENTED)
+    _member(cohort, 9, S.MATCHING)  # fmt: skip
+    BulkJobFactory(
+        cohort=cohort,
+        kind=BulkJobKind.MEMBER_MATCH,
+        sequence=1,
+        state=BulkJobState.DONE,
+        polls=4,
+        progress="100%",
+    )
+    BulkJobFactory(
+        cohort=cohort,
+        kind=BulkJobKind.DATA_EXPORT,
+        sequence=1,
+        state=BulkJobState.DOWNLOADING,
+        polls=7,
+        progress="Exporting 2 of 3 types",
+        files=[
+            {
+                "type": "ExplanationOfBenefit",
+                "url": "https://x/1",
+                "count": 15,
+                "lines": 15,
+                "done": True,
+            },
+            {"type": "Coverage", "url": "https://x/2", "count": 5, "lines": 5, "done": True},
+            {"type": "Patient", "url": "https://x/3", "count": 8, "lines": 2, "done": False},
+        ],
+    )
+    BulkJobFactory(cohort=cohort, kind=BulkJobKind.MEMBER_MATCH, sequence=2,
+                   state=BulkJobState.FAILED, reason_code="throttled",
+                   reason_message="The former payer answered 429 ten times.",
+                   holder_errors=["Patient 7: birthDate is required", "Coverage: bad period"])  # fmt: skip
+    return cohort
