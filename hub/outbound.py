@@ -137,15 +137,7 @@ class PayerHttpClient:
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request and return the response with its body read (within the size limit)."""
         with self.stream(method, url, **kwargs) as response:
-            body = b"".join(self.iter_limited(response))
-        # The body was read through the limit above; hand it over as an ordinary response.
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            content=body,
-            request=response.request,
-            history=response.history,
-        )
+            return self.read(response)
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.request("GET", url, **kwargs)
@@ -171,6 +163,17 @@ class PayerHttpClient:
             ) from None
         except httpx.TransportError as exc:
             raise TransportFailure(f"{exc.__class__.__name__}: {exc}") from None
+
+    def read(self, response: httpx.Response) -> httpx.Response:
+        """Return an open response of ``stream`` as an ordinary one, its body read within the limit."""
+        body = b"".join(self.iter_limited(response))
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            content=body,
+            request=response.request,
+            history=response.history,
+        )
 
     def iter_limited(self, response: httpx.Response) -> Iterator[bytes]:
         """Yield the body's chunks, refusing to go past the size limit."""

@@ -291,6 +291,7 @@ BULK_JOB_STUCK_AFTER_SECONDS = env_int("BULK_JOB_STUCK_AFTER_SECONDS", 5 * 60, m
 CELERY_TASK_ROUTES = {
     "exchange.cohort_advance": {"queue": "bulk"},
     "exchange.bulk_job_run": {"queue": "bulk"},
+    "exchange.bulk_job_forget": {"queue": "bulk"},
     "exchange.match": {"queue": "pull"},
     "exchange.retrieve": {"queue": "pull"},
     "exchange.screen": {"queue": "screen"},

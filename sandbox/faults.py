@@ -6,7 +6,8 @@ Grammar (comma-separated items, each optional, any order)::
     429=0.2              answer this fraction of FHIR data requests 429 with Retry-After
     500=0.1              ... this fraction 500 Internal Server Error
     503=0.1              ... this fraction 503 Service Unavailable (with Retry-After)
-    drop=0.05            send headers and half the body of this fraction, then drop the connection
+    drop=0.05            send headers and half the body (a bulk file's too) of this fraction,
+                         then drop the connection
     retry-after=2s       the Retry-After of injected 429/503 answers (default 1s)
     token-ttl=5s         access tokens expire after this long (default 300s backend, 3600s member)
     idp-down             every OpenID Connect and sign-in endpoint answers 503
@@ -23,7 +24,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
@@ -148,9 +149,14 @@ class FaultDice:
             return self._random.random() < self._plan.rate_bad_ndjson
 
 
-def truncated_body(body: bytes) -> Iterator[bytes]:
-    """Yield the first half of body, then drop the connection."""
-    yield body[: len(body) // 2]
+def cut_off(chunks: Iterable[bytes], *, keep: int) -> Iterator[bytes]:
+    """Yield the first keep bytes of chunks, then drop the connection."""
+    for chunk in chunks:
+        if len(chunk) >= keep:
+            yield chunk[:keep]
+            break
+        keep -= len(chunk)
+        yield chunk
     raise DroppedConnection
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from sandbox.faults import sleep_for, truncated_body
+from sandbox.faults import cut_off, sleep_for
 from sandbox.fhir.outcomes import operation_outcome
 from sandbox.runtime import current
 
@@ -45,11 +45,21 @@ class SandboxMiddleware:
                 )
             drop = decision.drop
         response = self.get_response(request)
+        if isinstance(response, StreamingHttpResponse):
+            content = response.streaming_content
+            if drop and response.has_header("Content-Length") and isinstance(content, Iterator):
+                # A bulk file is cut off halfway too: clients must resume or start again.
+                response.streaming_content = cut_off(
+                    content, keep=int(response["Content-Length"]) // 2
+                )
+            return response
         if not isinstance(response, HttpResponse):
             return response
         if drop:
             body = response.content
-            streaming = StreamingHttpResponse(truncated_body(body), status=response.status_code)
+            streaming = StreamingHttpResponse(
+                cut_off([body], keep=len(body) // 2), status=response.status_code
+            )
             for name, value in response.items():
                 streaming[name] = value
             streaming["Content-Length"] = str(len(body))

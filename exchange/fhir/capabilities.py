@@ -2,7 +2,7 @@
 
 The summary is what ``FhirEndpoint.capabilities`` keeps after a *Test* and what retrieval
 decides by (SPEC.md "Getting the data": ``$everything``, else ``patient=`` searches of
-every type the CapabilityStatement lists).
+every type the CapabilityStatement lists; for many members, which Group export to use).
 """
 
 from typing import Any
@@ -16,6 +16,8 @@ KNOWN_OPERATIONS = (
     "davinci-data-export",
     "export",
 )
+# The operations that export a matched Group, the preferred first.
+GROUP_EXPORT_OPERATIONS = ("davinci-data-export", "export")
 
 
 def _operation_names(holder: dict[str, Any]) -> set[str]:
@@ -59,3 +61,13 @@ def capability_summary(statement: dict[str, Any]) -> dict[str, Any]:
         "operations": sorted(operations),
         "patient_search_types": sorted(search_types),
     }
+
+
+def group_export_operation(summary: dict[str, Any]) -> str | None:
+    """Return the operation that exports a matched Group, as named in ``summary``, or None.
+
+    SPEC.md "Getting the data": ``davinci-data-export`` (PDex payer-to-payer) when offered;
+    a holder without it still offers the standard Bulk Data ``export``.
+    """
+    offered = set(summary.get("operations") or [])
+    return next((name for name in GROUP_EXPORT_OPERATIONS if name in offered), None)

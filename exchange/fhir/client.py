@@ -15,14 +15,17 @@ with ``countdown`` (STYLE.md #5 and #6).
 
 A 401 makes the client ask its token provider for a fresh token once and repeat the
 call (SMART App Launch: an access token may end before its ``expires_in``).
+
+``FhirClient.exchange`` is the one sending path of all this; the Bulk Data client
+(bulk_data.py) sends through it too, with its own way of reading answers.
 """
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -40,6 +43,9 @@ BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
 
 # Called with force_refresh=False for the current token, True after a 401.
 TokenProvider = Callable[[bool], str]
+# Query parameters; a list repeats the parameter (Bulk Data kick-off: _type, _typeFilter).
+QueryParams = Mapping[str, str | Sequence[str]]
+T = TypeVar("T")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -58,21 +64,20 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
+def issue_text(issue: dict[str, Any]) -> str:
+    """Return what one OperationOutcome issue says: its diagnostics, details text or code."""
+    details = issue.get("details")
+    if not isinstance(details, dict):
+        details = {}
+    return str(issue.get("diagnostics") or details.get("text") or issue.get("code") or "")
+
+
 def outcome_text(outcome: dict[str, Any] | None) -> str:
     """Return what an OperationOutcome's issues say, in their own words."""
     if not outcome:
         return ""
-    texts = []
-    for issue in outcome.get("issue") or []:
-        if not isinstance(issue, dict):
-            continue
-        details = issue.get("details")
-        if not isinstance(details, dict):
-            details = {}
-        text = issue.get("diagnostics") or details.get("text") or issue.get("code")
-        if text:
-            texts.append(str(text))
-    return "; ".join(texts)
+    texts = [issue_text(issue) for issue in outcome.get("issue") or [] if isinstance(issue, dict)]
+    return "; ".join(text for text in texts if text)
 
 
 def outcome_codes(outcome: dict[str, Any] | None) -> set[str]:
@@ -160,6 +165,79 @@ class FhirClient:
 
     # -- sending, with retries ---------------------------------------------------------------
 
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        consume: Callable[[httpx.Response], T],
+        params: QueryParams | None = None,
+        body: bytes | None = None,
+        accept: str = FHIR_JSON,
+        headers: dict[str, str] | None = None,
+        attempts: int | None = None,
+        authorize: bool = True,
+    ) -> T:
+        """Send a request and return what ``consume`` makes of an answer below 400.
+
+        ``consume`` gets the response with its body unread (``self.http.iter_limited`` reads
+        it) and runs inside the retry loop: if it lets an ``OutboundError`` out (the connection
+        dropped mid-body), the request is sent again and ``consume`` called afresh. An answer of
+        400 or more becomes a ``FhirCallError``; 401 renews the token once; transient faults
+        are retried as the class docstring says, up to ``attempts`` calls (default
+        ``max_attempts``; 1 hands every transient fault straight to the caller).
+        ``authorize=False`` sends no bearer token.
+        """
+        max_attempts = attempts or self.max_attempts
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            request_headers = {"Accept": accept, **(headers or {})}
+            if authorize and self.token_provider is not None:
+                request_headers["Authorization"] = f"Bearer {self.token_provider(False)}"
+            if body is not None:
+                request_headers["Content-Type"] = FHIR_JSON
+            error: FhirCallError
+            try:
+                with self.http.stream(
+                    method, url, params=params, content=body, headers=request_headers
+                ) as response:
+                    if response.status_code < 400:
+                        return consume(response)
+                    if (
+                        response.status_code == 401
+                        and authorize
+                        and self.token_provider
+                        and not refreshed
+                    ):
+                        # One renewal per call: a second 401 means the grant itself is gone.
+                        self.token_provider(True)
+                        refreshed = True
+                        attempt -= 1
+                        continue
+                    error = self._status_error(self.http.read(response))
+            except OutboundError as exc:
+                error = outbound_failure(exc, holder_name=self.holder_name)
+            self.pause_before_retry(error, attempt=attempt, attempts=max_attempts)
+
+    def pause_before_retry(
+        self, error: FhirCallError, *, attempt: int, attempts: int | None = None
+    ) -> None:
+        """Sleep before attempt number ``attempt + 1``, or raise ``error`` if that is not worth it.
+
+        A permanent error, the last of ``attempts`` (default ``max_attempts``) or a wait longer
+        than ``max_retry_wait`` is raised, its ``retry_after`` set for the caller's own retry.
+        """
+        if error.permanent:
+            raise error
+        wait = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+        error.retry_after = wait
+        if attempt >= (attempts or self.max_attempts) or wait > self.max_retry_wait:
+            raise error
+        self.retry_waits.append(wait)
+        time.sleep(wait)
+
     def _send(
         self,
         method: str,
@@ -169,40 +247,9 @@ class FhirClient:
         body: bytes | None = None,
         accept: str = FHIR_JSON,
     ) -> httpx.Response:
-        refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            headers = {"Accept": accept}
-            if self.token_provider is not None:
-                headers["Authorization"] = f"Bearer {self.token_provider(False)}"
-            if body is not None:
-                headers["Content-Type"] = FHIR_JSON
-            error: FhirCallError
-            try:
-                response = self.http.request(
-                    method, url, params=params, content=body, headers=headers
-                )
-            except OutboundError as exc:
-                error = outbound_failure(exc, holder_name=self.holder_name)
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code == 401 and self.token_provider and not refreshed:
-                    # One renewal per call: a second 401 means the grant itself is gone.
-                    self.token_provider(True)
-                    refreshed = True
-                    attempt -= 1
-                    continue
-                error = self._status_error(response)
-            if error.permanent:
-                raise error
-            wait = error.retry_after if error.retry_after is not None else self._backoff(attempt)
-            error.retry_after = wait
-            if attempt >= self.max_attempts or wait > self.max_retry_wait:
-                raise error
-            self.retry_waits.append(wait)
-            time.sleep(wait)
+        return self.exchange(
+            method, url, consume=self.http.read, params=params, body=body, accept=accept
+        )
 
     @staticmethod
     def _backoff(attempt: int) -> float:

@@ -8,12 +8,15 @@ Routes (under ``[base]`` = ``/fhir``)::
     GET|POST Group/{id}/$export               kick-off (Bulk Data STU2)
     GET    bulkstatus/{job}                   202 (Retry-After, X-Progress) | 200 manifest
     DELETE bulkstatus/{job}                   cancel, remove the files
-    GET    bulkfiles/{job}/{file}             an NDJSON file (bearer token of the same client)
+    GET    bulkfiles/{job}/{file}             an NDJSON file (bearer token of the same client;
+                                              Range: bytes=N- resumes it, 206)
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import re
 
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
@@ -49,6 +52,7 @@ NDJSON = "application/fhir+ndjson"
 STU_2_1_OUTPUT = "application/fhir+json"
 STU_2_2_OUTPUT = NDJSON
 SEARCH_PAGE = 50
+OPEN_RANGE = re.compile(r"bytes=(\d+)-")
 
 
 def _system_grant(request: HttpRequest, sandbox: Sandbox) -> Grant:
@@ -197,8 +201,18 @@ def bulk_status(request: HttpRequest, sandbox: Sandbox, job_id: str) -> HttpResp
     return response
 
 
+def _range_start(header: str) -> int | None:
+    """Return N of ``Range: bytes=N-``, the one form a resuming client sends; else None."""
+    match = OPEN_RANGE.fullmatch(header.strip())
+    return int(match.group(1)) if match else None
+
+
 def bulk_file(request: HttpRequest, sandbox: Sandbox, job_id: str, name: str) -> HttpResponseBase:
-    """Stream one NDJSON file of a completed job to the client that kicked it off."""
+    """Stream one NDJSON file of a completed job to the client that kicked it off.
+
+    ``Range: bytes=N-`` answers 206 with the rest of the file from byte N (416 past its end);
+    any other Range is ignored and the whole file sent, as RFC 9110 §14.2 allows.
+    """
     require_method(request, "GET")
     grant = _system_grant(request, sandbox)
     job = sandbox.bulk_jobs.get_for_client(grant.client_id, job_id)
@@ -207,4 +221,18 @@ def bulk_file(request: HttpRequest, sandbox: Sandbox, job_id: str, name: str) ->
         handle = path.open("rb")
     except FileNotFoundError:
         raise FhirError(410, "not-found", f"{name} of bulk job {job_id} has expired") from None
-    return FileResponse(handle, content_type=NDJSON)
+    size = os.fstat(handle.fileno()).st_size
+    start = _range_start(request.headers.get("Range", ""))
+    if start is None:
+        whole = FileResponse(handle, content_type=NDJSON)
+        whole["Accept-Ranges"] = "bytes"
+        return whole
+    if start >= size:
+        handle.close()
+        unsatisfiable = HttpResponse(status=416)
+        unsatisfiable["Content-Range"] = f"bytes */{size}"
+        return unsatisfiable
+    handle.seek(start)
+    rest = FileResponse(handle, content_type=NDJSON, status=206)
+    rest["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+    return rest

@@ -344,3 +344,26 @@ def test_delete_cancels_the_export_and_removes_its_files(matched: Matched) -> No
         assert deleted.status_code == 202
         assert matched.client.get(status_url).status_code == 404
     assert matched.client.get(manifest["output"][0]["url"]).status_code == 404
+
+
+def test_a_file_resumes_from_a_byte_with_an_open_range(
+    matched: Matched, payer_to_payer: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    manifest, _ = payer_to_payer
+    url = manifest["output"][0]["url"]
+    whole = matched.client.get(url)
+    size = len(whole.content)
+
+    rest = matched.client.get(url, headers={"Range": "bytes=10-"})
+    beyond = matched.client.get(url, headers={"Range": f"bytes={size}-"})
+    suffix = matched.client.get(url, headers={"Range": "bytes=-10"})
+
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    assert rest.status_code == 206
+    assert rest.headers["Content-Range"] == f"bytes 10-{size - 1}/{size}"
+    assert rest.content == whole.content[10:]
+    assert beyond.status_code == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{size}"
+    # Only the open range a resuming client sends is served; others get the whole file.
+    assert suffix.status_code == 200
+    assert suffix.content == whole.content

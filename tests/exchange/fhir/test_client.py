@@ -27,12 +27,6 @@ def token(holder: RunningSandbox) -> str:
     return BackendClient(sandbox=holder, organization_npi="1234567893").register().token()
 
 
-@pytest.fixture
-def http(settings: object) -> Iterator[PayerHttpClient]:
-    with PayerHttpClient() as client:
-        yield client
-
-
 def client_for(sandbox: RunningSandbox, http: PayerHttpClient, **kwargs: object) -> FhirClient:
     return FhirClient(base_url=sandbox.fhir, holder_name="Former Health Plan", http=http, **kwargs)
 
