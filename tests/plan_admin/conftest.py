@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from exchange.models import (
     BulkJobKind,
@@ -49,6 +49,10 @@ def browser() -> Iterator[Browser]:
         yield chromium
 
 
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
 @pytest.fixture
 def admin_browser(browser: Browser, live_server: Any, north: Tenant) -> Iterator[BrowserContext]:
     """A browser signed in as North's administrator, at desktop width."""
@@ -62,6 +66,19 @@ def admin_browser(browser: Browser, live_server: Any, north: Tenant) -> Iterator
     }])  # fmt: skip
     yield context
     context.close()
+
+
+@pytest.fixture
+def page(admin_browser: BrowserContext) -> Page:
+    """A tab of ``admin_browser`` that waits up to 15 s for what it expects."""
+    admin_browser.set_default_timeout(15_000)
+    return admin_browser.new_page()
+
+
+def no_sideways_scrolling(page: Page) -> None:
+    """Only a scrollable table wrapper may be wider than a phone's screen."""
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
 
 
 S = ExchangeStatus
@@ -139,35 +156,35 @@ def cohort(north: Tenant, south: Tenant) -> Cohort:
     )
     _member(cohort, 8, S.CONSENTED)
     _member(cohort, 9, S.MATCHING)  # fmt: skip
-    BulkJobFactory(
-        cohort=cohort,
-        kind=BulkJobKind.MEMBER_MATCH,
-        sequence=1,
-        state=BulkJobState.DONE,
-        polls=4,
-        progress="100%",
-    )
-    BulkJobFactory(
-        cohort=cohort,
-        kind=BulkJobKind.DATA_EXPORT,
-        sequence=1,
-        state=BulkJobState.DOWNLOADING,
-        polls=7,
-        progress="Exporting 2 of 3 types",
-        files=[
+    export_files = [
+        {
+            "type": "ExplanationOfBenefit",
+            "url": "https://x/1",
+            "count": 15,
+            "lines": 15,
+            "done": True,
+        },
+        {"type": "Coverage", "url": "https://x/2", "count": 5, "lines": 5, "done": True},
+        {"type": "Patient", "url": "https://x/3", "count": 8, "lines": 2, "done": False},
+    ]
+    for kind, sequence, state, fields in (
+        (BulkJobKind.MEMBER_MATCH, 1, BulkJobState.DONE, {"polls": 4, "progress": "100%"}),
+        (
+            BulkJobKind.DATA_EXPORT,
+            1,
+            BulkJobState.DOWNLOADING,
+            {"polls": 7, "progress": "Exporting 2 of 3 types", "files": export_files},
+        ),
+        (
+            BulkJobKind.MEMBER_MATCH,
+            2,
+            BulkJobState.FAILED,
             {
-                "type": "ExplanationOfBenefit",
-                "url": "https://x/1",
-                "count": 15,
-                "lines": 15,
-                "done": True,
+                "reason_code": "throttled",
+                "reason_message": "The former payer answered 429 ten times.",
+                "holder_errors": ["Patient 7: birthDate is required", "Coverage: bad period"],
             },
-            {"type": "Coverage", "url": "https://x/2", "count": 5, "lines": 5, "done": True},
-            {"type": "Patient", "url": "https://x/3", "count": 8, "lines": 2, "done": False},
-        ],
-    )
-    BulkJobFactory(cohort=cohort, kind=BulkJobKind.MEMBER_MATCH, sequence=2,
-                   state=BulkJobState.FAILED, reason_code="throttled",
-                   reason_message="The former payer answered 429 ten times.",
-                   holder_errors=["Patient 7: birthDate is required", "Coverage: bad period"])  # fmt: skip
+        ),
+    ):
+        BulkJobFactory(cohort=cohort, kind=kind, sequence=sequence, state=state, **fields)  # fmt: skip
     return cohort

@@ -2,20 +2,12 @@
 and phone widths (axe-core, WCAG 2.2 AA), its progress moving without a reload."""
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from exchange.models import Cohort, CohortStatus
 from tests.conftest import Tenant
+from tests.plan_admin.conftest import DESKTOP, PHONE, no_sideways_scrolling
 from tests.support.accessibility import assert_accessible
-
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def page(admin_browser: BrowserContext) -> Page:
-    admin_browser.set_default_timeout(15_000)
-    return admin_browser.new_page()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -29,9 +21,7 @@ def test_the_cohort_page_is_accessible_and_its_progress_moves_live(
             page.goto(path)
             expect(page.locator("h1")).to_be_visible()
             assert_accessible(page)
-            # Only a scrollable table's own box may be wider than a phone's screen.
-            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {viewport}"
+            no_sideways_scrolling(page)
         # What was sent, opened: still accessible.
         page.get_by_text("What was sent").first.click()
         expect(page.get_by_text("SCH-99999")).to_be_visible()
@@ -47,9 +37,7 @@ def test_the_cohort_page_is_accessible_and_its_progress_moves_live(
     expect(page.locator("#cohort-members caption")).to_contain_text("1 member,")
     expect(page).to_have_url(f"{page.url.split('?')[0]}?group=not_matched&member=")
     # The engine finishes the cohort: the poll shows it, says it, and stops.
-    Cohort.objects.for_payer(north.payer).filter(pk=cohort.pk).update(
-        status=CohortStatus.COMPLETED
-    )
+    Cohort.objects.for_payer(north.payer).filter(pk=cohort.pk).update(status=CohortStatus.COMPLETED)
     expect(page.locator("#cohort-status")).to_have_text("Every member has an outcome")
     expect(page.locator("#cohort-announcement")).to_contain_text("Now: Every member has an outcome")
     expect(page.locator("#cohort-live")).not_to_have_attribute("hx-trigger", "every 3s")
