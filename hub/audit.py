@@ -1,5 +1,6 @@
 """Write audit events in the caller's transaction (STYLE.md #7)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import models
@@ -32,14 +33,43 @@ def audit_record(
     ``changes`` holds before/after values of non-secret fields only; callers never
     pass secrets or PHI here.
     """
-    return AuditEvent.objects.create(
-        payer_id=payer.pk if isinstance(payer, Payer) else payer,
-        actor=actor,
-        actor_label=actor_label or (actor.get_username() if actor else "system"),
+    (event,) = audit_record_many(
         action=action,
-        object_type=obj._meta.label,
-        object_id=str(obj.pk),
-        changes=changes or {},
+        changes_by_object=[(obj, changes or {})],
+        payer=payer,
+        actor=actor,
+        actor_label=actor_label,
         client_address=client_address,
-        request_id=current_request_id.get() if current_request_id.get() != "-" else "",
+    )
+    return event
+
+
+def audit_record_many(
+    *,
+    action: str,
+    changes_by_object: Sequence[tuple[models.Model, dict[str, Any]]],
+    payer: Payer | int | None,
+    actor: User | None = None,
+    actor_label: str = "",
+    client_address: str | None = None,
+) -> list[AuditEvent]:
+    """Record that ``actor`` or ``actor_label`` did ``action`` to each object, with its own
+    ``changes``, one INSERT per thousand: for work on many rows at once (a cohort's members)."""
+    request_id = current_request_id.get()
+    return AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(
+                payer_id=payer.pk if isinstance(payer, Payer) else payer,
+                actor=actor,
+                actor_label=actor_label or (actor.get_username() if actor else "system"),
+                action=action,
+                object_type=obj._meta.label,
+                object_id=str(obj.pk),
+                changes=changes,
+                client_address=client_address,
+                request_id=request_id if request_id != "-" else "",
+            )
+            for obj, changes in changes_by_object
+        ],
+        batch_size=1000,
     )

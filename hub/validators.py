@@ -22,7 +22,8 @@ def validate_npi(value: str) -> None:
     The check digit is the Luhn digit of the first nine digits prefixed with the
     card issuer code 80840 (CMS, NPI standard, 45 CFR 162.406).
     """
-    if len(value) != 10 or not value.isdigit():
+    # isdigit() alone takes other scripts' digits too ("²", "٣"), which int() may refuse.
+    if len(value) != 10 or not (value.isascii() and value.isdigit()):
         raise ValidationError("An NPI has exactly 10 digits.", code="npi_format")
     digits = [int(char) for char in "80840" + value[:9]]
     total = 0

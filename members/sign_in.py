@@ -225,30 +225,51 @@ def _person_signed_in(
 ) -> User:
     """Find or create the person of (payer, subject); refresh role and demographics; audit."""
     payer = identity_provider.payer
-    subject = str(claims["sub"])
-    user = User.objects.filter(payer=payer, oidc_subject=subject).first()
-    if user is None:
-        digest = hashlib.sha256(f"{payer.pk}:{subject}".encode()).hexdigest()[:20]
-        user = User(username=f"{payer.slug}-{digest}", payer=payer, oidc_subject=subject)
-        user.set_unusable_password()
     provider = identity_provider
-    user.role = role
-    user.first_name = str(claims.get(provider.claim_given_name, ""))[:150]
-    user.last_name = str(claims.get(provider.claim_family_name, ""))[:150]
-    user.email = str(claims.get("email", ""))[:254]
-    user.birth_date = parse_date(str(claims.get(provider.claim_birth_date, ""))) or None
-    user.gender = str(claims.get(provider.claim_gender, ""))[:10]
-    user.plan_member_id = str(claims.get(provider.claim_member_id, ""))[:100]
+    subject = str(claims["sub"])
+    plan_member_id = str(claims.get(provider.claim_member_id, ""))[:100]
     with transaction.atomic():
+        user = User.objects.filter(payer=payer, oidc_subject=subject).first()
+        claimed = False
+        if user is None and role == Role.MEMBER:
+            user = _roster_member_claim(payer=payer, subject=subject, plan_member_id=plan_member_id)
+            claimed = user is not None
+        if user is None:
+            digest = hashlib.sha256(f"{payer.pk}:{subject}".encode()).hexdigest()[:20]
+            user = User(username=f"{payer.slug}-{digest}", payer=payer, oidc_subject=subject)
+            user.set_unusable_password()
+        user.role = role
+        user.first_name = str(claims.get(provider.claim_given_name, ""))[:150]
+        user.last_name = str(claims.get(provider.claim_family_name, ""))[:150]
+        user.email = str(claims.get("email", ""))[:254]
+        user.birth_date = parse_date(str(claims.get(provider.claim_birth_date, ""))) or None
+        user.gender = str(claims.get(provider.claim_gender, ""))[:10]
+        user.plan_member_id = plan_member_id
         user.save()
-        audit_record(
-            action="user.sign_in",
-            obj=user,
-            payer=payer,
-            actor=user,
-            changes={"role": role, "issuer": provider.issuer},
-        )
+        changes: dict[str, Any] = {"role": role, "issuer": provider.issuer}
+        if claimed:
+            changes["claimed_roster_member"] = True
+        audit_record(action="user.sign_in", obj=user, payer=payer, actor=user, changes=changes)
     return user
+
+
+def _roster_member_claim(*, payer: Payer, subject: str, plan_member_id: str) -> User | None:
+    """Bind ``subject`` to the member a roster made for ``plan_member_id`` who has never
+    signed in (exchange/bulk/services.py), so their portal shows the requests made for them;
+    return that member, or None unless exactly one such member is waiting."""
+    if not plan_member_id:
+        return None
+    waiting = User.objects.filter(
+        payer=payer, role=Role.MEMBER, oidc_subject="", plan_member_id=plan_member_id
+    )
+    candidates = list(waiting[:2])
+    if len(candidates) != 1:
+        return None
+    # Conditional: of two first sign-ins racing for one member, only one binds it (STYLE.md #4).
+    if not waiting.filter(pk=candidates[0].pk).update(oidc_subject=subject):
+        return None
+    candidates[0].oidc_subject = subject
+    return candidates[0]
 
 
 class PayerOidcBackend(BaseBackend):

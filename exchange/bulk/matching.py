@@ -21,16 +21,10 @@ from typing import Any
 from exchange.fhir.errors import FhirPermanentError
 from exchange.member_match import fhir_parameters_check, member_match_parts, patient_id_of
 from exchange.models import CohortMember, MatchOutcome
+from exchange.smart.scopes import MATCH_RESULT_SYSTEM, PDEX
 
-PDEX = "http://hl7.org/fhir/us/davinci-pdex"
 MULTI_MEMBER_MATCH_IN = f"{PDEX}/StructureDefinition/pdex-parameters-multi-member-match-bundle-in"
-MATCH_RESULT_SYSTEM = f"{PDEX}/CodeSystem/PdexMultiMemberMatchResultCS"
 MATCH_PARAMETERS_EXTENSION = f"{PDEX}/StructureDefinition/base-ext-match-parameters"
-# PDex STU 2.2 §Bulk member match authorization (CamelCase since 2.2, FHIR-56185).
-BULK_MATCH_SCOPES = (
-    f"{PDEX}/OperationDefinition/BulkMemberMatch",
-    f"system/Group.u?code={MATCH_RESULT_SYSTEM}|match",
-)
 # The STU 2.1 output parameters, by the result code of their Group.
 STU21_PARAMETERS = {
     "MatchedMembers": MatchOutcome.MATCH,

@@ -41,7 +41,6 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from exchange.bulk.matching import (
-    BULK_MATCH_SCOPES,
     correlate,
     groups_of_parameters,
     local_patient_id,
@@ -81,6 +80,7 @@ from exchange.pipeline import (
     exchange_request_records_received,
 )
 from exchange.smart.backend_services import backend_access_token
+from exchange.smart.scopes import BULK_MATCH_SCOPES
 from exchange.state_machine import ENDED, exchange_request_transition
 from hub.audit import ENGINE, audit_record
 from hub.outbound import PayerHttpClient

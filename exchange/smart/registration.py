@@ -29,6 +29,7 @@ from exchange.fhir.errors import FhirPermanentError
 from exchange.models import HolderRegistration, RegistrationMethod
 from exchange.smart.discovery import SmartConfiguration
 from exchange.smart.oauth import client_register
+from exchange.smart.scopes import BULK_MATCH_SCOPES
 from hub.audit import audit_record
 from hub.models import FhirEndpoint, Payer
 from hub.outbound import PayerHttpClient
@@ -179,7 +180,8 @@ def holder_registration_backend(
             "token_endpoint_auth_method": "private_key_jwt",
             "jwks_uri": hub_jwks_url(payer=payer),
             "organization_identifier": payer_identifier(payer),
-            "scope": endpoint.scopes,
+            # A client registers for all it may ask: cohorts need the bulk match scopes.
+            "scope": " ".join([*endpoint.scopes.split(), *BULK_MATCH_SCOPES]),
         },
         values=lambda answer: {"backend_client_id": answer["client_id"], **_NO_TOKEN},
         other_fields=("member_client_id", "member_client_secret", "member_redirect_uri"),

@@ -12,6 +12,7 @@ from django.test import Client
 
 from hub.models import AuditEvent, IdentityProvider, Role, User
 from tests.conftest import Tenant
+from tests.factories import ConsentFactory, ExchangeRequestFactory, UserFactory
 from tests.sandbox.harness import NEW, SEED, RunningSandbox, running_sandbox
 from tests.support.net import free_loopback_port
 from tests.support.sandbox_sign_in import sandbox_sign_in
@@ -177,3 +178,64 @@ def test_after_sign_in_only_a_page_of_the_hub_is_followed(
     callback = urlsplit(sandbox_sign_in(start["Location"], "patricia.person"))
     finish = client.get(callback.path, dict(parse_qs(callback.query)))
     assert (finish.status_code, finish["Location"]) == (302, lands_on)
+
+
+def _member_id_of(idp: RunningSandbox, username: str) -> str:
+    """Return the member-id claim the identity provider sends for ``username``."""
+    return str(
+        next(m for m in idp.member_list()["members"] if m["username"] == username)["member_id"]
+    )
+
+
+def _waiting_for_sign_in(tenant: Tenant, member_id: str, username: str) -> User:
+    """A member a roster brought (exchange/bulk/services.py): no subject until they sign in."""
+    return UserFactory(
+        username=username,
+        payer=tenant.payer,
+        role=Role.MEMBER,
+        oidc_subject="",
+        plan_member_id=member_id,
+    )
+
+
+def test_a_member_a_roster_brought_is_theirs_at_the_first_sign_in(
+    north: Tenant, south: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    patricia = _member_id_of(idp, "patricia.person")
+    waiting = _waiting_for_sign_in(north, patricia, "north-roster-patricia")
+    request = ExchangeRequestFactory(
+        consent=ConsentFactory(member=waiting, former_payer=south.payer)
+    )
+    client = Client()
+    assert _sign_in(client, "north", "patricia.person") == "302 /p/north/me/"
+    waiting.refresh_from_db()
+    assert waiting.oidc_subject and waiting.last_name == "Person"
+    assert User.objects.filter(payer=north.payer, plan_member_id=patricia).count() == 1
+    audit = AuditEvent.objects.for_payer(north.payer).get(action="user.sign_in")
+    assert (audit.actor, audit.changes["claimed_roster_member"]) == (waiting, True)
+    # The requests the plan made for them are theirs to follow.
+    page = client.get(f"/p/north/me/requests/{request.pk}/")
+    assert page.status_code == 200
+    assert "Southern Cross Health" in page.content.decode()
+    # Later sign-ins find them by subject.
+    assert _sign_in(Client(), "north", "patricia.person") == "302 /p/north/me/"
+    assert User.objects.filter(payer=north.payer, plan_member_id=patricia).count() == 1
+
+
+def test_no_member_is_claimed_unless_exactly_one_of_this_payer_has_the_member_id(
+    north: Tenant, south: Tenant, idp: RunningSandbox
+) -> None:
+    _connect(north, idp)
+    patricia = _member_id_of(idp, "patricia.person")
+    left_alone = [
+        *(_waiting_for_sign_in(north, patricia, f"north-roster-{n}") for n in (1, 2)),
+        _waiting_for_sign_in(south, patricia, "south-roster-patricia"),
+        _waiting_for_sign_in(north, patricia + "0", "north-roster-other"),
+    ]
+    assert _sign_in(Client(), "north", "patricia.person") == "302 /p/north/me/"
+    for someone in left_alone:
+        someone.refresh_from_db()
+        assert someone.oidc_subject == ""
+    # Two waiting members with her id: the hub cannot tell which is her, so she is new.
+    assert User.objects.get(payer=north.payer, username__startswith="north-", oidc_subject__gt="")

@@ -1,0 +1,551 @@
+"""Make cohorts of a roster, cancel them, retry a chunk (STYLE.md #1: services write).
+
+Each roster member gets what a member's own request gets (exchange/services.py
+``exchange_request_create``): a Consent published as HRex, an ExchangeRequest with the
+rule's clock, a timeline event and an audit event; the cohort ties them to one former
+payer. Written with bulk inserts, so a roster of thousands takes seconds.
+"""
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+
+from exchange.bulk.pipeline import ACTIVE_JOB_STATES
+from exchange.bulk.roster import Roster, RosterMember
+from exchange.bulk.tasks import bulk_job_forget, bulk_job_run, cohort_advance
+from exchange.consents.services import ConsentGiven, consents_create
+from exchange.fhir.endpoints import holder_endpoint_get
+from exchange.fhir.errors import FhirPermanentError
+from exchange.models import (
+    AuthorizationMode,
+    BulkJob,
+    BulkJobKind,
+    BulkJobState,
+    Cohort,
+    CohortMember,
+    CohortStatus,
+    ExchangeEvent,
+    ExchangeRequest,
+    ExchangeStatus,
+)
+from exchange.payloads.storage import PayloadStorage
+from exchange.retrieval import records_retrieval_reset
+from exchange.state_machine import IN_PROGRESS, exchange_request_transition
+from hub.audit import audit_record, audit_record_many
+from hub.models import FhirEndpoint, Payer, PayerStatus, Role, User
+from hub.tenancy import get_for_payer_or_404
+
+# Rows per INSERT (and per UPDATE of users) when a cohort's rows are written.
+_BATCH_SIZE = 1000
+# Cohort.name's max_length.
+_COHORT_NAME_MAX = 200
+# Roster lines named in a refusal; beyond them it says how many more.
+_LINES_NAMED = 20
+
+
+class CohortRefused(ValueError):
+    """The roster cannot be asked of its former payers; the message names each payer at
+    fault and the roster lines that name it."""
+
+
+@dataclass(frozen=True)
+class _FormerPayerGroup:
+    """The roster's members to be asked of one former payer, and how to ask it."""
+
+    former_payer: Payer
+    members: list[RosterMember]
+    endpoint: FhirEndpoint
+
+
+def cohorts_create(
+    *,
+    new_payer: Payer,
+    created_by: User | None,
+    roster: Roster,
+    name: str,
+    roster_name: str,
+    client_address: str | None = None,
+) -> list[Cohort]:
+    """Open a cohort per former payer of ``roster``, each member with its consent and request.
+
+    All of them, or nothing: a former payer the hub cannot ask in bulk refuses the whole
+    roster (CohortRefused). Each cohort is handed to the engine once the transaction commits.
+    """
+    if created_by is not None and not (
+        created_by.is_plan_admin and created_by.payer_id == new_payer.pk
+    ):
+        raise CohortRefused(f"Only a plan administrator of {new_payer.name} can upload its roster.")
+    name = name.strip()
+    if not name:
+        raise CohortRefused("Give the cohort a name.")
+    if not roster.members:
+        raise CohortRefused("The roster lists no members.")
+    groups = _former_payer_groups(new_payer=new_payer, members=roster.members)
+    cohort_names = {
+        group.former_payer.pk: name if len(groups) == 1 else f"{name} — {group.former_payer.name}"
+        for group in groups
+    }
+    longest = max(cohort_names.values(), key=len)
+    if len(longest) > _COHORT_NAME_MAX:
+        raise CohortRefused(f"The cohort name {longest!r} is too long; give a shorter name.")
+
+    now = timezone.now()
+    today = timezone.localdate(now)
+    cohorts = []
+    with transaction.atomic():
+        users, created_ids = _members_find_or_create(payer=new_payer, members=roster.members)
+        for group in groups:
+            cohort = Cohort.objects.create(
+                payer=new_payer,
+                former_payer=group.former_payer,
+                name=cohort_names[group.former_payer.pk],
+                created_by=created_by,
+                status_changed_at=now,
+                roster_name=roster_name[:255],
+                roster_format=roster.format,
+                member_count=len(group.members),
+                chunk_size=group.endpoint.bulk_match_chunk_size,
+            )
+            _cohort_members_create(
+                cohort=cohort,
+                members=group.members,
+                users=users,
+                created_by=created_by,
+                client_address=client_address,
+                now=now,
+                today=today,
+            )
+            audit_record(
+                action="cohort.create",
+                obj=cohort,
+                payer=new_payer,
+                actor=created_by,
+                changes={
+                    "former_payer": group.former_payer.slug,
+                    "members": len(group.members),
+                    "members_new_to_the_hub": sum(
+                        users[member.member_id].pk in created_ids for member in group.members
+                    ),
+                    "roster_format": roster.format,
+                    "chunk_size": cohort.chunk_size,
+                },
+                client_address=client_address,
+            )
+            transaction.on_commit(partial(cohort_advance.delay, cohort.pk, new_payer.pk))
+            cohorts.append(cohort)
+    return cohorts
+
+
+def _former_payer_groups(
+    *, new_payer: Payer, members: list[RosterMember]
+) -> list[_FormerPayerGroup]:
+    """Group ``members`` by former payer, in roster order; refuse every payer the hub cannot
+    ask in bulk (PDex STU 2.2 §pdex-142: the bulk flow runs under SMART Backend Services)."""
+    by_payer: dict[int, list[RosterMember]] = defaultdict(list)
+    for member in members:
+        by_payer[member.former_payer.pk].append(member)
+    groups, refusals = [], []
+    for payer_members in by_payer.values():
+        former_payer = payer_members[0].former_payer
+        lines = _lines_named(payer_members)
+        if former_payer.pk == new_payer.pk:
+            refusals.append(f"{former_payer.name} is your own plan; it is named on {lines}.")
+            continue
+        if former_payer.status != PayerStatus.PARTICIPATING:
+            refusals.append(
+                f"{former_payer.name} does not take part in the hub yet; it is named on {lines}."
+            )
+            continue
+        try:
+            endpoint = holder_endpoint_get(former_payer=former_payer)
+        except FhirPermanentError as exc:
+            refusals.append(f"{exc} It is named on {lines}.")
+            continue
+        if not endpoint.offers_backend_services:
+            refusals.append(
+                f"{former_payer.name} does not offer payer-to-payer access (SMART Backend "
+                f"Services), which asking for many members at once needs; it is named on {lines}."
+            )
+        else:
+            groups.append(_FormerPayerGroup(former_payer, payer_members, endpoint))
+    if refusals:
+        raise CohortRefused(" ".join(refusals))
+    return groups
+
+
+def _lines_named(members: list[RosterMember]) -> str:
+    """Return "line 3", "lines 3, 7 and 9", or the first ones and how many more."""
+    lines = [str(member.line) for member in members]
+    if len(lines) == 1:
+        return f"line {lines[0]}"
+    if len(lines) > _LINES_NAMED:
+        shown = ", ".join(lines[:_LINES_NAMED])
+        return f"lines {shown} and {len(lines) - _LINES_NAMED:,} more"
+    return f"lines {', '.join(lines[:-1])} and {lines[-1]}"
+
+
+def _members_find_or_create(
+    *, payer: Payer, members: list[RosterMember]
+) -> tuple[dict[str, User], set[int]]:
+    """Return the member User of each roster member id at ``payer`` (found by its member id,
+    else created to be claimed at the member's first sign-in, members/sign_in.py), and the
+    ids of those created. Demographics are the roster's."""
+    people = {member.member_id: member for member in members}
+    users: dict[str, User] = {}
+    # A member who has signed in is preferred to one only a roster made.
+    for user in sorted(
+        User.objects.filter(payer=payer, role=Role.MEMBER, plan_member_id__in=list(people)),
+        key=lambda user: (user.oidc_subject == "", user.pk),
+    ):
+        users.setdefault(user.plan_member_id, user)
+    for member_id, user in users.items():
+        _demographics_set(user, people[member_id])
+    User.objects.bulk_update(
+        users.values(),
+        ["first_name", "last_name", "birth_date", "gender"],
+        batch_size=_BATCH_SIZE,
+    )
+    new_ids = [member_id for member_id in people if member_id not in users]
+    usernames = _usernames_free(payer=payer, member_ids=new_ids)
+    created = []
+    for member_id in new_ids:
+        user = User(
+            username=usernames[member_id],
+            payer=payer,
+            role=Role.MEMBER,
+            plan_member_id=member_id,
+            oidc_subject="",
+        )
+        user.set_unusable_password()
+        _demographics_set(user, people[member_id])
+        created.append(user)
+    User.objects.bulk_create(created, batch_size=_BATCH_SIZE)
+    users |= {user.plan_member_id: user for user in created}
+    return users, {user.pk for user in created}
+
+
+def _demographics_set(user: User, member: RosterMember) -> None:
+    user.first_name = " ".join(member.given)
+    user.last_name = member.family
+    user.birth_date = member.birth_date
+    user.gender = member.gender
+
+
+def _usernames_free(*, payer: Payer, member_ids: list[str]) -> dict[str, str]:
+    """Return a username per member id: ``<slug>-roster-<digest>``, numbered on in the rare
+    case a person whose member id has changed since holds it already."""
+    wanted = {
+        member_id: f"{payer.slug}-roster-{hashlib.sha256(member_id.encode()).hexdigest()[:16]}"
+        for member_id in member_ids
+    }
+    taken = set(
+        User.objects.filter(username__in=list(wanted.values())).values_list("username", flat=True)
+    )
+    for member_id, username in wanted.items():
+        candidate, number = username, 2
+        while candidate in taken or (
+            candidate != username and User.objects.filter(username=candidate).exists()
+        ):
+            candidate, number = f"{username}-{number}", number + 1
+        taken.add(candidate)
+        wanted[member_id] = candidate
+    return wanted
+
+
+def _cohort_members_create(
+    *,
+    cohort: Cohort,
+    members: list[RosterMember],
+    users: dict[str, User],
+    created_by: User | None,
+    client_address: str | None,
+    now: datetime,
+    today: date,
+) -> None:
+    """Write each member's consent, request, timeline event, audit event and cohort row."""
+    payer, former_payer = cohort.payer, cohort.former_payer
+    concurrent = [_is_concurrent(member, today) for member in members]
+    consents = consents_create(
+        new_payer=payer,
+        given=[
+            ConsentGiven(
+                member=users[member.member_id],
+                former_payer=former_payer,
+                policy=member.policy,
+                period_start=today,
+                period_end=_consent_period_end(member, today=today, concurrent=is_concurrent),
+                opted_in_at=member.opted_in_at,
+            )
+            for member, is_concurrent in zip(members, concurrent, strict=True)
+        ],
+    )
+    requests = ExchangeRequest.objects.bulk_create(
+        [
+            ExchangeRequest(
+                payer=payer,
+                member=users[member.member_id],
+                former_payer=former_payer,
+                consent=consent,
+                authorization_mode=AuthorizationMode.BACKEND_SERVICES,
+                status=ExchangeStatus.CONSENTED,
+                status_changed_at=now,
+                opted_in_at=member.opted_in_at,
+                due_by=_due_by(member),
+                card_member_id=member.former_member_id,
+                coverage_start=member.former_coverage_start,
+                coverage_end=member.former_coverage_end,
+                is_concurrent=is_concurrent,
+            )
+            for member, consent, is_concurrent in zip(members, consents, concurrent, strict=True)
+        ],
+        batch_size=_BATCH_SIZE,
+    )
+    others = len(members) - 1
+    ExchangeEvent.objects.bulk_create(
+        [
+            ExchangeEvent(
+                payer=payer,
+                exchange_request=exchange_request,
+                status=ExchangeStatus.CONSENTED,
+                message=_asked_message(former_payer, others, member.opted_in_at),
+            )
+            for member, exchange_request in zip(members, requests, strict=True)
+        ],
+        batch_size=_BATCH_SIZE,
+    )
+    CohortMember.objects.bulk_create(
+        [
+            CohortMember(payer=payer, cohort=cohort, exchange_request=exchange_request, line=m.line)
+            for m, exchange_request in zip(members, requests, strict=True)
+        ],
+        batch_size=_BATCH_SIZE,
+    )
+    audit_record_many(
+        action="exchange_request.create",
+        changes_by_object=[
+            (
+                exchange_request,
+                {
+                    "former_payer": former_payer.slug,
+                    "policy": member.policy,
+                    "cohort": cohort.pk,
+                    "line": member.line,
+                },
+            )
+            for member, exchange_request in zip(members, requests, strict=True)
+        ],
+        payer=payer,
+        actor=created_by,
+        client_address=client_address,
+    )
+
+
+def _is_concurrent(member: RosterMember, today: date) -> bool:
+    end = member.former_coverage_end
+    return end is None or end >= today
+
+
+def _consent_period_end(member: RosterMember, *, today: date, concurrent: bool) -> date:
+    """Return the last day of a roster member's consent.
+
+    PDex STU 2.2 §pdex-208 suggests a consent period of 90 days after the new plan starts
+    for a new enrollee, or up to the end of coverage for concurrent coverage. The roster
+    does not say when concurrent coverage ends, so it gets a year (as a member's own
+    request does, exchange/services.py), within which the rule's quarterly re-requests fall
+    (CMS-0057-F). A new enrollee's 90 days are counted from the new coverage's start, but
+    last at least 30 days from today, so a roster uploaded late still leaves the former
+    payer time to answer.
+    """
+    if concurrent:
+        return today + timedelta(days=365)
+    return max(member.new_coverage_start + timedelta(days=90), today + timedelta(days=30))
+
+
+def _due_by(member: RosterMember) -> datetime:
+    """Return when the rule wants the request made: one week after the later of the start of
+    coverage and the opt-in (CMS-0057-F, 42 CFR 422.121(b)). The coverage starts at the
+    beginning of its first day in the hub's time zone."""
+    coverage_starts = datetime.combine(
+        member.new_coverage_start, time.min, tzinfo=timezone.get_current_timezone()
+    )
+    return max(member.opted_in_at, coverage_starts) + timedelta(days=settings.EXCHANGE_DUE_DAYS)
+
+
+def _asked_message(former_payer: Payer, others: int, opted_in_at: datetime) -> str:
+    """Return the member's timeline line: who is asked, with how many others, agreed when."""
+    agreed = date_format(opted_in_at.date(), "F j, Y")
+    if others == 0:
+        return f"Your plan asked {former_payer.name} for your records, as you agreed on {agreed}."
+    members = "member" if others == 1 else "members"
+    return (
+        f"Your plan asked {former_payer.name} for your records with {others:,} other "
+        f"{members}, as you agreed on {agreed}."
+    )
+
+
+class CohortActionRefused(ValueError):
+    """The cohort is not in a state that allows this action; the message says why."""
+
+
+def _member_transition(
+    request: ExchangeRequest,
+    *,
+    to_status: str,
+    message: str,
+    actor: User,
+    action: str,
+    client_address: str | None,
+) -> bool:
+    return exchange_request_transition(
+        payer=request.payer_id,
+        exchange_request_id=request.pk,
+        from_status=request.status,
+        to_status=to_status,
+        message=message,
+        actor=actor,
+        action=action,
+        client_address=client_address,
+    )
+
+
+def cohort_cancel(
+    *, payer: Payer, cohort_id: int, actor: User, client_address: str | None = None
+) -> Cohort:
+    """Stop a cohort: every member still on its way ends ``cancelled``, every job still
+    running is cancelled here and DELETEd at the holder (Bulk Data STU2 §Delete)."""
+    cohort = get_for_payer_or_404(Cohort.objects.all(), payer, pk=cohort_id)
+    if cohort.status in (CohortStatus.COMPLETED, CohortStatus.CANCELLED):
+        raise CohortActionRefused(
+            f"This cohort is already {cohort.get_status_display().lower()}; nothing to cancel."
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = (
+            Cohort.objects.for_payer(payer)
+            .filter(pk=cohort.pk, status=cohort.status)
+            .update(status=CohortStatus.CANCELLED, status_changed_at=now, finished_at=now)
+        )
+        if not claimed:
+            raise CohortActionRefused("The cohort changed while you were looking at it; reload.")
+        jobs = BulkJob.objects.for_payer(payer).filter(cohort=cohort, state__in=ACTIVE_JOB_STATES)
+        at_holder = [job_id for job_id, url in jobs.values_list("pk", "status_url") if url]
+        jobs.update(
+            state=BulkJobState.CANCELLED,
+            state_changed_at=now,
+            finished_at=now,
+            reason_code="cancelled",
+            reason_message=f"Cancelled by {actor.get_username()}.",
+        )
+        requests = (
+            ExchangeRequest.objects.for_payer(payer)
+            .filter(cohort_member__cohort=cohort, status__in=IN_PROGRESS | {ExchangeStatus.FAILED})
+            .select_for_update()
+        )
+        for request in requests:
+            _member_transition(
+                request,
+                to_status=ExchangeStatus.CANCELLED,
+                message=f"Cancelled with the whole cohort by the plan administrator "
+                f"{actor.get_username()}.",
+                actor=actor,
+                action="exchange_request.cancel",
+                client_address=client_address,
+            )
+        audit_record(
+            action="cohort.cancel",
+            obj=cohort,
+            payer=payer,
+            actor=actor,
+            changes={"status": {"before": cohort.status, "after": CohortStatus.CANCELLED}},
+            client_address=client_address,
+        )
+        for job_id in at_holder:
+            transaction.on_commit(partial(bulk_job_forget.delay, job_id, payer.pk))
+    cohort.refresh_from_db()
+    return cohort
+
+
+def cohort_chunk_retry(
+    *,
+    payer: Payer,
+    cohort_id: int,
+    sequence: int,
+    actor: User,
+    client_address: str | None = None,
+) -> Cohort:
+    """Run chunk ``sequence`` again from its match: its failed members start over from
+    their consent (a match or export job that failed takes them all with it)."""
+    cohort = get_for_payer_or_404(Cohort.objects.all(), payer, pk=cohort_id)
+    if cohort.status == CohortStatus.CANCELLED:
+        raise CohortActionRefused("This cohort was cancelled; upload the roster again instead.")
+    match_job = get_for_payer_or_404(
+        BulkJob.objects.all(),
+        payer,
+        cohort=cohort,
+        kind=BulkJobKind.MEMBER_MATCH,
+        sequence=sequence,
+    )
+    if match_job.state in ACTIVE_JOB_STATES:
+        raise CohortActionRefused(f"Chunk {sequence} is still running.")
+    with transaction.atomic():
+        failed = list(
+            ExchangeRequest.objects.for_payer(payer)
+            .filter(cohort_member__match_job=match_job, status=ExchangeStatus.FAILED)
+            .select_for_update()
+        )
+        if not failed:
+            raise CohortActionRefused(f"No member of chunk {sequence} failed; nothing to retry.")
+        for request in failed:
+            _member_transition(
+                request,
+                to_status=ExchangeStatus.CONSENTED,
+                message=f"Retried with chunk {sequence} by the plan administrator "
+                f"{actor.get_username()}.",
+                actor=actor,
+                action="exchange_request.retry",
+                client_address=client_address,
+            )
+            records_retrieval_reset(exchange_request=request, storage=PayloadStorage())
+        ids = [request.pk for request in failed]
+        ExchangeRequest.objects.for_payer(payer).filter(pk__in=ids).update(
+            awaits_bulk_job=True, matched_patient_id="", screened_out_counts={}, resume_count=0
+        )
+        CohortMember.objects.for_payer(payer).filter(exchange_request_id__in=ids).update(
+            match_outcome="", group_id="", export_job=None
+        )
+        BulkJob.objects.for_payer(payer).filter(pk=match_job.pk).update(
+            state=BulkJobState.WAITING,
+            state_changed_at=timezone.now(),
+            status_url="",
+            kick_offs=0,
+            consecutive_errors=0,
+            polls=0,
+            progress="",
+            manifest={},
+            files=[],
+            holder_errors=[],
+            reason_code="",
+            reason_message="",
+            finished_at=None,
+        )
+        Cohort.objects.for_payer(payer).filter(pk=cohort.pk).update(
+            status=CohortStatus.MATCHING, status_changed_at=timezone.now(), finished_at=None
+        )
+        audit_record(
+            action="cohort.chunk_retry",
+            obj=cohort,
+            payer=payer,
+            actor=actor,
+            changes={"chunk": sequence, "members": len(ids)},
+            client_address=client_address,
+        )
+        transaction.on_commit(partial(bulk_job_run.delay, match_job.pk, payer.pk))
+    cohort.refresh_from_db()
+    return cohort
