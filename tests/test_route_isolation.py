@@ -180,7 +180,9 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         ConsentNotificationFactory(subscription=subscription, last_error="northwind hook"),
         MemberLaunchFactory(exchange_request=request),
         cohort,
-        BulkJobFactory(cohort=cohort, reason_message="northwind holder said no"),
+        BulkJobFactory(
+            cohort=cohort, sequence=1, state="failed", reason_message="northwind holder said no"
+        ),
         CohortMemberFactory(
             cohort=cohort,
             exchange_request=request,
@@ -229,6 +231,8 @@ def _param_values(route: Route, param: str, data: NorthsData, slug: str) -> list
         return SETTINGS_PARTS
     if param == "action":
         return REQUEST_ACTIONS
+    if param == "sequence":  # a chunk of North's cohort
+        return ["1"]
     if param in ("uidb64", "token"):  # a password-reset link: nobody's, and not valid
         return ["MQ" if param == "uidb64" else "set-password"]
     raise AssertionError(f"teach the route walk a North value for {param!r} of {route.name}")

@@ -9,7 +9,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -20,13 +20,12 @@ from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.selectors import exchange_request_record_counts
 from exchange.state_machine import ENDED
 from hub.audit import client_address
-from hub.htmx_requests import wants_fragment
 from hub.models import Payer, Role
 from hub.tenancy import tenant_view
 from plan_admin import selectors
 from plan_admin.forms import RequestFilterForm
 from plan_admin.timeline import admin_timeline
-from plan_admin.views import acting_admin
+from plan_admin.views import acting_admin, action_done
 from plan_admin.views.lists import csv_download, list_page_context, list_status, rows_filtered
 
 REQUESTS_PER_PAGE = 50
@@ -154,11 +153,10 @@ def request_action(
         messages.error(request, str(exc))
     else:
         messages.success(request, done)
-    detail = reverse(
-        "plan_admin:request-detail", kwargs={"payer_slug": payer.slug, "request_id": request_id}
+    return action_done(
+        request,
+        reverse(
+            "plan_admin:request-detail",
+            kwargs={"payer_slug": payer.slug, "request_id": request_id},
+        ),
     )
-    if wants_fragment(request):
-        # htmx showed the progress while the action ran; a full load of the detail page
-        # then shows the new state, its message and its (re)initialized dialog.
-        return HttpResponseClientRedirect(detail)
-    return redirect(detail)

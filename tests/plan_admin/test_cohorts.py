@@ -7,13 +7,20 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
-from exchange.models import Cohort, CohortMember, CohortStatus
-from hub.models import User
+from exchange.bulk.roster import CSV_COLUMNS
+from exchange.models import BulkJob, BulkJobState, Cohort, CohortMember, CohortStatus
+from exchange.models import ExchangeStatus as S
+from hub.models import AuditEvent, User
+from plan_admin import forms
+from plan_admin.views.cohorts import ROSTER_EXAMPLE
 from tests.conftest import Tenant
-from tests.factories import CohortFactory
+from tests.factories import CohortFactory, FhirEndpointFactory
 from tests.plan_admin.conftest import admin_url
 
 HTMX = {"HX-Request": "true"}
@@ -191,26 +198,171 @@ def test_a_cohort_members_request_page_names_its_cohort_and_line(
     assert admin_url("cohort-detail", cohort_id=cohort.pk) in page
 
 
-def _cohort_urls(cohort: Cohort) -> list[str]:
-    return [
-        admin_url("cohort-list"),
-        admin_url("cohort-upload"),
-        admin_url("cohort-detail", cohort_id=cohort.pk),
-        admin_url("cohort-members-export", cohort_id=cohort.pk),
-    ]
-
-
-def test_every_cohort_page_is_a_404_to_anyone_but_norths_admin(
+def test_every_cohort_page_and_action_is_a_404_to_anyone_but_norths_admin(
     cohort: Cohort, north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
 ) -> None:
-    for url in _cohort_urls(cohort):
+    pages = ["cohort-list", "cohort-upload", "cohort-roster-example"]
+    of_cohort = ["cohort-detail", "cohort-members-export"]
+    actions = [("cohort-cancel", {}), ("cohort-chunk-retry", {"sequence": 2})]
+    urls = [admin_url(name) for name in pages]
+    urls += [admin_url(name, cohort_id=cohort.pk) for name in of_cohort]
+    for url in urls:
         assert signed_in(north.admin).get(url).status_code == 200, url
+    posts = [admin_url(name, cohort_id=cohort.pk, **kwargs) for name, kwargs in actions]
+    for url in urls + posts:
         for outsider in (south.admin, north.member, south.member):
             assert signed_in(outsider).get(url).status_code == 404, (url, outsider)
             assert signed_in(outsider).post(url).status_code == 404, (url, outsider)
         signed_out = Client().get(url)
         assert signed_out.status_code == 302 and "/sign-in/" in signed_out["Location"]
     # South's administrator at South, with North's cohort id: there is no such cohort.
-    for name in ("cohort-detail", "cohort-members-export"):
+    for name in of_cohort:
         url = admin_url(name, slug="south", cohort_id=cohort.pk)
         assert signed_in(south.admin).get(url).status_code == 404
+    for name, kwargs in actions:
+        url = admin_url(name, slug="south", cohort_id=cohort.pk, **kwargs)
+        assert signed_in(south.admin).post(url).status_code == 404
+    cohort.refresh_from_db()
+    assert cohort.status == CohortStatus.EXPORTING
+    assert not AuditEvent.objects.for_payer(north.payer).exists()
+
+
+# --- Upload a roster -----------------------------------------------------------------------
+
+EXAMPLE_CSV = ROSTER_EXAMPLE.read_bytes()
+
+
+def _upload(client: Client, data: bytes, filename: str, name: str = "January enrollees") -> Any:
+    return client.post(
+        admin_url("cohort-upload"), {"name": name, "roster": SimpleUploadedFile(filename, data)}
+    )
+
+
+def test_the_upload_page_explains_every_column_the_roster_reader_takes(
+    north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    response = signed_in(north.admin).get(admin_url("cohort-upload"))
+    assert tuple(name for name, _ in response.context["columns"]) == CSV_COLUMNS
+    page = _text(response)
+    assert "at most 50 MB" in page and 'enctype="multipart/form-data"' in page
+    example = signed_in(north.admin).get(admin_url("cohort-roster-example"))
+    assert example["Content-Disposition"] == 'attachment; filename="roster_example.csv"'
+    assert b"".join(example.streaming_content) == EXAMPLE_CSV
+    assert admin_url("cohort-roster-example") in page
+
+
+def test_a_bad_roster_shows_every_problem_keeps_the_name_and_creates_nothing(
+    north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    FhirEndpointFactory(payer=south.payer)
+    header, first, second, *_ = EXAMPLE_CSV.decode().splitlines()
+    bad = "\n".join([
+        header,
+        first.replace("1974-12-25", "1974-13-25"),  # no 13th month
+        second.replace(",male,", ",robot,").replace("non_sensitive", "some"),
+    ]).encode()  # fmt: skip
+    response = _upload(signed_in(north.admin), bad, "january.csv", name="Keep this name")
+    assert response.status_code == 400
+    problems = response.context["problems"]
+    assert [(p.line, p.column) for p in problems] == [
+        (2, "birth_date"), (3, "gender"), (3, "consent")]  # fmt: skip
+    page = _text(response)
+    assert "3 problems to fix" in page and "Nothing was created." in page
+    for problem in problems:
+        assert escape(problem.message) in page
+    assert 'value="Keep this name"' in page
+    assert not Cohort.objects.for_payer(north.payer).exists()
+    assert not AuditEvent.objects.for_payer(north.payer).exists()
+    # A file the reader cannot take at all is one problem of the whole file.
+    whole = _upload(signed_in(north.admin), b"hello", "january.xlsx")
+    assert [(p.line, p.column) for p in whole.context["problems"]] == [(0, "")]
+    assert "Whole file" in _text(whole)
+
+
+def test_a_roster_whose_former_payer_cannot_be_asked_in_bulk_is_refused_in_words(
+    north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    FhirEndpointFactory(payer=south.payer, offers_backend_services=False)
+    response = _upload(signed_in(north.admin), EXAMPLE_CSV, "january.csv")
+    assert response.status_code == 400
+    assert "does not offer payer-to-payer access" in response.context["refusal"]
+    assert "The cohort was not created" in _text(response)
+    assert not Cohort.objects.for_payer(north.payer).exists()
+
+
+def test_a_roster_bigger_than_the_limit_is_refused_before_it_is_read(
+    north: Tenant, signed_in: Callable[[User], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forms, "ROSTER_MAX_BYTES", 1024)
+    response = _upload(signed_in(north.admin), b"x" * 2048, "january.csv")
+    assert response.status_code == 400
+    assert "a roster may be at most" in _text(response)
+    assert "problems" not in response.context
+
+
+def test_a_good_roster_creates_the_cohort_and_opens_its_page(
+    north: Tenant, south: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    FhirEndpointFactory(payer=south.payer, bulk_match_chunk_size=250)
+    client = signed_in(north.admin)
+    response = _upload(client, EXAMPLE_CSV, "january.csv")
+    cohort = Cohort.objects.for_payer(north.payer).get()
+    assert response.status_code == 302
+    assert response["Location"] == admin_url("cohort-detail", cohort_id=cohort.pk)
+    assert (cohort.name, cohort.roster_name, cohort.former_payer, cohort.created_by) == (
+        "January enrollees", "january.csv", south.payer, north.admin)  # fmt: skip
+    page = _text(client.get(response["Location"]))
+    assert "The cohort is created with 3 members" in page
+    assert list(CohortMember.objects.for_payer(north.payer).values_list(
+        "line", flat=True).order_by("line")) == [2, 3, 4]  # fmt: skip
+
+
+# --- Cancel and retry ----------------------------------------------------------------------
+
+
+def test_cancel_stops_the_cohort_and_its_members_once(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    client = signed_in(north.admin)
+    detail = admin_url("cohort-detail", cohort_id=cohort.pk)
+    assert "Cancel the cohort…" in _text(client.get(detail))
+    response = client.post(admin_url("cohort-cancel", cohort_id=cohort.pk), follow=True)
+    assert "The cohort is cancelled" in _text(response)
+    cohort.refresh_from_db()
+    assert cohort.status == CohortStatus.CANCELLED
+    statuses = dict(
+        CohortMember.objects.for_payer(north.payer).values_list("line", "exchange_request__status")
+    )
+    assert statuses[2] == "delivered" and statuses[4] == statuses[7] == "cancelled"
+    audit = AuditEvent.objects.for_payer(north.payer).get(action="cohort.cancel")
+    assert audit.actor == north.admin
+    page = _text(client.get(detail))
+    assert "Cancel the cohort…" not in page and "every 3s" not in page
+    again = client.post(admin_url("cohort-cancel", cohort_id=cohort.pk), headers=HTMX, follow=False)
+    assert again["HX-Redirect"] == detail
+    assert "already cancelled" in _text(client.get(detail))
+
+
+def test_retry_runs_a_failed_chunk_again_and_refuses_with_a_reason(
+    cohort: Cohort, north: Tenant, signed_in: Callable[[User], Client]
+) -> None:
+    failed = CohortMember.objects.for_payer(north.payer).get(cohort=cohort, line=7)
+    chunk = BulkJob.objects.for_payer(north.payer).get(cohort=cohort, sequence=2)
+    CohortMember.objects.for_payer(north.payer).filter(pk=failed.pk).update(match_job=chunk)
+    client = signed_in(north.admin)
+    page = _text(client.get(admin_url("cohort-detail", cohort_id=cohort.pk)))
+    assert "Retry chunk 2</button>" in page and "Retry chunk 1</button>" not in page
+    retry = admin_url("cohort-chunk-retry", cohort_id=cohort.pk, sequence=2)
+    assert "Chunk 2 starts over" in _text(client.post(retry, follow=True))
+    failed.exchange_request.refresh_from_db()
+    assert failed.exchange_request.status == S.CONSENTED
+    assert (
+        AuditEvent.objects.for_payer(north.payer).filter(action="cohort.chunk_retry").count() == 1
+    )
+    # Nothing failed in chunk 2 now: the service's reason is shown, nothing is audited.
+    BulkJob.objects.for_payer(north.payer).filter(pk=chunk.pk).update(state=BulkJobState.FAILED)
+    refused = _text(client.post(retry, follow=True))
+    assert "No member of chunk 2 failed; nothing to retry." in refused
+    assert (
+        AuditEvent.objects.for_payer(north.payer).filter(action="cohort.chunk_retry").count() == 1
+    )
