@@ -4,8 +4,10 @@ Every view is wrapped in ``tenant_view(Role.PLAN_ADMIN)``: members and other pay
 administrators get a 404, whatever the method (STYLE.md #2, #9).
 """
 
+from collections.abc import Callable
 from typing import cast
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django_htmx.http import HttpResponseClientRedirect
@@ -19,14 +21,26 @@ def acting_admin(request: HttpRequest) -> User:
     return cast(User, request.user)
 
 
-def action_done(
-    request: HttpRequest, url: str
+def action_run(
+    request: HttpRequest,
+    act: Callable[[], object],
+    *,
+    refused: type[Exception],
+    done: str,
+    then: str,
 ) -> HttpResponseRedirect | HttpResponseClientRedirect:
-    """Send the administrator back to ``url`` after an action, its message queued.
+    """Run one administrator action (a service call), queue its message — ``done``, or the
+    service's reason for a ``refused`` — and send the administrator back to ``then``.
 
     htmx showed the progress while the action ran; a full load of the page then shows the
     new state, the message and its (re)initialized dialogs.
     """
+    try:
+        act()
+    except refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
     if wants_fragment(request):
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+        return HttpResponseClientRedirect(then)
+    return redirect(then)

@@ -1,6 +1,7 @@
 """The payer's cohorts: list, roster upload, detail with live progress, members and their CSV,
 cancel, and a failed chunk's retry (exchange/bulk/services.py)."""
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from hub.models import Payer, Role
 from hub.tenancy import tenant_view
 from plan_admin import cohort_selectors as selectors
 from plan_admin.forms import ROSTER_MAX_BYTES, CohortMemberFilterForm, RosterUploadForm
-from plan_admin.views import acting_admin, action_done
+from plan_admin.views import acting_admin, action_run
 from plan_admin.views.lists import csv_download, list_page_context, list_status, rows_filtered
 
 # The example the roster reader's documentation names, next to it.
@@ -195,12 +196,9 @@ def roster_example(request: HttpRequest, payer: Payer) -> FileResponse:
     )
 
 
-def _cohort_done(request: HttpRequest, payer: Payer, cohort_id: int) -> HttpResponseBase:
-    return action_done(
-        request,
-        reverse(
-            "plan_admin:cohort-detail", kwargs={"payer_slug": payer.slug, "cohort_id": cohort_id}
-        ),
+def _detail(payer: Payer, cohort_id: int) -> str:
+    return reverse(
+        "plan_admin:cohort-detail", kwargs={"payer_slug": payer.slug, "cohort_id": cohort_id}
     )
 
 
@@ -208,16 +206,15 @@ def _cohort_done(request: HttpRequest, payer: Payer, cohort_id: int) -> HttpResp
 @require_POST
 def cohort_cancel(request: HttpRequest, payer: Payer, cohort_id: int) -> HttpResponseBase:
     """Cancel the whole cohort; a refusal is shown on its page."""
-    try:
-        cohort_services.cohort_cancel(
-            payer=payer, cohort_id=cohort_id, actor=acting_admin(request),
-            client_address=client_address(request),
-        )  # fmt: skip
-    except cohort_services.CohortActionRefused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "The cohort is cancelled; members still on their way are too.")
-    return _cohort_done(request, payer, cohort_id)
+    act = partial(
+        cohort_services.cohort_cancel, payer=payer, cohort_id=cohort_id,
+        actor=acting_admin(request), client_address=client_address(request),
+    )  # fmt: skip
+    return action_run(
+        request, act, refused=cohort_services.CohortActionRefused,
+        done="The cohort is cancelled; members still on their way are too.",
+        then=_detail(payer, cohort_id),
+    )  # fmt: skip
 
 
 @tenant_view(Role.PLAN_ADMIN)
@@ -226,15 +223,12 @@ def cohort_chunk_retry(
     request: HttpRequest, payer: Payer, cohort_id: int, sequence: int
 ) -> HttpResponseBase:
     """Run a chunk again from its match; a refusal is shown on the cohort's page."""
-    try:
-        cohort_services.cohort_chunk_retry(
-            payer=payer, cohort_id=cohort_id, sequence=sequence, actor=acting_admin(request),
-            client_address=client_address(request),
-        )  # fmt: skip
-    except cohort_services.CohortActionRefused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(
-            request, f"Chunk {sequence} starts over; its failed members are matched again."
-        )
-    return _cohort_done(request, payer, cohort_id)
+    act = partial(
+        cohort_services.cohort_chunk_retry, payer=payer, cohort_id=cohort_id, sequence=sequence,
+        actor=acting_admin(request), client_address=client_address(request),
+    )  # fmt: skip
+    return action_run(
+        request, act, refused=cohort_services.CohortActionRefused,
+        done=f"Chunk {sequence} starts over; its failed members are matched again.",
+        then=_detail(payer, cohort_id),
+    )  # fmt: skip

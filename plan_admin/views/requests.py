@@ -1,6 +1,7 @@
 """The payer's exchange requests: list, filter, export, detail, retry and cancel."""
 
-from django.contrib import messages
+from functools import partial
+
 from django.db.models import QuerySet
 from django.http import (
     Http404,
@@ -25,7 +26,7 @@ from hub.tenancy import tenant_view
 from plan_admin import selectors
 from plan_admin.forms import RequestFilterForm
 from plan_admin.timeline import admin_timeline
-from plan_admin.views import acting_admin, action_done
+from plan_admin.views import acting_admin, action_run
 from plan_admin.views.lists import csv_download, list_page_context, list_status, rows_filtered
 
 REQUESTS_PER_PAGE = 50
@@ -144,19 +145,13 @@ def request_action(
     if action not in _REQUEST_ACTIONS:
         raise Http404("No such action.")
     service, done = _REQUEST_ACTIONS[action]
-    try:
-        service(
-            payer=payer, request_id=request_id, actor=acting_admin(request),
-            client_address=client_address(request),
-        )  # fmt: skip
-    except lifecycle.ExchangeRequestActionRefused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, done)
-    return action_done(
-        request,
-        reverse(
-            "plan_admin:request-detail",
-            kwargs={"payer_slug": payer.slug, "request_id": request_id},
-        ),
+    act = partial(
+        service, payer=payer, request_id=request_id, actor=acting_admin(request),
+        client_address=client_address(request),
+    )  # fmt: skip
+    detail = reverse(
+        "plan_admin:request-detail", kwargs={"payer_slug": payer.slug, "request_id": request_id}
+    )
+    return action_run(
+        request, act, refused=lifecycle.ExchangeRequestActionRefused, done=done, then=detail
     )
