@@ -172,8 +172,10 @@ def test_a_cohort_ends_with_every_member_in_one_outcome_and_the_matched_delivere
 
     with running_worker(HUB_PUBLIC_URL=settings.HUB_PUBLIC_URL):
         wait_for(
-            lambda: Cohort.objects.for_payer(north.payer).get(pk=cohort.pk).status
-            == CohortStatus.COMPLETED,
+            lambda: (
+                Cohort.objects.for_payer(north.payer).get(pk=cohort.pk).status
+                == CohortStatus.COMPLETED
+            ),
             timeout=240,
         )
 
