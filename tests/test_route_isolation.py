@@ -295,6 +295,9 @@ def _problem(
     return None if status in REFUSALS else f"answered {status}"
 
 
+# About 1,000 asks, each through a fresh client (its own middleware, session and cookies): with
+# the cohort pages this takes some 250 s on a loaded machine, too close to the default 300 s.
+@pytest.mark.timeout(600)
 def test_no_route_gives_anyone_but_north_norths_data(
     norths_data: NorthsData, north: Tenant, south: Tenant
 ) -> None:
