@@ -12,3 +12,12 @@ def wants_fragment(request: HttpRequest) -> bool:
     """
     details = getattr(request, "htmx", None)
     return isinstance(details, HtmxDetails) and bool(details) and not details.boosted
+
+
+def fragment_target(request: HttpRequest) -> str:
+    """Return the id of the element htmx will swap the answer into ("" for a whole page), so
+    a page that htmx asks for in several parts answers with the part asked for."""
+    if not wants_fragment(request):
+        return ""
+    details: HtmxDetails = getattr(request, "htmx")  # noqa: B009  # set by the middleware
+    return details.target or ""

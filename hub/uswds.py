@@ -7,6 +7,7 @@ _CONTROL_CLASSES: tuple[tuple[type[forms.Widget], str], ...] = (
     (forms.RadioSelect, "usa-radio__input"),
     (forms.Select, "usa-select"),
     (forms.Textarea, "usa-textarea"),
+    (forms.FileInput, "usa-file-input"),
 )
 # USWDS marks these in error on their group and label, not with an ``--error`` class.
 MARKED_BY_GROUP = (forms.CheckboxInput, forms.RadioSelect)

@@ -1,4 +1,4 @@
-"""Forms of the plan-admin portal: integration settings and the request list's filters.
+"""Forms of the plan-admin portal: integration settings, the lists' filters, a roster upload.
 
 Field validation lives on the models (hub/validators.py); these forms add what only
 makes sense at the door: refusing private network addresses typed as literals.
@@ -23,6 +23,7 @@ from hub.models import (
 )
 from hub.secret_inputs import SecretFieldsFormMixin
 from hub.validators import host_is_allow_listed
+from plan_admin.cohort_selectors import MEMBER_GROUPS, MemberFilters
 from plan_admin.selectors import REQUEST_SORTS, RequestFilters
 
 
@@ -212,3 +213,58 @@ class RequestFilterForm(forms.Form):
             member=(data.get("member") or "").strip(),
             sort=data.get("sort") or REQUEST_SORTS[0][0],
         )
+
+
+class CohortMemberFilterForm(forms.Form):
+    """The query string of a cohort's member list: a status group and a search."""
+
+    group = forms.ChoiceField(
+        choices=[("", "Any status"), *((key, label) for key, (label, _) in MEMBER_GROUPS.items())],
+        required=False,
+        label="Status",
+    )
+    member = forms.CharField(
+        required=False, max_length=100, label="Name or member id",
+        help_text="Words of the member's name, or the member id at your plan",
+    )  # fmt: skip
+
+    def filters(self) -> MemberFilters:
+        """Return the filters of a valid form; an unbound one filters by nothing."""
+        if not self.is_valid():
+            return MemberFilters()
+        return MemberFilters(
+            group=self.cleaned_data.get("group") or "",
+            member=(self.cleaned_data.get("member") or "").strip(),
+        )
+
+
+# Bigger than any roster the hub takes (20,000 members; exchange/bulk/roster.py) in any of
+# its formats, small enough that the file is read whole in memory.
+ROSTER_MAX_BYTES = 50 * 1024 * 1024
+# What the file picker offers; the roster reader tells the format from the name, and refuses
+# any other.
+ROSTER_EXTENSIONS = (".csv", ".ndjson", ".json")
+
+
+class RosterUploadForm(forms.Form):
+    name = forms.CharField(
+        max_length=150,
+        label="Cohort name",
+        help_text="How you will know this cohort in the list, e.g. “January 2027 enrollment”",
+    )
+    roster = forms.FileField(
+        label="Roster file",
+        help_text="CSV (.csv), NDJSON of Parameters (.ndjson) or one Parameters (.json); "
+        f"at most {ROSTER_MAX_BYTES // (1024 * 1024)} MB",
+        widget=forms.FileInput(attrs={"accept": ",".join(ROSTER_EXTENSIONS)}),
+    )
+
+    def clean_roster(self) -> Any:
+        roster = self.cleaned_data["roster"]
+        if roster.size > ROSTER_MAX_BYTES:
+            raise ValidationError(
+                f"The file is {roster.size / (1024 * 1024):.0f} MB; a roster may be at most "
+                f"{ROSTER_MAX_BYTES // (1024 * 1024)} MB. Split it into several files.",
+                code="too_large",
+            )
+        return roster

@@ -6,7 +6,9 @@ codes themselves stay stable (they are in audit records and manifests) and are s
 as secondary text.
 """
 
-from exchange.models import ExchangeStatus
+from django.db import models
+
+from exchange.models import BulkJobKind, BulkJobState, CohortStatus, ExchangeStatus, MatchOutcome
 from exchange.screening.reasons import QUARANTINE_CODE, RemovalReason
 from exchange.state_machine import ENDED
 from hub.models import DeliveryMode
@@ -85,10 +87,15 @@ def _spelled_out(code: str) -> str:
     return words[:1].upper() + words[1:]
 
 
+def _choice_label(choices: type[models.TextChoices], code: str) -> str:
+    """Return the label of ``code`` among ``choices``, or the code in words."""
+    labels: dict[str, str] = dict(choices.choices)
+    return labels.get(code, _spelled_out(code))
+
+
 def status_label(status: str) -> str:
     """Return a request status as the administrator reads it everywhere."""
-    labels: dict[str, str] = dict(ExchangeStatus.choices)
-    return labels.get(status, _spelled_out(status))
+    return _choice_label(ExchangeStatus, status)
 
 
 def status_tone(status: str) -> str:
@@ -114,5 +121,35 @@ def removal_reason_label(code: str) -> str:
 
 def delivery_mode_label(mode: str) -> str:
     """Return how a delivery reaches the payer, in words."""
-    labels: dict[str, str] = dict(DeliveryMode.choices)
-    return labels.get(mode, _spelled_out(mode))
+    return _choice_label(DeliveryMode, mode)
+
+
+def match_outcome_label(code: str) -> str:
+    """Return the Group the former payer put a cohort member in, in words ("" before)."""
+    return _choice_label(MatchOutcome, code) if code else ""
+
+
+def cohort_status_label(status: str) -> str:
+    return _choice_label(CohortStatus, status)
+
+
+def cohort_status_tone(status: str) -> str:
+    if status == CohortStatus.COMPLETED:
+        return "success"
+    return "ended" if status == CohortStatus.CANCELLED else "active"
+
+
+def bulk_job_kind_label(kind: str) -> str:
+    return _choice_label(BulkJobKind, kind)
+
+
+def bulk_job_state_label(state: str) -> str:
+    return _choice_label(BulkJobState, state)
+
+
+def bulk_job_state_tone(state: str) -> str:
+    if state == BulkJobState.DONE:
+        return "success"
+    if state == BulkJobState.FAILED:
+        return "problem"
+    return "ended" if state == BulkJobState.CANCELLED else "active"

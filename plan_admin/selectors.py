@@ -123,9 +123,12 @@ def exchange_requests_csv_rows(
 
 
 def exchange_request_for_admin(*, payer: Payer, request_id: int) -> ExchangeRequest:
-    """Return one of the payer's requests, or 404 (also for another payer's request)."""
+    """Return one of the payer's requests, or 404 (also for another payer's request), with
+    its cohort line if a roster made it."""
     return get_for_payer_or_404(
-        ExchangeRequest.objects.select_related("payer", "member", "former_payer", "consent"),
+        ExchangeRequest.objects.select_related(
+            "payer", "member", "former_payer", "consent", "cohort_member__cohort"
+        ),
         payer,
         pk=request_id,
     )

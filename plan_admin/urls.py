@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from plan_admin.views import directory, integration, reports, requests
+from plan_admin.views import cohorts, directory, integration, reports, requests
 
 app_name = "plan_admin"
 urlpatterns = [
@@ -18,6 +18,21 @@ urlpatterns = [
     path("requests/<int:request_id>/", requests.request_detail, name="request-detail"),
     path(
         "requests/<int:request_id>/<slug:action>/", requests.request_action, name="request-action"
+    ),
+    path("cohorts/", cohorts.cohort_list, name="cohort-list"),
+    path("cohorts/new/", cohorts.cohort_upload, name="cohort-upload"),
+    path("cohorts/roster_example.csv", cohorts.roster_example, name="cohort-roster-example"),
+    path("cohorts/<int:cohort_id>/", cohorts.cohort_detail, name="cohort-detail"),
+    path(
+        "cohorts/<int:cohort_id>/members.csv",
+        cohorts.cohort_members_export,
+        name="cohort-members-export",
+    ),
+    path("cohorts/<int:cohort_id>/cancel/", cohorts.cohort_cancel, name="cohort-cancel"),
+    path(
+        "cohorts/<int:cohort_id>/chunks/<int:sequence>/retry/",
+        cohorts.cohort_chunk_retry,
+        name="cohort-chunk-retry",
     ),
     path("compliance/", reports.compliance, name="compliance"),
     path("as-former-payer/", reports.as_former_payer, name="as-former-payer"),

@@ -10,6 +10,10 @@ from django.utils import timezone
 from exchange.consents.services import consent_publish
 from exchange.models import (
     AuthorizationMode,
+    BulkJob,
+    BulkJobKind,
+    Cohort,
+    CohortMember,
     Consent,
     ConsentNotification,
     ConsentPolicy,
@@ -99,6 +103,47 @@ class ExchangeRequestFactory(factory.django.DjangoModelFactory[ExchangeRequest])
     card_member_id = "CARD-0001"
     coverage_start = date(2021, 1, 1)
     coverage_end = date(2025, 12, 31)
+
+
+class CohortFactory(factory.django.DjangoModelFactory[Cohort]):
+    class Meta:
+        model = Cohort
+
+    payer = factory.SubFactory(PayerFactory)
+    former_payer = factory.SubFactory(PayerFactory)
+    name = factory.Sequence(lambda n: f"Cohort {n}")
+    roster_name = "roster.csv"
+    roster_format = "csv"
+    chunk_size = 100
+
+
+class BulkJobFactory(factory.django.DjangoModelFactory[BulkJob]):
+    class Meta:
+        model = BulkJob
+
+    cohort = factory.SubFactory(CohortFactory)
+    payer = factory.SelfAttribute("cohort.payer")
+    kind = BulkJobKind.MEMBER_MATCH
+    sequence = factory.Sequence(lambda n: n + 1)
+
+
+class CohortMemberFactory(factory.django.DjangoModelFactory[CohortMember]):
+    """A roster line of ``cohort`` with its own request: the cohort's payer is the new payer,
+    its former payer the request's."""
+
+    class Meta:
+        model = CohortMember
+
+    cohort = factory.SubFactory(CohortFactory)
+    payer = factory.SelfAttribute("cohort.payer")
+    exchange_request = factory.SubFactory(
+        ExchangeRequestFactory,
+        consent__member=factory.SubFactory(
+            UserFactory, payer=factory.SelfAttribute("....cohort.payer"), role=Role.MEMBER
+        ),
+        consent__former_payer=factory.SelfAttribute("...cohort.former_payer"),
+    )
+    line = factory.Sequence(lambda n: n + 2)
 
 
 class ExchangeEventFactory(factory.django.DjangoModelFactory[ExchangeEvent]):

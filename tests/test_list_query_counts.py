@@ -11,12 +11,22 @@ from django.db.models import Model, UniqueConstraint
 from django.http import HttpResponse
 from django.test import Client
 
-from exchange.models import Consent, Delivery, DeliveryAttempt, ExchangeEvent, ExchangeRequest
+from exchange.models import (
+    Cohort,
+    Consent,
+    Delivery,
+    DeliveryAttempt,
+    ExchangeEvent,
+    ExchangeRequest,
+)
 from hub.audit import audit_record
 from hub.models import AuditEvent, OnboardingRequest, SigningKey
 from plan_admin.api import router
 from tests.conftest import Tenant
 from tests.factories import (
+    BulkJobFactory,
+    CohortFactory,
+    CohortMemberFactory,
     ConsentFactory,
     DeliveryAttemptFactory,
     DeliveryFactory,
@@ -46,6 +56,28 @@ def _listed_payer(north: Tenant, south: Tenant) -> None:
     OnboardingRequestFactory(requested_by=north.admin)
 
 
+def _norths_cohort(north: Tenant, south: Tenant) -> Cohort:
+    """North's one cohort of the cohort page's test, made with its first member."""
+    cohort = Cohort.objects.for_payer(north.payer).first()
+    return cohort or CohortFactory(payer=north.payer, former_payer=south.payer)
+
+
+def _cohort_member_at(north: Tenant, south: Tenant) -> None:
+    # Each member with a request, its own person, an export job and what was sent.
+    cohort = _norths_cohort(north, south)
+    job = BulkJobFactory(cohort=cohort, kind="data_export", files=[{"done": True}])
+    CohortMemberFactory(
+        cohort=cohort, export_job=job, exchange_request__status="no_match",
+        submitted='{"name": "MemberBundle", "part": []}',
+    )  # fmt: skip
+
+
+def _cohort_of_ten_at(north: Tenant, south: Tenant) -> None:
+    cohort = CohortFactory(payer=north.payer, former_payer=south.payer)
+    for _ in range(10):
+        CohortMemberFactory(cohort=cohort, exchange_request__status="delivered")
+
+
 # How to add one more row of each kind the plan-admin API lists, at North.
 ROW_MAKERS: dict[type[Model], Callable[[Tenant, Tenant], Any]] = {
     ExchangeRequest: _request_at,
@@ -71,7 +103,8 @@ def _api_count(response: HttpResponse) -> int:
 
 @dataclass(frozen=True)
 class ListPage:
-    url: str
+    # The page, or how to find it once the rows are made.
+    url: str | Callable[[Tenant], str]
     reader: str  # which of North's people reads it: "member" or "admin"
     add_row: Callable[[Tenant, Tenant], Any]
     queries: int
@@ -103,6 +136,23 @@ PAGES = {
         "admin",
         _request_at,
         SIGNED_IN_QUERIES + 3,
+        _links(rb"/p/north/admin/requests/\d+/"),
+    ),
+    # Its count and the page of cohorts, each with its members counted by status (grouped).
+    "plan-admin cohort list": ListPage(
+        "/p/north/admin/cohorts/",
+        "admin",
+        _cohort_of_ten_at,
+        SIGNED_IN_QUERIES + 2,
+        _links(rb"/p/north/admin/cohorts/\d+/"),
+    ),
+    # The cohort, its progress (members counted, resources summed, export files), its jobs,
+    # the members' count and their page with their requests and people.
+    "plan-admin cohort page": ListPage(
+        lambda north: f"/p/north/admin/cohorts/{Cohort.objects.for_payer(north.payer).get().pk}/",
+        "admin",
+        _cohort_member_at,
+        SIGNED_IN_QUERIES + 7,
         _links(rb"/p/north/admin/requests/\d+/"),
     ),
     # The payers with their endpoints (one query, subqueries inside), the last delivery from
@@ -138,7 +188,8 @@ def test_a_list_runs_the_same_few_queries_for_3_rows_and_for_30(
         spec.add_row(north, south)
     client = Client()
     client.force_login(getattr(north, spec.reader))
+    url = spec.url if isinstance(spec.url, str) else spec.url(north)
     with django_assert_max_num_queries(spec.queries):
-        response = client.get(spec.url)
+        response = client.get(url)
     assert response.status_code == 200
     assert spec.rows_shown(response) == rows

@@ -23,6 +23,8 @@ _SECTIONS = (
     ("Integration settings", "plan_admin:settings", {"plan_admin:settings", "sftp_repository:keys"}),
     ("Directory", "plan_admin:directory", {"plan_admin:directory"}),
     ("Requests", "plan_admin:request-list", {"plan_admin:request-list", "plan_admin:request-detail"}),
+    ("Cohorts", "plan_admin:cohort-list", {"plan_admin:cohort-list", "plan_admin:cohort-detail",
+                                           "plan_admin:cohort-upload"}),
     ("Compliance", "plan_admin:compliance", {"plan_admin:compliance"}),
     ("Requests to us", "plan_admin:as-former-payer", {"plan_admin:as-former-payer"}),
 )  # fmt: skip

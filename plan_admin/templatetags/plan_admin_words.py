@@ -14,6 +14,12 @@ register.filter("status_tone", labels.status_tone)
 register.filter("reason_label", labels.reason_label)
 register.filter("removal_reason_label", labels.removal_reason_label)
 register.filter("delivery_mode_label", labels.delivery_mode_label)
+register.filter("match_outcome_label", labels.match_outcome_label)
+register.filter("cohort_status_label", labels.cohort_status_label)
+register.filter("cohort_status_tone", labels.cohort_status_tone)
+register.filter("bulk_job_kind_label", labels.bulk_job_kind_label)
+register.filter("bulk_job_state_label", labels.bulk_job_state_label)
+register.filter("bulk_job_state_tone", labels.bulk_job_state_tone)
 
 
 @register.filter

@@ -1,11 +1,7 @@
 """The payer's exchange requests: list, filter, export, detail, retry and cancel."""
 
-import csv
-from collections.abc import Iterator
-from datetime import datetime
+from functools import partial
 
-from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import (
     Http404,
@@ -14,7 +10,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -25,13 +21,13 @@ from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.selectors import exchange_request_record_counts
 from exchange.state_machine import ENDED
 from hub.audit import client_address
-from hub.htmx_requests import wants_fragment
 from hub.models import Payer, Role
 from hub.tenancy import tenant_view
 from plan_admin import selectors
 from plan_admin.forms import RequestFilterForm
 from plan_admin.timeline import admin_timeline
-from plan_admin.views import acting_admin
+from plan_admin.views import acting_admin, action_run
+from plan_admin.views.lists import csv_download, list_page_context, list_status, rows_filtered
 
 REQUESTS_PER_PAGE = 50
 
@@ -39,15 +35,14 @@ REQUESTS_PER_PAGE = 50
 def _filtered(
     request: HttpRequest, payer: Payer
 ) -> tuple[RequestFilterForm, QuerySet[ExchangeRequest]]:
-    """Return the filter form and the requests it selects: none at all when it is invalid.
-
-    The list and its CSV export both read this, so they always show the same rows; a filter
-    the administrator mistyped must not quietly widen into "everything".
-    """
+    """Return the filter form and the requests it selects (none when it is invalid): the
+    list and its CSV export both read this, so they always show the same rows."""
     filter_form = RequestFilterForm(data=request.GET or None, payer=payer)
-    if filter_form.is_bound and not filter_form.is_valid():
-        return filter_form, ExchangeRequest.objects.for_payer(payer).none()
-    requests = selectors.exchange_requests_filtered(payer=payer, filters=filter_form.filters())
+    requests = rows_filtered(
+        filter_form,
+        lambda filters: selectors.exchange_requests_filtered(payer=payer, filters=filters),
+        ExchangeRequest.objects.for_payer(payer).none(),
+    )
     return filter_form, requests
 
 
@@ -55,70 +50,30 @@ def _filtered(
 @require_GET
 def request_list(request: HttpRequest, payer: Payer) -> HttpResponse:
     filter_form, requests = _filtered(request, payer)
-    page = Paginator(requests, REQUESTS_PER_PAGE).get_page(request.GET.get("page"))
-    # The CSV link carries the list's filter, without the page number.
-    export_query = request.GET.copy()
-    export_query.pop("page", None)
     context = {
         "payer": payer,
-        "filter_form": filter_form,
-        "filter_valid": not filter_form.errors,
-        "export_query": export_query,
-        "page": page,
+        **list_page_context(
+            request, filter_form=filter_form, rows=requests, per_page=REQUESTS_PER_PAGE
+        ),
     }
     # The filters ask with htmx for the results only; a full page answers everything else.
-    fragment = wants_fragment(request)
-    # htmx swaps the results and, out of band, each filter field with its error (or none).
-    context["refresh_fields"] = fragment
-    template = "plan_admin/_request_results.html" if fragment else "plan_admin/request_list.html"
-    return render(request, template, context, status=200 if not filter_form.errors else 400)
-
-
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV Injection");
-# member names come from each payer's identity provider, so they are quoted as text.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-class _Echo:
-    """A write-only file for csv.writer: hands each line back to the streaming response."""
-
-    def write(self, line: str) -> str:
-        return line
+    template = (
+        "plan_admin/_request_results.html"
+        if context["refresh_fields"]
+        else "plan_admin/request_list.html"
+    )
+    return render(request, template, context, status=list_status(filter_form))
 
 
 @tenant_view(Role.PLAN_ADMIN)
 @require_GET
 def request_export(request: HttpRequest, payer: Payer) -> HttpResponse | StreamingHttpResponse:
-    """Stream the filtered list as CSV, so 100,000 rows never sit in memory at once."""
+    """Stream the filtered list as CSV."""
     filter_form, requests = _filtered(request, payer)
-    if filter_form.errors:
-        return HttpResponse(
-            "The filter is not valid, so nothing was exported: correct it on the request list.",
-            status=400,
-            content_type="text/plain; charset=utf-8",
-        )
-    rows = selectors.exchange_requests_csv_rows(queryset=requests)
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        for row in rows:
-            yield writer.writerow([_csv_cell(value) for value in row])
-
-    stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    return StreamingHttpResponse(
-        lines(),
-        content_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="requests-{payer.slug}-{stamp}.csv"'
-        },
+    return csv_download(
+        filter_form,
+        lambda: selectors.exchange_requests_csv_rows(queryset=requests),
+        name=f"requests-{payer.slug}",
     )
 
 
@@ -152,6 +107,8 @@ def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpR
                 sum(packaged.values()) if packaged else None,
             ),
             "timeline": admin_timeline(events, exchange_request),
+            # A roster's member: its line of the cohort (the reverse one-to-one, joined above).
+            "cohort_member": getattr(exchange_request, "cohort_member", None),
             "delivery": delivery,
             "files": (delivery.manifest.get("files") or []) if delivery else [],
             "can_retry": exchange_request.status == ExchangeStatus.FAILED,
@@ -188,20 +145,13 @@ def request_action(
     if action not in _REQUEST_ACTIONS:
         raise Http404("No such action.")
     service, done = _REQUEST_ACTIONS[action]
-    try:
-        service(
-            payer=payer, request_id=request_id, actor=acting_admin(request),
-            client_address=client_address(request),
-        )  # fmt: skip
-    except lifecycle.ExchangeRequestActionRefused as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, done)
+    act = partial(
+        service, payer=payer, request_id=request_id, actor=acting_admin(request),
+        client_address=client_address(request),
+    )  # fmt: skip
     detail = reverse(
         "plan_admin:request-detail", kwargs={"payer_slug": payer.slug, "request_id": request_id}
     )
-    if wants_fragment(request):
-        # htmx showed the progress while the action ran; a full load of the detail page
-        # then shows the new state, its message and its (re)initialized dialog.
-        return HttpResponseClientRedirect(detail)
-    return redirect(detail)
+    return action_run(
+        request, act, refused=lifecycle.ExchangeRequestActionRefused, done=done, then=detail
+    )

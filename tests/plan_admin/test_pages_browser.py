@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
 from tests.conftest import Tenant
@@ -19,16 +19,8 @@ from tests.factories import (
     ExchangeRequestFactory,
     UserFactory,
 )
+from tests.plan_admin.conftest import DESKTOP, PHONE, no_sideways_scrolling
 from tests.support.accessibility import assert_accessible
-
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def page(admin_browser: BrowserContext) -> Page:
-    admin_browser.set_default_timeout(15_000)
-    return admin_browser.new_page()
 
 
 def _requests(north: Tenant, south: Tenant) -> dict[str, ExchangeRequest]:
@@ -59,12 +51,6 @@ def _requests(north: Tenant, south: Tenant) -> dict[str, ExchangeRequest]:
     }
 
 
-def _no_sideways_scrolling(page: Page) -> None:
-    """Only a scrollable table wrapper may be wider than a phone's screen."""
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_every_admin_page_is_accessible_on_desktop_and_phone(
     page: Page, north: Tenant, south: Tenant
@@ -89,7 +75,7 @@ def test_every_admin_page_is_accessible_on_desktop_and_phone(
             expect(page.locator("h1")).to_be_visible()
             assert_accessible(page)
             if viewport is PHONE:
-                _no_sideways_scrolling(page)
+                no_sideways_scrolling(page)
     page.set_viewport_size(DESKTOP)
     page.goto("/p/north/admin/requests/")
     current = page.locator(".usa-nav a[aria-current='page']")
