@@ -16,9 +16,7 @@ from exchange.payloads.storage import PayloadStorage
 from exchange.tasks import MAX_RETRY_COUNTDOWN_SECONDS, exchange_request_advance
 
 
-def _follow(
-    next_step: jobs.JobNext, *, job_id: int | None, cohort_id: int, payer_id: int
-) -> None:
+def _follow(next_step: jobs.JobNext, *, job_id: int | None, cohort_id: int, payer_id: int) -> None:
     """Enqueue what a step asked for."""
     if job_id is not None and next_step.run_again_in is not None:
         bulk_job_run.apply_async(
