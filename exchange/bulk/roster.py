@@ -75,20 +75,36 @@ MAX_MEMBERS = 20_000
 # Problems listed in one refusal; beyond it the administrator is told how many more there are.
 MAX_PROBLEMS = 200
 
-CSV_COLUMNS = (
-    "member_id",
-    "family_name",
-    "given_names",
-    "birth_date",
-    "gender",
-    "former_payer_npi",
-    "former_member_id",
-    "former_coverage_start",
-    "former_coverage_end",
-    "new_coverage_start",
-    "consent",
-    "opted_in_at",
-)
+# The CSV columns, in the order the example has them, and what each holds (the upload
+# page shows this table).
+CSV_COLUMN_HELP = {
+    "member_id": (
+        "The member's id at your plan (the member-id claim your identity provider sends at "
+        "sign-in), at most 100 characters"
+    ),
+    "family_name": "The member's family name",
+    "given_names": "The member's given names, separated by spaces",
+    "birth_date": "Date of birth, YYYY-MM-DD",
+    "gender": "male, female, other or unknown",
+    "former_payer_npi": (
+        "The former (or concurrent) payer's 10-digit NPI; it must take part in the hub"
+    ),
+    "former_member_id": "The member id printed on the card of the former plan",
+    "former_coverage_start": "First day of the coverage at the former payer, YYYY-MM-DD",
+    "former_coverage_end": (
+        "Last day of that coverage, YYYY-MM-DD; empty while the member is still covered there "
+        "(concurrent coverage)"
+    ),
+    "new_coverage_start": (
+        "First day of the coverage at your plan, YYYY-MM-DD; it starts the rule's one-week clock"
+    ),
+    "consent": "everything (sensitive data included) or non_sensitive",
+    "opted_in_at": (
+        "When the member opted in: an ISO 8601 date-time with its UTC offset, e.g. "
+        "2026-11-20T14:03:00-05:00"
+    ),
+}
+CSV_COLUMNS = tuple(CSV_COLUMN_HELP)
 _OPTIONAL = frozenset({"former_coverage_end"})
 CONSENT_CHOICES = {"everything": ConsentPolicy.SENSITIVE, "non_sensitive": ConsentPolicy.REGULAR}
 # Where each roster column is found in a MemberBundle.

@@ -37,29 +37,6 @@ MEMBERS_PER_PAGE = 50
 LIVE_PART = "cohort-live"
 
 
-# The roster's CSV columns as the upload page explains them (exchange/bulk/roster.py reads
-# them; the tests check that both name the same columns, in the same order).
-ROSTER_COLUMNS = (
-    ("member_id", "The member's id at your plan (the member-id claim your identity provider "
-     "sends at sign-in), at most 100 characters"),
-    ("family_name", "The member's family name"),
-    ("given_names", "The member's given names, separated by spaces"),
-    ("birth_date", "Date of birth, YYYY-MM-DD"),
-    ("gender", "male, female, other or unknown"),
-    ("former_payer_npi", "The former (or concurrent) payer's 10-digit NPI; it must take part in "
-     "the hub"),
-    ("former_member_id", "The member id printed on the card of the former plan"),
-    ("former_coverage_start", "First day of the coverage at the former payer, YYYY-MM-DD"),
-    ("former_coverage_end", "Last day of that coverage, YYYY-MM-DD; empty while the member is "
-     "still covered there (concurrent coverage)"),
-    ("new_coverage_start", "First day of the coverage at your plan, YYYY-MM-DD; it starts the "
-     "rule's one-week clock"),
-    ("consent", "everything (sensitive data included) or non_sensitive"),
-    ("opted_in_at", "When the member opted in: an ISO 8601 date-time with its UTC offset, e.g. "
-     "2026-11-20T14:03:00-05:00"),
-)  # fmt: skip
-
-
 @tenant_view(Role.PLAN_ADMIN)
 @require_GET
 def cohort_list(request: HttpRequest, payer: Payer) -> HttpResponse:
@@ -136,7 +113,7 @@ def _upload_page(
     context = {
         "payer": payer,
         "form": form,
-        "columns": ROSTER_COLUMNS,
+        "columns": roster_reader.CSV_COLUMN_HELP.items(),
         "max_megabytes": ROSTER_MAX_BYTES // (1024 * 1024),
         **extra,
     }

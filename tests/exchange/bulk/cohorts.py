@@ -17,7 +17,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from exchange.bulk.roster import roster_read
+from exchange.bulk.roster import CSV_COLUMNS, roster_read
 from exchange.bulk.services import cohorts_create
 from exchange.models import (
     BulkJob,
@@ -42,20 +42,6 @@ from tests.support.exchange_setup import NORTH_NPI, delivery_check, exchange_pay
 from tests.support.sshd import SftpServer
 
 S = ExchangeStatus
-ROSTER_COLUMNS = (
-    "member_id",
-    "family_name",
-    "given_names",
-    "birth_date",
-    "gender",
-    "former_payer_npi",
-    "former_member_id",
-    "former_coverage_start",
-    "former_coverage_end",
-    "new_coverage_start",
-    "consent",
-    "opted_in_at",
-)
 
 
 def ordinary_members(sandbox: RunningSandbox, count: int) -> list[dict[str, Any]]:
@@ -74,7 +60,7 @@ def roster_csv(rows: list[dict[str, Any]], *, former_npi: str) -> bytes:
     ``consent`` keys change what a line says)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(ROSTER_COLUMNS)
+    writer.writerow(CSV_COLUMNS)
     opted_in = timezone.now().replace(microsecond=0).isoformat()
     for number, member in enumerate(rows, start=1):
         writer.writerow(
