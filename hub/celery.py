@@ -7,7 +7,7 @@ Queues: ``pull`` (retrieval from former payers), ``screen``, ``deliver`` (SFTP),
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_shutdown
 
 from hub.request_context import current_request_id
 
@@ -29,3 +29,11 @@ def _log_with_task_id(task_id: str, **_: object) -> None:
 @task_postrun.connect
 def _forget_task_id(**_: object) -> None:
     current_request_id.set("-")
+
+
+@worker_process_shutdown.connect
+def _close_kept_sftp_sessions(**_: object) -> None:
+    # Sign out of payers' SFTP servers cleanly rather than leave them to time out.
+    from exchange.delivery.session_pool import pooled_sessions_close
+
+    pooled_sessions_close()

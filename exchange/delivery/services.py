@@ -9,7 +9,8 @@ from exchange.delivery.protocol import (
     deliver_set,
 )
 from exchange.delivery.repository import RepositoryTarget
-from exchange.delivery.sftp import SftpTarget, sftp_session
+from exchange.delivery.session_pool import pooled_sftp_session
+from exchange.delivery.sftp import SftpTarget
 from exchange.payloads.storage import PayloadStorage
 from hub.models import DeliveryMode, Payer, SftpDestination
 
@@ -58,7 +59,8 @@ def deliver_files(
     ``on_progress`` is called as a long upload moves (``protocol.deliver_set``).
     """
     if payer.delivery_mode == DeliveryMode.PUSH_SFTP:
-        with sftp_session(_sftp_destination(payer)) as sftp:
+        # A session kept from the worker's previous delivery there, when it still answers.
+        with pooled_sftp_session(_sftp_destination(payer)) as sftp:
             return deliver_set(
                 target=SftpTarget(sftp, remote_directory),
                 storage=storage,
