@@ -72,7 +72,7 @@ def _load(request_id: int, payer_id: int) -> ExchangeRequest:
     )
 
 
-def _move(
+def engine_move(
     exchange_request: ExchangeRequest,
     to_status: str,
     message: str,
@@ -82,6 +82,8 @@ def _move(
     reason_code: str = "",
     reason_message: str = "",
 ) -> bool:
+    """Move the request as the engine (the state machine's conditional UPDATE, its timeline
+    and audit events); return whether this call moved it, and keep the object's state."""
     moved = exchange_request_transition(
         payer=exchange_request.payer_id,
         exchange_request_id=exchange_request.pk,
@@ -106,7 +108,7 @@ def _claim(
     """Move a request that is ``ready`` into the ``working`` state of a step; return whether
     this step should run — also when the request is already ``working`` (a resumed step)."""
     if exchange_request.status in ready:
-        return _move(exchange_request, working, message)
+        return engine_move(exchange_request, working, message)
     return exchange_request.status == working
 
 
@@ -115,7 +117,7 @@ def exchange_request_fail(*, request_id: int, payer_id: int, code: str, message:
     exchange_request = _load(request_id, payer_id)
     if exchange_request.status not in IN_PROGRESS:
         return
-    _move(
+    engine_move(
         exchange_request,
         S.FAILED,
         f"Stopped: {message}",
@@ -134,7 +136,7 @@ def exchange_request_match(*, request_id: int, payer_id: int) -> str | None:
     exchange_request = _load(request_id, payer_id)
     if exchange_request.authorization_mode == AuthorizationMode.MEMBER_AUTHORIZED:
         if exchange_request.status == S.CONSENTED:
-            _move(
+            engine_move(
                 exchange_request,
                 S.AWAITING_AUTHORIZATION,
                 f"Waiting for you to sign in at {exchange_request.former_payer.name} "
@@ -153,9 +155,9 @@ def exchange_request_match(*, request_id: int, payer_id: int) -> str | None:
     except FhirCallError as exc:
         raise _step_error(exc) from exc
     if outcome.status == S.MATCHED:
-        _move(exchange_request, S.MATCHED, f"{exchange_request.former_payer.name} found you.")
+        engine_move(exchange_request, S.MATCHED, f"{exchange_request.former_payer.name} found you.")
         return S.MATCHED
-    _move(
+    engine_move(
         exchange_request,
         outcome.status,
         outcome.reason_message,
@@ -212,7 +214,7 @@ def exchange_request_records_received(
         "resources": resource_counts,
     }
     with transaction.atomic():
-        moved = _move(
+        moved = engine_move(
             exchange_request,
             S.SCREENING,
             f"Received {sum(resource_counts.values())} records from "
@@ -251,7 +253,7 @@ def exchange_request_screen(
             ExchangeRequest.objects.for_payer(payer_id).filter(pk=request_id).update(
                 screened_out_counts=screened_out
             )
-            if not _move(
+            if not engine_move(
                 exchange_request,
                 S.PACKAGING,
                 f"Checked your records against the rule: {result.kept_total} may be shared, "
@@ -272,7 +274,7 @@ def exchange_request_screen(
                 "manifest": package.manifest,
             },
         )
-        _move(exchange_request, S.DELIVERING, "Your records are packaged and on their way.")
+        engine_move(exchange_request, S.DELIVERING, "Your records are packaged and on their way.")
     return S.DELIVERING
 
 
@@ -358,7 +360,7 @@ def exchange_request_deliver(
         Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
             status=DeliveryStatus.DELIVERED, delivered_at=timezone.now()
         )
-        if _move(
+        if engine_move(
             exchange_request,
             S.DELIVERED,
             f"Delivered to {exchange_request.payer.name}: {len(delivered)} files.",

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 
 from hub.models import Payer, PayerStatus, Role, User
 from tests.factories import PayerFactory, UserFactory
@@ -85,3 +87,15 @@ def sftp_server() -> Iterator[SftpServer]:
     """A real OpenSSH sshd with a chrooted SFTP account, on a free loopback port."""
     with running_sshd() as server:
         yield server
+
+
+@pytest.fixture
+def empty_broker() -> Iterator[None]:
+    """Start and end on an empty test broker: a SIGKILLed worker's task stays unacked in
+    Redis until the visibility timeout, and a retry scheduled far ahead goes back to the
+    queue when its worker stops; neither may reach a later case's worker."""
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.flushdb()
+    yield
+    broker.flushdb()
+    broker.close()

@@ -33,7 +33,6 @@ from exchange.bulk.jobs import (
     job_staging_forget,
     job_update,
     member_fail,
-    member_move,
 )
 from exchange.bulk.split import (
     FileSplit,
@@ -52,7 +51,7 @@ from exchange.models import (
 )
 from exchange.payloads.layout import CohortFiles
 from exchange.payloads.storage import PayloadStorage
-from exchange.pipeline import exchange_request_records_received
+from exchange.pipeline import engine_move, exchange_request_records_received
 
 S = ExchangeStatus
 PDEX_PAYER_TO_PAYER = "hl7.fhir.us.davinci-pdex#payertopayer"
@@ -104,7 +103,7 @@ def export_kick_off(job: BulkJob) -> JobNext:
         # A fresh start: nothing an earlier attempt left under these names may mix in.
         job_staging_forget(job)
     for member in job_members(job, S.MATCHED):
-        member_move(
+        engine_move(
             member.exchange_request,
             S.RETRIEVING,
             f"Fetching your records from {job.cohort.former_payer.name} with "

@@ -38,8 +38,6 @@ from exchange.payloads.storage import PayloadStorage
 from exchange.pipeline import exchange_request_fail
 from exchange.smart.backend_services import backend_access_token
 from exchange.smart.scopes import BULK_MATCH_SCOPES
-from exchange.state_machine import exchange_request_transition
-from hub.audit import ENGINE
 from hub.outbound import PayerHttpClient
 
 logger = logging.getLogger(__name__)
@@ -113,30 +111,6 @@ def job_members(job: BulkJob, *statuses: str) -> list[CohortMember]:
         )
         .order_by("line")
     )
-
-
-def member_move(
-    request: ExchangeRequest,
-    to_status: str,
-    timeline: str,
-    *,
-    reason_code: str = "",
-    reason_message: str = "",
-) -> bool:
-    moved = exchange_request_transition(
-        payer=request.payer_id,
-        exchange_request_id=request.pk,
-        from_status=request.status,
-        to_status=to_status,
-        message=timeline,
-        actor=None,
-        actor_label=ENGINE,
-        reason_code=reason_code,
-        reason_message=reason_message,
-    )
-    if moved:
-        request.status = to_status
-    return moved
 
 
 def member_fail(request: ExchangeRequest, code: str, message: str) -> None:

@@ -25,7 +25,6 @@ from exchange.bulk.jobs import (
     job_members,
     job_update,
     member_fail,
-    member_move,
 )
 from exchange.bulk.matching import (
     correlate,
@@ -46,6 +45,7 @@ from exchange.models import (
     ExchangeStatus,
     MatchOutcome,
 )
+from exchange.pipeline import engine_move
 
 S = ExchangeStatus
 # A chunk's Groups are small (a line per Group, its members' Patients): spooled in memory.
@@ -75,7 +75,7 @@ def _match_request(job: BulkJob) -> tuple[str, dict[str, Any] | None]:
             member_fail(request, exc.code, exc.message)
             continue
         if request.status == S.CONSENTED:
-            member_move(
+            engine_move(
                 request,
                 S.MATCHING,
                 f"Looking for you among {request.former_payer.name}'s members, with other "
@@ -138,10 +138,10 @@ def match_collect(job: BulkJob) -> JobNext:
                 ExchangeRequest.objects.for_payer(job.payer_id).filter(pk=request.pk).update(
                     matched_patient_id=outcome.patient_id
                 )
-                if member_move(request, S.MATCHED, f"{holder} found you."):
+                if engine_move(request, S.MATCHED, f"{holder} found you."):
                     matched_groups.setdefault(outcome.group_id, []).append(member)
             elif outcome.outcome == MatchOutcome.NO_MATCH:
-                member_move(
+                engine_move(
                     request,
                     S.NO_MATCH,
                     f"{holder} found no member with these details.",
@@ -151,7 +151,7 @@ def match_collect(job: BulkJob) -> JobNext:
                 )
             else:
                 # PDex §pdex-154c: the holder gives no reason for a consent constraint.
-                member_move(
+                engine_move(
                     request,
                     S.CONSENT_CONSTRAINED,
                     f"{holder} will not share these records under this consent.",

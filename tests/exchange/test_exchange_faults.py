@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings as django_settings
@@ -58,7 +57,7 @@ from tests.support.exchange_setup import (
 from tests.support.slow_link import slow_link
 from tests.support.sshd import SftpServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_broker")]
 
 S = ExchangeStatus
 # Patricia's record is 548 resources: two $everything pages of the hub's 500.
@@ -235,18 +234,6 @@ def bytes_landed(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-@pytest.fixture(autouse=True)
-def _empty_broker() -> Iterator[None]:
-    """Start and end each case on an empty test broker: a SIGKILLed worker's task stays
-    unacked in Redis until the visibility timeout, and a retry scheduled far ahead goes
-    back to the queue when its worker stops; neither may reach a later case's worker."""
-    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    broker.flushdb()
-    yield
-    broker.flushdb()
-    broker.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 
 from exchange.models import (
     BulkJobKind,
@@ -32,7 +30,7 @@ from tests.support.celery_worker import running_worker
 from tests.support.exchange_setup import SOUTH_SANDBOX_ARGS
 from tests.support.sshd import SftpServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_broker")]
 S = ExchangeStatus
 # The benchmark (bench/cohort_exchange.py) runs 1,000 and more.
 COHORT_SIZE = 300
@@ -54,15 +52,6 @@ def south_holder() -> Iterator[RunningSandbox]:
 def clean_south() -> Iterator[RunningSandbox]:
     with running_sandbox(FORMER, *SOUTH_ARGS) as sandbox:
         yield sandbox
-
-
-@pytest.fixture(autouse=True)
-def _empty_broker() -> Iterator[None]:
-    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    broker.flushdb()
-    yield
-    broker.flushdb()
-    broker.close()
 
 
 def test_a_cohort_ends_with_every_member_in_one_outcome_and_the_matched_delivered_whole(

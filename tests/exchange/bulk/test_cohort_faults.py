@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from django.conf import settings as django_settings
 
 from exchange.bulk.tasks import bulk_jobs_resume_stuck
@@ -30,7 +29,7 @@ from tests.support.celery_worker import running_worker, wait_for
 from tests.support.exchange_setup import SOUTH_SANDBOX_ARGS
 from tests.support.sshd import SftpServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_broker")]
 S = ExchangeStatus
 J = BulkJobState
 MEMBERS = 8
@@ -48,17 +47,6 @@ def clean_south() -> Iterator[RunningSandbox]:
     """South without faults: the oracle of what South holds (the faulty ones hold the same)."""
     with south_sandbox() as sandbox:
         yield sandbox
-
-
-@pytest.fixture(autouse=True)
-def _empty_broker() -> Iterator[None]:
-    """Each case starts and ends on an empty broker: a killed worker's reserved tasks must
-    not reach a later case's worker."""
-    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    broker.flushdb()
-    yield
-    broker.flushdb()
-    broker.close()
 
 
 @pytest.fixture

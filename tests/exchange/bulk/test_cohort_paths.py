@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from django.conf import settings as django_settings
 
 from exchange.models import BulkJob, BulkJobKind, CohortPath, CohortStatus, ExchangeStatus
@@ -26,7 +25,7 @@ from tests.support.celery_worker import running_worker
 from tests.support.exchange_setup import SOUTH_SANDBOX_ARGS
 from tests.support.sshd import SftpServer
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_broker")]
 S = ExchangeStatus
 MEMBERS = 5
 
@@ -35,15 +34,6 @@ MEMBERS = 5
 def south_holder() -> Iterator[RunningSandbox]:
     with running_sandbox(FORMER, *SOUTH_SANDBOX_ARGS, "--members", "8") as sandbox:
         yield sandbox
-
-
-@pytest.fixture(autouse=True)
-def _empty_broker() -> Iterator[None]:
-    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
-    broker.flushdb()
-    yield
-    broker.flushdb()
-    broker.close()
 
 
 @pytest.fixture
