@@ -337,7 +337,7 @@ class TaskTimes:
     busy_s: float
     first_start: float
     last_end: float
-    # (start, end) of the longest bulk_job_run of each export job: the collect (download and
+    # (start, end) of the last bulk_job_run of each export job: the collect (download and
     # split the files, then hand the members over to screening).
     export_collect: dict[int, tuple[float, float]]
     # Every (start, end) of each bulk job's tasks.
@@ -358,27 +358,33 @@ class TaskTimes:
 
 
 def task_times(task_log: Path, *, job_kinds: dict[int, str]) -> TaskTimes:
-    """Read the timed worker's task log: runs and seconds per task (bulk jobs by kind)."""
+    """Read the timed worker's task log: runs and seconds per task. A bulk job's runs are
+    told apart by their order: the first kicks off, the last collects (the job is through
+    after it), the ones between poll (or kick off again after a 429)."""
     from exchange.models import BulkJobKind
 
     runs: dict[str, list[float]] = defaultdict(list)
-    collect: dict[int, tuple[float, float]] = {}
     job_runs: dict[int, list[tuple[float, float]]] = defaultdict(list)
     first, last = float("inf"), 0.0
     for line in task_log.read_text().splitlines():
         row = json.loads(line)
-        seconds = row["end"] - row["start"]
         first, last = min(first, row["start"]), max(last, row["end"])
         kind = row["task"].removeprefix("exchange.")
         if kind == "bulk_job_run":
-            job_kind = job_kinds.get(row["args"][0], "?")
             job_runs[row["args"][0]].append((row["start"], row["end"]))
-            kind = f"bulk_job_run ({job_kind})"
-            if job_kind == BulkJobKind.DATA_EXPORT:
-                longest = collect.get(row["args"][0], (0.0, 0.0))
-                if seconds > longest[1] - longest[0]:
-                    collect[row["args"][0]] = (row["start"], row["end"])
-        runs[kind].append(seconds)
+        else:
+            runs[kind].append(row["end"] - row["start"])
+    collect: dict[int, tuple[float, float]] = {}
+    for job_id, moments in job_runs.items():
+        moments.sort()
+        kind = "match" if job_kinds.get(job_id) == BulkJobKind.MEMBER_MATCH else "export"
+        for number, (start, end) in enumerate(moments):
+            step = "kick-off" if number == 0 else "poll"
+            if number == len(moments) - 1 and number > 0:
+                step = "collect"
+                if kind == "export":
+                    collect[job_id] = (start, end)
+            runs[f"{kind} {step}"].append(end - start)
     return TaskTimes(
         by_kind={kind: (len(values), sum(values)) for kind, values in sorted(runs.items())},
         busy_s=sum(sum(values) for values in runs.values()),
@@ -1192,6 +1198,17 @@ def comparison_table(run: HubRun, bare: BareFloor) -> str:
                 f"**{hub_after:,.1f} s = {hub_after / bare.download_s:,.1f}x** "
                 f"({hub_after / statistics.median(bare.sequential_s):,.1f}x the one-at-a-time "
                 "download)",
+            )
+        )
+    handed = [job.finished for job in exports if job.finished is not None]
+    if handed:
+        hub_bulk = max(handed) - run.t0
+        rows.append(
+            (
+                "hub: kick-off → last member handed to screening (match, export, download, "
+                "split), against bare match + export + download",
+                f"{hub_bulk:,.1f} s against {bare.total_s:,.1f} s = "
+                f"{hub_bulk / bare.total_s:,.2f}x",
             )
         )
     if delivered:
