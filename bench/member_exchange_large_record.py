@@ -19,10 +19,24 @@ them up (tests/support/exchange_setup.py), and the delivered folder is checked t
 checked there: sha256 and sizes against the manifest, every resource from the sandbox's own
 record of the member (fetched apart from the hub, after the timings), the rule's limits kept.
 
-Run, with a hub environment (its DATABASE_URL names the PostgreSQL server to use):
-    source /tmp/env-NAME.sh
-    .venv/bin/python bench/member_exchange_large_record.py [--care-factor 180] \
-        [--database payer_hub_bench]
+Run from a fresh clone, as root (sshd needs root for its chroot), on a machine where nothing
+else uses the Redis database named below (the benchmark purges its queues):
+
+    make venv services    # .venv, then PostgreSQL, Redis and sshd (apt-get when missing)
+    SECRET_KEY=bench-only-secret-key-not-for-production-0123456789abcdef \
+    ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/payer_hub \
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/6 \
+    FIELD_ENCRYPTION_KEYS=$(python3 -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())') \
+    OUTBOUND_ALLOWED_HOSTS=127.0.0.1 \
+    HTTPS=false \
+    LOG_LEVEL=WARNING \
+    .venv/bin/python bench/member_exchange_large_record.py --care-factor 180 \
+        --database payer_hub_bench
+
+DATABASE_URL names the PostgreSQL server only: the benchmark drops, creates and migrates
+the database ``--database`` on it. PAYLOAD_STORAGE_DIR (a temporary folder) and
+HUB_PUBLIC_URL (the gunicorn it starts) are set by the benchmark itself.
 """
 
 from __future__ import annotations

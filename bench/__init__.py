@@ -1,0 +1,1 @@
+"""Benchmarks of the hub and its sandbox payers (README.md "Benchmarks")."""
