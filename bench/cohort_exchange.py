@@ -422,7 +422,7 @@ def _ts(moment: datetime | None) -> float | None:
 
 
 def files_split_at(cohort_id: int, job_id: int) -> float | None:
-    """Return when the export job's last split record was written (exchange/bulk/pipeline.py
+    """Return when the export job's last split record was written (exchange/bulk/export_jobs.py
     writes ``split-NNNN.json`` in the job's folder as each file is split)."""
     from exchange.payloads.layout import CohortFiles
     from exchange.payloads.storage import PayloadStorage
@@ -778,7 +778,7 @@ def hub_requests_of(payer_id: int, cohort_id: int) -> tuple[list[dict[str, Any]]
     """Return the $bulk-member-match Parameters the hub sent, chunk by chunk (its own
     MemberBundles), and the Parameters of its exports (``exportType``, ``_typeFilter``)."""
     from exchange.bulk.matching import MULTI_MEMBER_MATCH_IN
-    from exchange.bulk.pipeline import PDEX_PAYER_TO_PAYER
+    from exchange.bulk.export_jobs import PDEX_PAYER_TO_PAYER
     from exchange.models import BulkJob, BulkJobKind, CohortMember
 
     chunks: dict[int, list[dict[str, Any]]] = defaultdict(list)

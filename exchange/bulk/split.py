@@ -152,14 +152,16 @@ class MemberSplitter:
         writer = self._storage.writer(
             RequestFiles(request_id).bulk_page(
                 job_id=self._job_id, file_index=self._file_index, segment=segment
-            )
+            ),
+            # Fetched again if lost: see PayloadStorage.writer.
+            durable=False,
         )
         self._open[request_id] = writer
         return writer
 
     def _shared_write(self, line: bytes) -> None:
         if self._shared is None:
-            self._shared = self._storage.writer(self._shared_name)
+            self._shared = self._storage.writer(self._shared_name, durable=False)
         self._shared.write(line.strip() + b"\n")
         self.result.shared += 1
 
@@ -215,7 +217,9 @@ def cited_page_write(
     a staged page even when the holder sent nothing of theirs.
     """
     counts: dict[str, int] = {}
-    with storage.writer(RequestFiles(request_id).bulk_cited_page(job_id=job_id)) as writer:
+    with storage.writer(
+        RequestFiles(request_id).bulk_cited_page(job_id=job_id), durable=False
+    ) as writer:
         for key in sorted(cited):
             line = shared.get(key)
             if line is None:

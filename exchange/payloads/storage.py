@@ -85,8 +85,9 @@ def plaintext_size(stored_size: int) -> int:
 class PayloadWriter:
     """Write one payload file; it appears under its name only when closed without error."""
 
-    def __init__(self, final_path: Path) -> None:
+    def __init__(self, final_path: Path, *, durable: bool = True) -> None:
         self._final_path = final_path
+        self._durable = durable
         # A temporary name of its own: two writers of one name (a task delivered twice) must
         # not write into the same temporary file; the last one closed wins, whole.
         self._temporary_path = final_path.with_name(
@@ -130,7 +131,8 @@ class PayloadWriter:
         self._seal(bytes(self._buffer), final=True)
         self._buffer.clear()
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._temporary_path, self._final_path)
 
@@ -238,8 +240,12 @@ class PayloadStorage:
             raise ValueError(f"payload names may not end in {_TEMPORARY_SUFFIX}")
         return self.root.joinpath(*parts)
 
-    def writer(self, name: str) -> PayloadWriter:
-        return PayloadWriter(self.path(name))
+    def writer(self, name: str, *, durable: bool = True) -> PayloadWriter:
+        """Return a writer of ``name``. ``durable=False`` skips the fsync before the rename:
+        for what can be fetched again (a Group export split into thousands of small pages,
+        where an fsync each costs more than the split); a page a crash cut short is refused
+        when read (every chunk is authenticated, the last one marked final), never used."""
+        return PayloadWriter(self.path(name), durable=durable)
 
     def write_bytes(self, name: str, data: bytes) -> PayloadWriter:
         with self.writer(name) as writer:
