@@ -777,8 +777,8 @@ def bare_floor(
 def hub_requests_of(payer_id: int, cohort_id: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Return the $bulk-member-match Parameters the hub sent, chunk by chunk (its own
     MemberBundles), and the Parameters of its exports (``exportType``, ``_typeFilter``)."""
-    from exchange.bulk.matching import MULTI_MEMBER_MATCH_IN
     from exchange.bulk.export_jobs import PDEX_PAYER_TO_PAYER
+    from exchange.bulk.matching import MULTI_MEMBER_MATCH_IN
     from exchange.models import BulkJob, BulkJobKind, CohortMember
 
     chunks: dict[int, list[dict[str, Any]]] = defaultdict(list)
