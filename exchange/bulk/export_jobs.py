@@ -215,6 +215,7 @@ class _SplittingTarget(io.RawIOBase):
         return 0
 
     def readinto(self, buffer: Any) -> int:
+        # Nothing is ever read back: the download of a file to split starts at byte 0.
         return 0
 
     def finish(self) -> None:
@@ -228,6 +229,8 @@ def _split_record_name(cohort_id: int, job_id: int, index: int) -> str:
 
 
 def _split_record(result: FileSplit) -> bytes:
+    """Return what splitting one file gave, kept beside the pages: a worker that dies later
+    keeps the files it finished, and the hand-over reads the counts from these."""
     return orjson.dumps(
         {
             "lines": result.lines,

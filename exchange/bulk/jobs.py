@@ -64,6 +64,7 @@ class JobNext:
 
 
 def job_load(job_id: int, payer_id: int) -> BulkJob:
+    """Return the payer's job with its cohort and both payers."""
     return (
         BulkJob.objects.for_payer(payer_id)
         .select_related("cohort", "cohort__payer", "cohort__former_payer")
@@ -98,6 +99,7 @@ def holder_client(
 
 
 def job_members(job: BulkJob, *statuses: str) -> list[CohortMember]:
+    """Return the job's members whose requests are in one of ``statuses``, in roster order."""
     link = "match_job" if job.kind == BulkJobKind.MEMBER_MATCH else "export_job"
     return list(
         CohortMember.objects.for_payer(job.payer_id)
@@ -114,6 +116,7 @@ def job_members(job: BulkJob, *statuses: str) -> list[CohortMember]:
 
 
 def member_fail(request: ExchangeRequest, code: str, message: str) -> None:
+    """End one member's request failed, with a sentence an administrator can act on."""
     exchange_request_fail(
         request_id=request.pk, payer_id=request.payer_id, code=code, message=message
     )
@@ -143,6 +146,7 @@ def job_error(job: BulkJob, exc: FhirCallError) -> JobNext:
 
 
 def job_update(job: BulkJob, **values: Any) -> None:
+    """Save ``values`` on the job (and the object), noting progress for the reaper."""
     values.setdefault("last_progress_at", timezone.now())
     BulkJob.objects.for_payer(job.payer_id).filter(pk=job.pk).update(**values)
     for name, value in values.items():
@@ -164,14 +168,8 @@ def job_fail(job: BulkJob, code: str, message: str) -> None:
     )
     if not claimed:
         return
-    statuses = (
-        (S.CONSENTED, S.MATCHING)
-        if job.kind == BulkJobKind.MEMBER_MATCH
-        else (
-            S.MATCHED,
-            S.RETRIEVING,
-        )
-    )
+    match = job.kind == BulkJobKind.MEMBER_MATCH
+    statuses = (S.CONSENTED, S.MATCHING) if match else (S.MATCHED, S.RETRIEVING)
     for member in job_members(job, *statuses):
         member_fail(member.exchange_request, code, message)
     if job.status_url:
@@ -179,6 +177,7 @@ def job_fail(job: BulkJob, code: str, message: str) -> None:
 
 
 def job_done(job: BulkJob) -> None:
+    """End the job done."""
     job_update(job, state=J.DONE, state_changed_at=timezone.now(), finished_at=timezone.now())
 
 
@@ -216,6 +215,8 @@ def job_kick_off(job: BulkJob, path: str, parameters: dict[str, Any]) -> JobNext
 
 
 def job_poll(job: BulkJob) -> JobNext:
+    """Ask the status URL once (Bulk Data STU2 §Status Request), unless it is too early;
+    return when to ask again, or to collect the output now."""
     now = timezone.now()
     if job.next_poll_at and job.next_poll_at > now:
         return JobNext(run_again_in=(job.next_poll_at - now).total_seconds())
