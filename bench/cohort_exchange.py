@@ -95,7 +95,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.member_exchange_large_record import (  # noqa: E402
-    database_recreate,
+    hub_environment_prepare,
     proc_status_kib,
     tenant_create,
     worker_wait_ready,
@@ -111,7 +111,7 @@ from tests.sandbox.harness import (  # noqa: E402
     matched_patient,
     running_sandbox,
 )
-from tests.support.net import free_loopback_port, wait_until_listening  # noqa: E402
+from tests.support.net import wait_until_listening  # noqa: E402
 
 ROSTER_COLUMNS = [
     "member_id", "family_name", "given_names", "birth_date", "gender", "former_payer_npi",
@@ -1270,20 +1270,8 @@ def profile_print(path: Path, title: str) -> None:
 
 def run(args: argparse.Namespace, workdir: Path) -> int:
     """Set up every part, take the measures, print them; return the exit status."""
-    hub_port = free_loopback_port()
-    os.environ.update(
-        {
-            "DATABASE_URL": database_recreate(os.environ["DATABASE_URL"], args.database),
-            "PAYLOAD_STORAGE_DIR": str(workdir / "payloads"),
-            "HUB_PUBLIC_URL": f"http://127.0.0.1:{hub_port}",
-            "DJANGO_SETTINGS_MODULE": "hub.settings",
-        }
-    )
-    import django
-
-    django.setup()
+    hub_port = hub_environment_prepare(database=args.database, workdir=workdir)
     from django.conf import settings
-    from django.core.management import call_command
 
     from exchange.models import ExchangeStatus
     from hub.models import FhirEndpoint
@@ -1295,8 +1283,6 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     )
     from tests.support.sshd import running_sshd
 
-    call_command("migrate", verbosity=0)
-    print(f"database {args.database}: re-created and migrated", flush=True)
     profile_dir = args.profile
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)

@@ -167,12 +167,14 @@ def exchange_run(
     return exchange_request, proc_status_kib(worker_pid, "VmHWM")
 
 
-def run(args: argparse.Namespace, workdir: Path) -> int:
-    """Set up every part, take the measures, print them; return the exit status."""
+def hub_environment_prepare(*, database: str, workdir: Path) -> int:
+    """Point this process (and the processes it starts) at a re-created, migrated benchmark
+    database and a payload folder of its own, with Django set up; return the port the hub
+    will serve on."""
     hub_port = free_loopback_port()
     os.environ.update(
         {
-            "DATABASE_URL": database_recreate(os.environ["DATABASE_URL"], args.database),
+            "DATABASE_URL": database_recreate(os.environ["DATABASE_URL"], database),
             "PAYLOAD_STORAGE_DIR": str(workdir / "payloads"),
             "HUB_PUBLIC_URL": f"http://127.0.0.1:{hub_port}",
             "DJANGO_SETTINGS_MODULE": "hub.settings",
@@ -182,6 +184,15 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
 
     django.setup()
     from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print(f"database {database}: re-created and migrated", flush=True)
+    return hub_port
+
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
+    """Set up every part, take the measures, print them; return the exit status."""
+    hub_port = hub_environment_prepare(database=args.database, workdir=workdir)
 
     from exchange.models import ExchangeStatus
     from exchange.retrieval import PAGE_SIZE
@@ -200,9 +211,6 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         sandbox_member,
     )
     from tests.support.sshd import running_sshd
-
-    call_command("migrate", verbosity=0)
-    print(f"database {args.database}: re-created and migrated")
 
     started = time.monotonic()
     with (
