@@ -213,10 +213,18 @@ class JobRow:
     files_done: int
     files_total: int
     lines: int
+    # The match chunk whose members the job serves (an export's is its Group's match).
+    chunk: int
 
 
 def cohort_jobs(*, payer: Payer, cohort: Cohort) -> list[JobRow]:
     """Return the cohort's bulk jobs, chunk by chunk, a chunk's match before its export."""
+    chunk_of_export = dict(
+        CohortMember.objects.for_payer(payer)
+        .filter(cohort=cohort, export_job__isnull=False)
+        .values_list("export_job_id", "match_job__sequence")
+        .distinct()
+    )
     rows = []
     for job in BulkJob.objects.for_payer(payer).filter(cohort=cohort).order_by("sequence", "-kind"):
         files = [entry for entry in job.files or [] if isinstance(entry, dict)]
@@ -226,6 +234,9 @@ def cohort_jobs(*, payer: Payer, cohort: Cohort) -> list[JobRow]:
                 files_done=sum(1 for entry in files if entry.get("done")),
                 files_total=len(files),
                 lines=sum(entry["lines"] for entry in files if isinstance(entry.get("lines"), int)),
+                chunk=chunk_of_export.get(job.pk, job.sequence)
+                if job.kind == BulkJobKind.DATA_EXPORT
+                else job.sequence,
             )
         )
     return rows

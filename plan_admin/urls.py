@@ -30,7 +30,7 @@ urlpatterns = [
     ),
     path("cohorts/<int:cohort_id>/cancel/", cohorts.cohort_cancel, name="cohort-cancel"),
     path(
-        "cohorts/<int:cohort_id>/chunks/<int:sequence>/retry/",
+        "cohorts/<int:cohort_id>/jobs/<int:job_id>/retry/",
         cohorts.cohort_chunk_retry,
         name="cohort-chunk-retry",
     ),

@@ -24,6 +24,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from exchange.models import (
+    BulkJob,
     Cohort,
     Consent,
     ConsentSubscription,
@@ -217,6 +218,7 @@ PARAM_KINDS = {
     "subscription_id": ConsentSubscription,
     "key_id": RepositoryKey,
     "cohort_id": Cohort,
+    "job_id": BulkJob,
 }
 
 
@@ -231,8 +233,6 @@ def _param_values(route: Route, param: str, data: NorthsData, slug: str) -> list
         return SETTINGS_PARTS
     if param == "action":
         return REQUEST_ACTIONS
-    if param == "sequence":  # a chunk of North's cohort
-        return ["1"]
     if param in ("uidb64", "token"):  # a password-reset link: nobody's, and not valid
         return ["MQ" if param == "uidb64" else "set-password"]
     raise AssertionError(f"teach the route walk a North value for {param!r} of {route.name}")

@@ -476,22 +476,28 @@ def cohort_chunk_retry(
     *,
     payer: Payer,
     cohort_id: int,
-    sequence: int,
+    job_id: int,
     actor: User,
     client_address: str | None = None,
 ) -> Cohort:
-    """Run chunk ``sequence`` again from its match: its failed members start over from
-    their consent (a match or export job that failed takes them all with it)."""
+    """Run the chunk of job ``job_id`` (its match, or the export of its matched Group) again
+    from its match: its failed members start over from their consent (a match or export
+    job that failed takes them all with it)."""
     cohort = get_for_payer_or_404(Cohort.objects.all(), payer, pk=cohort_id)
     if cohort.status == CohortStatus.CANCELLED:
         raise CohortActionRefused("This cohort was cancelled; upload the roster again instead.")
-    match_job = get_for_payer_or_404(
-        BulkJob.objects.all(),
-        payer,
-        cohort=cohort,
-        kind=BulkJobKind.MEMBER_MATCH,
-        sequence=sequence,
-    )
+    job = get_for_payer_or_404(BulkJob.objects.all(), payer, cohort=cohort, pk=job_id)
+    match_job = job
+    if job.kind == BulkJobKind.DATA_EXPORT:
+        # An export serves the members one match chunk found: that chunk starts over.
+        match_job = get_for_payer_or_404(
+            BulkJob.objects.all(),
+            payer,
+            pk__in=CohortMember.objects.for_payer(payer)
+            .filter(export_job=job)
+            .values("match_job")[:1],
+        )
+    sequence = match_job.sequence
     if match_job.state in ACTIVE_JOB_STATES:
         raise CohortActionRefused(f"Chunk {sequence} is still running.")
     with transaction.atomic():

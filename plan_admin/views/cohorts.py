@@ -197,15 +197,15 @@ def cohort_cancel(request: HttpRequest, payer: Payer, cohort_id: int) -> HttpRes
 @tenant_view(Role.PLAN_ADMIN)
 @require_POST
 def cohort_chunk_retry(
-    request: HttpRequest, payer: Payer, cohort_id: int, sequence: int
+    request: HttpRequest, payer: Payer, cohort_id: int, job_id: int
 ) -> HttpResponseBase:
-    """Run a chunk again from its match; a refusal is shown on the cohort's page."""
+    """Run a failed job's chunk again from its match; a refusal is shown on the cohort's page."""
     act = partial(
-        cohort_services.cohort_chunk_retry, payer=payer, cohort_id=cohort_id, sequence=sequence,
+        cohort_services.cohort_chunk_retry, payer=payer, cohort_id=cohort_id, job_id=job_id,
         actor=acting_admin(request), client_address=client_address(request),
     )  # fmt: skip
     return action_run(
         request, act, refused=cohort_services.CohortActionRefused,
-        done=f"Chunk {sequence} starts over; its failed members are matched again.",
+        done="The chunk starts over; its failed members are matched again.",
         then=_detail(payer, cohort_id),
     )  # fmt: skip

@@ -203,7 +203,8 @@ def test_every_cohort_page_and_action_is_a_404_to_anyone_but_norths_admin(
 ) -> None:
     pages = ["cohort-list", "cohort-upload", "cohort-roster-example"]
     of_cohort = ["cohort-detail", "cohort-members-export"]
-    actions = [("cohort-cancel", {}), ("cohort-chunk-retry", {"sequence": 2})]
+    chunk = BulkJob.objects.for_payer(north.payer).get(cohort=cohort, sequence=2)
+    actions = [("cohort-cancel", {}), ("cohort-chunk-retry", {"job_id": chunk.pk})]
     urls = [admin_url(name) for name in pages]
     urls += [admin_url(name, cohort_id=cohort.pk) for name in of_cohort]
     for url in urls:
@@ -352,8 +353,8 @@ def test_retry_runs_a_failed_chunk_again_and_refuses_with_a_reason(
     client = signed_in(north.admin)
     page = _text(client.get(admin_url("cohort-detail", cohort_id=cohort.pk)))
     assert "Retry chunk 2</button>" in page and "Retry chunk 1</button>" not in page
-    retry = admin_url("cohort-chunk-retry", cohort_id=cohort.pk, sequence=2)
-    assert "Chunk 2 starts over" in _text(client.post(retry, follow=True))
+    retry = admin_url("cohort-chunk-retry", cohort_id=cohort.pk, job_id=chunk.pk)
+    assert "The chunk starts over" in _text(client.post(retry, follow=True))
     failed.exchange_request.refresh_from_db()
     assert failed.exchange_request.status == S.CONSENTED
     assert (

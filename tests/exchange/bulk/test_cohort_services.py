@@ -21,6 +21,7 @@ from exchange.bulk.services import CohortRefused, cohorts_create
 from exchange.consents.resource import POLICY_URI
 from exchange.models import (
     AuthorizationMode,
+    BulkJobKind,
     Cohort,
     CohortMember,
     Consent,
@@ -31,7 +32,7 @@ from exchange.models import (
 )
 from hub.models import AuditEvent, FhirEndpoint, Payer, PayerStatus, Role, User
 from tests.conftest import Tenant
-from tests.factories import FhirEndpointFactory, PayerFactory, UserFactory
+from tests.factories import BulkJobFactory, FhirEndpointFactory, PayerFactory, UserFactory
 
 EXAMPLE_CSV = (
     Path(__file__).resolve().parents[3] / "exchange/bulk/roster_example.csv"
@@ -428,3 +429,33 @@ def test_a_roster_member_follows_and_withdraws_the_request_in_the_member_portal(
     snoop = Client()
     snoop.force_login(other.exchange_request.member)
     assert snoop.get(f"/p/north/me/requests/{request.pk}/").status_code == 404
+
+
+def test_retrying_a_failed_export_runs_its_members_chunk_again_from_the_match(
+    north: Tenant, south: Tenant, south_endpoint: FhirEndpoint
+) -> None:
+    (cohort,) = _create(north, _example(north))
+    match = BulkJobFactory(cohort=cohort, kind=BulkJobKind.MEMBER_MATCH, sequence=4, state="done")
+    export = BulkJobFactory(cohort=cohort, kind=BulkJobKind.DATA_EXPORT, sequence=1, state="failed")
+    members = CohortMember.objects.for_payer(north.payer).filter(cohort=cohort)
+    members.update(match_job=match, export_job=export)
+    first = members.order_by("line").first()
+    assert first is not None
+    ExchangeRequest.objects.for_payer(north.payer).filter(pk=first.exchange_request_id).update(
+        status=ExchangeStatus.FAILED, awaits_bulk_job=True
+    )
+
+    services.cohort_chunk_retry(
+        payer=north.payer, cohort_id=cohort.pk, job_id=export.pk, actor=north.admin
+    )
+
+    first.refresh_from_db()
+    match.refresh_from_db()
+    assert first.exchange_request.status == ExchangeStatus.CONSENTED
+    assert first.export_job is None and first.match_outcome == ""
+    assert match.state == "waiting" and match.kick_offs == 0
+    # Until its match has run again, the chunk cannot be retried a second time.
+    with pytest.raises(services.CohortActionRefused, match="Chunk 4 is still running"):
+        services.cohort_chunk_retry(
+            payer=north.payer, cohort_id=cohort.pk, job_id=match.pk, actor=north.admin
+        )
