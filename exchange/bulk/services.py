@@ -403,6 +403,7 @@ def _member_transition(
     action: str,
     client_address: str | None,
 ) -> bool:
+    """Move one member's request as ``actor`` did (timeline and audit events with it)."""
     return exchange_request_transition(
         payer=request.payer_id,
         exchange_request_id=request.pk,
