@@ -146,13 +146,14 @@ PAGES = {
         SIGNED_IN_QUERIES + 2,
         _links(rb"/p/north/admin/cohorts/\d+/"),
     ),
-    # The cohort, its progress (members counted, resources summed, export files), its jobs,
-    # the members' count and their page with their requests and people.
+    # The cohort, its progress (members counted, resources summed, export files), its jobs
+    # (and the match chunk each export serves), the members' count and their page with their
+    # requests and people.
     "plan-admin cohort page": ListPage(
         lambda north: f"/p/north/admin/cohorts/{Cohort.objects.for_payer(north.payer).get().pk}/",
         "admin",
         _cohort_member_at,
-        SIGNED_IN_QUERIES + 7,
+        SIGNED_IN_QUERIES + 8,
         _links(rb"/p/north/admin/requests/\d+/"),
     ),
     # The payers with their endpoints (one query, subqueries inside), the last delivery from

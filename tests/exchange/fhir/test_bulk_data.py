@@ -285,7 +285,6 @@ def test_a_throttled_kick_off_and_poll_go_to_the_caller_with_retry_after(
             token_provider=lambda refresh: "any",
         )
         bulk = BulkDataClient(fhir)
-        started = time.monotonic()
         with pytest.raises(FhirTransientError) as kick_off:
             bulk.kick_off("Group/$bulk-member-match", parameters=bulk_match_body([]))
         with pytest.raises(FhirTransientError) as poll:
@@ -293,8 +292,8 @@ def test_a_throttled_kick_off_and_poll_go_to_the_caller_with_retry_after(
 
     assert kick_off.value.code == poll.value.code == "throttled"
     assert kick_off.value.retry_after == poll.value.retry_after == 7
+    # Neither call waited out the 7 s itself: the caller schedules the retry.
     assert fhir.retry_waits == []
-    assert time.monotonic() - started < 5
 
 
 # -- against a scripted server -----------------------------------------------------------------
