@@ -14,16 +14,23 @@ with a reason the member and the administrators can act on).
 """
 
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from exchange.delivery import DeliveryFailed, deliver_files, delivery_remote_directory
+from exchange.delivery import (
+    DeliveredFile,
+    DeliveryFailed,
+    deliver_files,
+    delivery_remote_directory,
+)
 from exchange.fhir.errors import FhirCallError
 from exchange.member_match import member_match_run
 from exchange.models import (
@@ -34,17 +41,29 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
 )
-from exchange.packaging import PackageContext, PayerParty, package_build, package_delivery_order
+from exchange.packaging import (
+    Package,
+    PackageContext,
+    PayerParty,
+    package_build,
+    package_delivery_order,
+)
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.storage import PayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.retrieval import records_retrieve
-from exchange.screening import screening_run
-from exchange.state_machine import IN_PROGRESS, exchange_request_transition
-from hub.audit import ENGINE, audit_record
+from exchange.screening import ScreeningResult, screening_run
+from exchange.state_machine import (
+    IN_PROGRESS,
+    Move,
+    exchange_request_transition,
+    exchange_requests_transition,
+)
+from hub.audit import ENGINE, audit_record_many
 
 logger = logging.getLogger(__name__)
 S = ExchangeStatus
+_T = TypeVar("_T")
 
 
 class StepDeferred(Exception):
@@ -69,6 +88,15 @@ def _load(request_id: int, payer_id: int) -> ExchangeRequest:
         ExchangeRequest.objects.for_payer(payer_id)
         .select_related("payer", "former_payer", "consent", "member")
         .get(pk=request_id)
+    )
+
+
+def _load_many(request_ids: Sequence[int], payer_id: int) -> list[ExchangeRequest]:
+    return list(
+        ExchangeRequest.objects.for_payer(payer_id)
+        .select_related("payer", "former_payer", "consent", "member")
+        .filter(pk__in=request_ids)
+        .order_by("pk")
     )
 
 
@@ -99,6 +127,44 @@ def engine_move(
     )
     if moved:
         exchange_request.status = to_status
+    return moved
+
+
+def engine_move_many(
+    requests: Sequence[ExchangeRequest],
+    to_status: str,
+    message: Callable[[ExchangeRequest], str],
+    *,
+    action: str = "exchange_request.transition",
+    details: Callable[[ExchangeRequest], dict[str, Any]] | None = None,
+    reason_code: str = "",
+    reason_message: str = "",
+) -> list[ExchangeRequest]:
+    """Move many requests of one payer as the engine, in one transaction per state they are
+    in (exchange/state_machine.py ``exchange_requests_transition``); return those this call
+    moved, their objects' state kept. ``message`` and ``details`` are per request."""
+    moved: list[ExchangeRequest] = []
+    by_status: dict[str, list[ExchangeRequest]] = {}
+    for exchange_request in requests:
+        by_status.setdefault(exchange_request.status, []).append(exchange_request)
+    for from_status, group in by_status.items():
+        moved_ids = exchange_requests_transition(
+            payer=group[0].payer_id,
+            moves=[
+                Move(r.pk, message(r), details(r) if details is not None else {}) for r in group
+            ],
+            from_status=from_status,
+            to_status=to_status,
+            actor=None,
+            actor_label=ENGINE,
+            action=action,
+            reason_code=reason_code,
+            reason_message=reason_message,
+        )
+        for exchange_request in group:
+            if exchange_request.pk in moved_ids:
+                exchange_request.status = to_status
+                moved.append(exchange_request)
     return moved
 
 
@@ -202,33 +268,47 @@ def exchange_request_retrieve(
 def exchange_request_records_received(
     *, exchange_request: ExchangeRequest, resource_counts: dict[str, int]
 ) -> bool:
-    """Move a retrieving request on to screening; return whether this call moved it.
+    """Move a retrieving request on to screening; return whether this call moved it."""
+    return bool(exchange_requests_records_received(received=[(exchange_request, resource_counts)]))
+
+
+def exchange_requests_records_received(
+    *, received: Sequence[tuple[ExchangeRequest, dict[str, int]]]
+) -> list[ExchangeRequest]:
+    """Move retrieving requests of one payer on to screening; return those this call moved.
 
     The end of retrieval is a disclosure by the former payer: it is audited for both
     payers with the count of resources per type (never their content), whether the records
     came one member at a time or in a cohort's Group export.
     """
-    disclosure = {
-        "disclosed_by": exchange_request.former_payer.slug,
-        "disclosed_to": exchange_request.payer.slug,
-        "resources": resource_counts,
+    counts = {
+        exchange_request.pk: resource_counts for exchange_request, resource_counts in received
     }
+
+    def disclosure(exchange_request: ExchangeRequest) -> dict[str, Any]:
+        return {
+            "disclosed_by": exchange_request.former_payer.slug,
+            "disclosed_to": exchange_request.payer.slug,
+            "resources": counts[exchange_request.pk],
+        }
+
     with transaction.atomic():
-        moved = engine_move(
-            exchange_request,
+        moved = engine_move_many(
+            [exchange_request for exchange_request, _ in received],
             S.SCREENING,
-            f"Received {sum(resource_counts.values())} records from "
-            f"{exchange_request.former_payer.name}.",
+            lambda r: f"Received {sum(counts[r.pk].values())} records from {r.former_payer.name}.",
             action="exchange_request.records_received",
             details=disclosure,
         )
-        if moved:
-            audit_record(
+        by_former: dict[int, list[ExchangeRequest]] = {}
+        for exchange_request in moved:
+            by_former.setdefault(exchange_request.former_payer_id, []).append(exchange_request)
+        for former_payer_id, disclosed in by_former.items():
+            audit_record_many(
                 action="exchange_request.records_disclosed",
-                obj=exchange_request,
-                payer=exchange_request.former_payer,
+                changes_by_object=[(r, disclosure(r)) for r in disclosed],
+                payer=former_payer_id,
                 actor_label=ENGINE,
-                changes=disclosure,
             )
     return moved
 
@@ -241,68 +321,174 @@ def exchange_request_screen(
 ) -> str | None:
     """Apply the rule's limits to the staged records, then package what may leave the hub."""
     exchange_request = _load(request_id, payer_id)
-    if exchange_request.status == S.SCREENING:
-        result = screening_run(
-            request_id=request_id,
-            request_date=timezone.localdate(exchange_request.opted_in_at),
-            policy=exchange_request.consent.policy,
-            storage=storage,
-        )
-        screened_out = {row["code"]: row["count"] for row in result.screened_out()}
+    _screen_and_package([exchange_request], storage=storage, alone=True)
+    return S.DELIVERING if exchange_request.status == S.DELIVERING else None
+
+
+def exchange_requests_screen(
+    *, request_ids: Sequence[int], payer_id: int, storage: PayloadStorage
+) -> list[int]:
+    """Screen and package many requests of one payer together (a cohort's members handed
+    over at once), their moves batched; return the ids this could not finish, for the caller
+    to hand to the single-request step, which tries each again alone."""
+    return _screen_and_package(_load_many(request_ids, payer_id), storage=storage, alone=False)
+
+
+def _screen_and_package(
+    requests: Sequence[ExchangeRequest], *, storage: PayloadStorage, alone: bool
+) -> list[int]:
+    """Screen those ``screening``, then package those ``packaging``; return the ids that
+    raised (``alone``: raise instead)."""
+    left: list[int] = []
+
+    def each(
+        step: Callable[[ExchangeRequest], _T], status: str
+    ) -> list[tuple[ExchangeRequest, _T]]:
+        done = []
+        for exchange_request in requests:
+            if exchange_request.status != status:
+                continue
+            try:
+                done.append((exchange_request, step(exchange_request)))
+            except Exception:
+                if alone:
+                    raise
+                logger.exception("batch step failed", extra={"request": exchange_request.pk})
+                left.append(exchange_request.pk)
+        return done
+
+    screened = each(partial(_screen_one, storage=storage), S.SCREENING)
+    if screened:
+        kept = {exchange_request.pk: result.kept_total for exchange_request, result in screened}
+        for exchange_request, result in screened:
+            exchange_request.screened_out_counts = {
+                row["code"]: row["count"] for row in result.screened_out()
+            }
         with transaction.atomic():
-            ExchangeRequest.objects.for_payer(payer_id).filter(pk=request_id).update(
-                screened_out_counts=screened_out
+            ExchangeRequest.objects.for_payer(requests[0].payer_id).bulk_update(
+                [exchange_request for exchange_request, _ in screened], ["screened_out_counts"]
             )
-            if not engine_move(
-                exchange_request,
+            engine_move_many(
+                [exchange_request for exchange_request, _ in screened],
                 S.PACKAGING,
-                f"Checked your records against the rule: {result.kept_total} may be shared, "
-                f"{sum(screened_out.values())} stay behind.",
-            ):
-                return None
-    if exchange_request.status != S.PACKAGING:
-        return None
-    package = package_build(
-        request_id=request_id, storage=storage, manifest_context=_package_context(exchange_request)
-    )
-    with transaction.atomic():
-        Delivery.objects.update_or_create(
-            payer_id=payer_id,
-            exchange_request=exchange_request,
-            defaults={
-                "mode": exchange_request.payer.delivery_mode,
-                "manifest": package.manifest,
-            },
-        )
-        engine_move(exchange_request, S.DELIVERING, "Your records are packaged and on their way.")
-    return S.DELIVERING
+                lambda r: (
+                    f"Checked your records against the rule: {kept[r.pk]} may be shared, "
+                    f"{sum(r.screened_out_counts.values())} stay behind."
+                ),
+            )
+    packaged = each(partial(_package_one, storage=storage), S.PACKAGING)
+    if packaged:
+        with transaction.atomic():
+            Delivery.objects.for_payer(requests[0].payer_id).bulk_create(
+                [
+                    Delivery(
+                        payer_id=exchange_request.payer_id,
+                        exchange_request=exchange_request,
+                        mode=exchange_request.payer.delivery_mode,
+                        manifest=package.manifest,
+                    )
+                    for exchange_request, package in packaged
+                ],
+                update_conflicts=True,
+                unique_fields=["exchange_request"],
+                update_fields=["mode", "manifest"],
+            )
+            engine_move_many(
+                [exchange_request for exchange_request, _ in packaged],
+                S.DELIVERING,
+                lambda r: "Your records are packaged and on their way.",
+            )
+    return left
 
 
-def _package_context(exchange_request: ExchangeRequest) -> PackageContext:
-    return PackageContext(
+def _screen_one(exchange_request: ExchangeRequest, *, storage: PayloadStorage) -> ScreeningResult:
+    return screening_run(
         request_id=exchange_request.pk,
-        new_payer=PayerParty.of(exchange_request.payer),
-        former_payer=PayerParty.of(exchange_request.former_payer),
-        consent_id=str(exchange_request.consent_id),
-        consent_policy=exchange_request.consent.policy,
-        hub_name=settings.HUB_NAME,
+        request_date=timezone.localdate(exchange_request.opted_in_at),
+        policy=exchange_request.consent.policy,
+        storage=storage,
+    )
+
+
+def _package_one(exchange_request: ExchangeRequest, *, storage: PayloadStorage) -> Package:
+    return package_build(
+        request_id=exchange_request.pk,
+        storage=storage,
+        manifest_context=PackageContext(
+            request_id=exchange_request.pk,
+            new_payer=PayerParty.of(exchange_request.payer),
+            former_payer=PayerParty.of(exchange_request.former_payer),
+            consent_id=str(exchange_request.consent_id),
+            consent_policy=exchange_request.consent.policy,
+            hub_name=settings.HUB_NAME,
+        ),
     )
 
 
 # --- Step 4: deliver ---
 
 
+@dataclass
+class _Sent:
+    """A request whose files landed, waiting for its move to ``delivered``."""
+
+    exchange_request: ExchangeRequest
+    delivery: Delivery
+    attempt: DeliveryAttempt
+    remote_directory: str
+    files: list[DeliveredFile]
+
+
 def exchange_request_deliver(
     *, request_id: int, payer_id: int, task_id: str, storage: PayloadStorage
 ) -> str | None:
-    """Send the package to the new payer; one DeliveryAttempt per task id.
-
-    The delivery is a disclosure to the new payer: its audit event names where the files
-    went and each file's path, size and sha256 (never its content).
-    """
+    """Send the package to the new payer; one DeliveryAttempt per task id."""
     exchange_request = _load(request_id, payer_id)
     if exchange_request.status != S.DELIVERING:
         return None
+    sent = _delivery_send(exchange_request, task_id=task_id, storage=storage)
+    _deliveries_finish([sent], storage=storage)
+    return None
+
+
+def exchange_requests_deliver(
+    *, request_ids: Sequence[int], payer_id: int, task_id: str, storage: PayloadStorage
+) -> list[int]:
+    """Send the packages of many requests of one payer, one after another over the worker's
+    pooled session, their moves to ``delivered`` batched; return the ids left for the
+    single-request step. A permanent fault fails that member as it would alone; a transient
+    one (the server is away) hands that member and the rest to the single-request step,
+    which retries each with backoff."""
+    requests = [r for r in _load_many(request_ids, payer_id) if r.status == S.DELIVERING]
+    sent: list[_Sent] = []
+    left: list[int] = []
+    for position, exchange_request in enumerate(requests):
+        try:
+            sent.append(_delivery_send(exchange_request, task_id=task_id, storage=storage))
+        except RequestStopped:
+            continue
+        except StepFailed as exc:
+            exchange_request_fail(
+                request_id=exchange_request.pk,
+                payer_id=payer_id,
+                code=exc.code,
+                message=exc.message,
+            )
+        except Exception:
+            logger.exception("batch delivery stopped", extra={"request": exchange_request.pk})
+            left = [r.pk for r in requests[position:]]
+            break
+    _deliveries_finish(sent, storage=storage)
+    return left
+
+
+def _delivery_send(
+    exchange_request: ExchangeRequest, *, task_id: str, storage: PayloadStorage
+) -> _Sent:
+    """Send one request's package, its attempt recorded; raise StepFailed, StepDeferred or
+    RequestStopped when it did not land."""
+    payer_id = exchange_request.payer_id
+    request_id = exchange_request.pk
     delivery = Delivery.objects.for_payer(payer_id).get(exchange_request=exchange_request)
     attempt, _ = DeliveryAttempt.objects.get_or_create(
         payer_id=payer_id,
@@ -319,9 +505,6 @@ def exchange_request_deliver(
         error_code="interrupted",
         error_message="The worker stopped during this attempt; the next attempt took over.",
     )
-    Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
-        status=DeliveryStatus.IN_PROGRESS
-    )
     files = package_delivery_order(request_id=request_id, manifest=delivery.manifest)
     try:
         remote_directory = delivery_remote_directory(
@@ -330,7 +513,7 @@ def exchange_request_deliver(
             request_id=request_id,
         )
         Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
-            remote_directory=remote_directory
+            status=DeliveryStatus.IN_PROGRESS, remote_directory=remote_directory
         )
         delivered = deliver_files(
             payer=exchange_request.payer,
@@ -355,29 +538,56 @@ def exchange_request_deliver(
             )
             raise StepFailed(exc.code, exc.message) from exc
         raise StepDeferred(exc.message) from exc
+    return _Sent(exchange_request, delivery, attempt, remote_directory, delivered)
+
+
+def _deliveries_finish(sent: Sequence[_Sent], *, storage: PayloadStorage) -> None:
+    """Record that the packages landed and move their requests to ``delivered``.
+
+    The delivery is a disclosure to the new payer: its audit event names where the files
+    went and each file's path, size and sha256 (never its content).
+    """
+    if not sent:
+        return
+    payer_id = sent[0].exchange_request.payer_id
+    by_request = {done.exchange_request.pk: done for done in sent}
+    now = timezone.now()
+    for done in sent:
+        done.attempt.finished_at = now
+        done.attempt.succeeded = True
+        done.attempt.error_code = done.attempt.error_message = ""
+
+    def disclosure(exchange_request: ExchangeRequest) -> dict[str, Any]:
+        done = by_request[exchange_request.pk]
+        return {
+            "disclosed_by": exchange_request.former_payer.slug,
+            "disclosed_to": exchange_request.payer.slug,
+            "mode": done.delivery.mode,
+            "remote_directory": done.remote_directory,
+            "files": [
+                {"path": file.remote_path, "size": file.size, "sha256": file.sha256}
+                for file in done.files
+            ],
+        }
+
     with transaction.atomic():
-        _attempt_finished(attempt, succeeded=True)
-        Delivery.objects.for_payer(payer_id).filter(pk=delivery.pk).update(
-            status=DeliveryStatus.DELIVERED, delivered_at=timezone.now()
+        DeliveryAttempt.objects.for_payer(payer_id).bulk_update(
+            [done.attempt for done in sent],
+            ["finished_at", "succeeded", "error_code", "error_message"],
         )
-        if engine_move(
-            exchange_request,
+        Delivery.objects.for_payer(payer_id).filter(
+            pk__in=[done.delivery.pk for done in sent]
+        ).update(status=DeliveryStatus.DELIVERED, delivered_at=now)
+        moved = engine_move_many(
+            [done.exchange_request for done in sent],
             S.DELIVERED,
-            f"Delivered to {exchange_request.payer.name}: {len(delivered)} files.",
+            lambda r: f"Delivered to {r.payer.name}: {len(by_request[r.pk].files)} files.",
             action="exchange_request.deliver",
-            details={
-                "disclosed_by": exchange_request.former_payer.slug,
-                "disclosed_to": exchange_request.payer.slug,
-                "mode": delivery.mode,
-                "remote_directory": remote_directory,
-                "files": [
-                    {"path": file.remote_path, "size": file.size, "sha256": file.sha256}
-                    for file in delivered
-                ],
-            },
-        ):
-            transaction.on_commit(lambda: storage.delete_tree(RequestFiles(request_id).staging))
-    return None
+            details=disclosure,
+        )
+        for exchange_request in moved:
+            staging = RequestFiles(exchange_request.pk).staging
+            transaction.on_commit(partial(storage.delete_tree, staging))
 
 
 def _still_delivering(*, request_id: int, payer_id: int) -> None:

@@ -112,6 +112,33 @@ def exchange_request_deliver(self: Task, request_id: int, payer_id: int) -> None
     )
 
 
+@shared_task(name="exchange.screen_batch")
+def exchange_requests_screen(request_ids: list[int], payer_id: int) -> None:
+    """Screen and package requests handed over together (a cohort's members), then deliver
+    them together; any the batch could not finish go on alone."""
+    left = pipeline.exchange_requests_screen(
+        request_ids=request_ids, payer_id=payer_id, storage=PayloadStorage()
+    )
+    for request_id in left:
+        exchange_request_advance.delay(request_id, payer_id)
+    packaged = [request_id for request_id in request_ids if request_id not in left]
+    if packaged:
+        exchange_requests_deliver.delay(packaged, payer_id)
+
+
+@shared_task(name="exchange.deliver_batch", bind=True)
+def exchange_requests_deliver(self: Task, request_ids: list[int], payer_id: int) -> None:
+    """Deliver packaged requests together; any the batch could not finish go on alone."""
+    left = pipeline.exchange_requests_deliver(
+        request_ids=request_ids,
+        payer_id=payer_id,
+        task_id=str(self.request.id),
+        storage=PayloadStorage(),
+    )
+    for request_id in left:
+        exchange_request_advance.delay(request_id, payer_id)
+
+
 _STEP_OF_STATE: dict[str, Task] = {
     S.CONSENTED: exchange_request_match,
     S.MATCHING: exchange_request_match,

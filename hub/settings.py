@@ -309,6 +309,8 @@ CELERY_TASK_ROUTES = {
     "exchange.match": {"queue": "pull"},
     "exchange.retrieve": {"queue": "pull"},
     "exchange.screen": {"queue": "screen"},
+    "exchange.screen_batch": {"queue": "screen"},
     "exchange.deliver": {"queue": "deliver"},
+    "exchange.deliver_batch": {"queue": "deliver"},
     "exchange.notify_consent_subscriber": {"queue": "deliver"},
 }

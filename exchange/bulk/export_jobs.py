@@ -51,10 +51,13 @@ from exchange.models import (
 )
 from exchange.payloads.layout import CohortFiles
 from exchange.payloads.storage import PayloadStorage
-from exchange.pipeline import engine_move, exchange_request_records_received
+from exchange.pipeline import engine_move_many, exchange_requests_records_received
 
 S = ExchangeStatus
 PDEX_PAYER_TO_PAYER = "hl7.fhir.us.davinci-pdex#payertopayer"
+# Members of an export screened, packaged and delivered by one task each step: their moves
+# are written together, and a batch stays short enough to share the workers fairly.
+SCREENED_TOGETHER = 25
 
 
 def export_parameters() -> dict[str, str]:
@@ -102,13 +105,13 @@ def export_kick_off(job: BulkJob) -> JobNext:
     if job.kick_offs == 0:
         # A fresh start: nothing an earlier attempt left under these names may mix in.
         job_staging_forget(job)
-    for member in job_members(job, S.MATCHED):
-        engine_move(
-            member.exchange_request,
-            S.RETRIEVING,
-            f"Fetching your records from {job.cohort.former_payer.name} with "
-            "other members of your plan.",
-        )
+    engine_move_many(
+        [member.exchange_request for member in job_members(job, S.MATCHED)],
+        S.RETRIEVING,
+        lambda r: (
+            f"Fetching your records from {r.former_payer.name} with other members of your plan."
+        ),
+    )
     try:
         return job_kick_off(job, path, parameters)
     except FhirPermanentError as exc:
@@ -272,7 +275,7 @@ def _export_finish(
     with holder_client(job.cohort) as client:
         refusals = holder_errors_record(job, client, client.manifest(job.manifest))
     shared = shared_resources(storage, cohort_id=job.cohort_id, job_id=job.pk)
-    handed: list[tuple[int, int]] = []
+    received: list[tuple[ExchangeRequest, dict[str, int]]] = []
     for member in members:
         request = member.exchange_request
         refusal = _refusal_of(refusals, request.matched_patient_id)
@@ -293,17 +296,23 @@ def _export_finish(
             shared=shared,
         ).items():
             member_counts[resource_type] = member_counts.get(resource_type, 0) + n
-        with transaction.atomic():
-            ExchangeRequest.objects.for_payer(job.payer_id).filter(pk=request.pk).update(
-                resource_counts=member_counts, awaits_bulk_job=False
-            )
-            if exchange_request_records_received(
-                exchange_request=request, resource_counts=member_counts
-            ):
-                handed.append((request.pk, job.payer_id))
+        request.resource_counts = member_counts
+        request.awaits_bulk_job = False
+        received.append((request, member_counts))
+    with transaction.atomic():
+        ExchangeRequest.objects.for_payer(job.payer_id).bulk_update(
+            [request for request, _ in received], ["resource_counts", "awaits_bulk_job"]
+        )
+        handed = [r.pk for r in exchange_requests_records_received(received=received)]
     job_done(job)
     job_forget_at_holder(job)
-    return JobNext(requests=handed, cohort=True)
+    return JobNext(
+        batches=[
+            handed[start : start + SCREENED_TOGETHER]
+            for start in range(0, len(handed), SCREENED_TOGETHER)
+        ],
+        cohort=True,
+    )
 
 
 def _refusal_of(texts: list[str], patient_id: str) -> str:

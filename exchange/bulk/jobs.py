@@ -60,6 +60,9 @@ class JobNext:
     jobs: list[int] = field(default_factory=list)
     # (request id, payer id) of members handed to the single-request steps.
     requests: list[tuple[int, int]] = field(default_factory=list)
+    # Ids of the job's payer's members handed over to be screened, packaged and delivered
+    # together (exchange/pipeline.py ``exchange_requests_screen``), a batch per task.
+    batches: list[list[int]] = field(default_factory=list)
     cohort: bool = False
 
 

@@ -45,7 +45,7 @@ from exchange.models import (
     ExchangeStatus,
     MatchOutcome,
 )
-from exchange.pipeline import engine_move
+from exchange.pipeline import engine_move_many
 
 S = ExchangeStatus
 # A chunk's Groups are small (a line per Group, its members' Patients): spooled in memory.
@@ -68,25 +68,26 @@ def _match_request(job: BulkJob) -> tuple[str, dict[str, Any] | None]:
     bundles = []
     submitted = []
     for member in job_members(job, S.CONSENTED, S.MATCHING):
-        request = member.exchange_request
         try:
             bundle = member_bundle(member)
         except FhirPermanentError as exc:
-            member_fail(request, exc.code, exc.message)
+            member_fail(member.exchange_request, exc.code, exc.message)
             continue
-        if request.status == S.CONSENTED:
-            engine_move(
-                request,
-                S.MATCHING,
-                f"Looking for you among {request.former_payer.name}'s members, with other "
-                "members of your plan.",
-            )
         bundles.append(bundle)
         member.submitted = json.dumps(bundle)
         submitted.append(member)
     if not bundles:
         return "", None
-    CohortMember.objects.for_payer(job.payer_id).bulk_update(submitted, ["submitted"])
+    with transaction.atomic():
+        engine_move_many(
+            [m.exchange_request for m in submitted if m.exchange_request.status == S.CONSENTED],
+            S.MATCHING,
+            lambda r: (
+                f"Looking for you among {r.former_payer.name}'s members, with other "
+                "members of your plan."
+            ),
+        )
+        CohortMember.objects.for_payer(job.payer_id).bulk_update(submitted, ["submitted"])
     return "Group/$bulk-member-match", match_parameters(bundles)
 
 
@@ -128,37 +129,45 @@ def match_collect(job: BulkJob) -> JobNext:
     )
     by_id = {m.pk: m for m in members}
     matched_groups: dict[str, list[CohortMember]] = {}
+    by_outcome: dict[str, list[CohortMember]] = {}
+    for member_id, outcome in report.outcomes.items():
+        member = by_id[member_id]
+        member.match_outcome = outcome.outcome
+        member.group_id = outcome.group_id
+        if outcome.outcome == MatchOutcome.MATCH:
+            member.exchange_request.matched_patient_id = outcome.patient_id
+        by_outcome.setdefault(outcome.outcome, []).append(member)
     with transaction.atomic():
-        for member_id, outcome in report.outcomes.items():
-            member = by_id[member_id]
-            member.match_outcome = outcome.outcome
-            member.group_id = outcome.group_id
-            request = member.exchange_request
-            if outcome.outcome == MatchOutcome.MATCH:
-                ExchangeRequest.objects.for_payer(job.payer_id).filter(pk=request.pk).update(
-                    matched_patient_id=outcome.patient_id
-                )
-                if engine_move(request, S.MATCHED, f"{holder} found you."):
-                    matched_groups.setdefault(outcome.group_id, []).append(member)
-            elif outcome.outcome == MatchOutcome.NO_MATCH:
-                engine_move(
-                    request,
-                    S.NO_MATCH,
-                    f"{holder} found no member with these details.",
-                    reason_code="no_match",
-                    reason_message=f"{holder} found no member with this name, date of birth, gender "
-                    "and member id from the old card. Check the roster's line against the card.",
-                )
-            else:
-                # PDex §pdex-154c: the holder gives no reason for a consent constraint.
-                engine_move(
-                    request,
-                    S.CONSENT_CONSTRAINED,
-                    f"{holder} will not share these records under this consent.",
-                    reason_code="consent_not_honoured",
-                    reason_message=f"{holder} matched the member but will not share under this "
-                    "consent; it gives no reason (PDex).",
-                )
+        ExchangeRequest.objects.for_payer(job.payer_id).bulk_update(
+            [m.exchange_request for m in by_outcome.get(MatchOutcome.MATCH, [])],
+            ["matched_patient_id"],
+        )
+        moved = engine_move_many(
+            [m.exchange_request for m in by_outcome.get(MatchOutcome.MATCH, [])],
+            S.MATCHED,
+            lambda r: f"{holder} found you.",
+        )
+        moved_ids = {r.pk for r in moved}
+        for member in by_outcome.get(MatchOutcome.MATCH, []):
+            if member.exchange_request_id in moved_ids:
+                matched_groups.setdefault(member.group_id, []).append(member)
+        engine_move_many(
+            [m.exchange_request for m in by_outcome.get(MatchOutcome.NO_MATCH, [])],
+            S.NO_MATCH,
+            lambda r: f"{holder} found no member with these details.",
+            reason_code="no_match",
+            reason_message=f"{holder} found no member with this name, date of birth, gender "
+            "and member id from the old card. Check the roster's line against the card.",
+        )
+        # PDex §pdex-154c: the holder gives no reason for a consent constraint.
+        engine_move_many(
+            [m.exchange_request for m in by_outcome.get(MatchOutcome.CONSENT_CONSTRAINT, [])],
+            S.CONSENT_CONSTRAINED,
+            lambda r: f"{holder} will not share these records under this consent.",
+            reason_code="consent_not_honoured",
+            reason_message=f"{holder} matched the member but will not share under this "
+            "consent; it gives no reason (PDex).",
+        )
         CohortMember.objects.for_payer(job.payer_id).bulk_update(
             [by_id[i] for i in report.outcomes], ["match_outcome", "group_id"]
         )

@@ -13,7 +13,11 @@ from exchange.bulk import jobs, pipeline
 from exchange.fhir.errors import FhirCallError
 from exchange.models import Cohort, CohortStatus
 from exchange.payloads.storage import PayloadStorage
-from exchange.tasks import MAX_RETRY_COUNTDOWN_SECONDS, exchange_request_advance
+from exchange.tasks import (
+    MAX_RETRY_COUNTDOWN_SECONDS,
+    exchange_request_advance,
+    exchange_requests_screen,
+)
 
 
 def _follow(next_step: jobs.JobNext, *, job_id: int | None, cohort_id: int, payer_id: int) -> None:
@@ -26,6 +30,8 @@ def _follow(next_step: jobs.JobNext, *, job_id: int | None, cohort_id: int, paye
         bulk_job_run.delay(other, payer_id)
     for request_id, request_payer_id in next_step.requests:
         exchange_request_advance.delay(request_id, request_payer_id)
+    for batch in next_step.batches:
+        exchange_requests_screen.delay(batch, payer_id)
     if next_step.cohort:
         cohort_advance.delay(cohort_id, payer_id)
 
