@@ -57,6 +57,10 @@ def _open_transport(host: str, port: int, *, pinned: paramiko.PKey | None) -> pa
             "the hub will try again.",
             permanent=False,
         ) from None
+    # SFTP is request/response in small packets (open, stat, rename, close): with Nagle's
+    # algorithm each waits for the previous one's acknowledgement (RFC 896), which costs
+    # milliseconds a file. OpenSSH's own client sets TCP_NODELAY for interactive sessions.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = paramiko.Transport(sock)
     if pinned is not None:
         # Ask for the pinned key's type first, so a server holding several host keys
@@ -228,17 +232,27 @@ class SftpTarget:
         return posixpath.join(self.directory, name)
 
     def prepare(self) -> None:
-        parts = self.directory.split("/")
-        for depth in range(1, len(parts) + 1):
-            folder = "/".join(parts[:depth])
-            if not folder:
-                continue
-            try:
-                self.sftp.stat(folder)
-            except FileNotFoundError:
-                _remote(f"create the folder {folder}", lambda f=folder: self.sftp.mkdir(f))  # type: ignore[misc]
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                raise _remote_failure(exc, f"open the folder {folder}") from None
+        self._folder_ensure(self.directory)
+
+    def _folder_ensure(self, folder: str) -> None:
+        """Make ``folder`` exist, the deepest first: a new request's folder under its former
+        payer's costs one look and one mkdir; its parents are made only when it cannot be."""
+        if folder in ("", "/"):
+            return
+        try:
+            self.sftp.stat(folder)
+            return
+        except FileNotFoundError:
+            pass
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise _remote_failure(exc, f"open the folder {folder}") from None
+        try:
+            self.sftp.mkdir(folder)
+        except FileNotFoundError:
+            self._folder_ensure(posixpath.dirname(folder))
+            _remote(f"create the folder {folder}", lambda: self.sftp.mkdir(folder))
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise _remote_failure(exc, f"create the folder {folder}") from None
 
     def existing_size(self, name: str) -> int | None:
         try:

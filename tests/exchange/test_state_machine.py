@@ -7,8 +7,11 @@ from exchange.state_machine import (
     ENDED,
     TRANSITIONS,
     IllegalTransition,
+    Move,
     exchange_request_transition,
+    exchange_requests_transition,
 )
+from hub.models import AuditEvent
 from tests.conftest import Tenant
 from tests.factories import ConsentFactory, ExchangeRequestFactory
 
@@ -112,3 +115,86 @@ def test_a_message_longer_than_a_timeline_line_is_shortened_not_lost(
     assert len(event.message) == limit
     assert event.message.startswith("Stopped: The member could not be matched.")
     assert event.message.endswith("…")
+
+
+def test_a_batch_moves_only_the_requests_still_in_the_state_and_records_each(
+    north: Tenant, south: Tenant
+) -> None:
+    requests = [
+        ExchangeRequestFactory(
+            consent=ConsentFactory(member=north.member, former_payer=south.payer)
+        )
+        for _ in range(3)
+    ]
+    # One of them was withdrawn meanwhile: the batch leaves it where it is.
+    withdrawn = requests[1]
+    ExchangeRequest.objects.for_payer(north.payer).filter(pk=withdrawn.pk).update(
+        status=ExchangeStatus.REVOKED
+    )
+
+    moved = exchange_requests_transition(
+        payer=north.payer,
+        moves=[Move(r.pk, f"Looking for member {r.pk}.", {"chunk": 1}) for r in requests],
+        from_status=ExchangeStatus.CONSENTED,
+        to_status=ExchangeStatus.MATCHING,
+        actor=None,
+        actor_label="engine",
+    )
+
+    assert moved == {requests[0].pk, requests[2].pk}
+    for exchange_request in (requests[0], requests[2]):
+        exchange_request.refresh_from_db()
+        assert exchange_request.status == ExchangeStatus.MATCHING
+        (event,) = exchange_request.events.all()
+        assert event.message == f"Looking for member {exchange_request.pk}."
+        (audit,) = AuditEvent.objects.for_payer(north.payer).filter(
+            object_type="exchange.ExchangeRequest", object_id=str(exchange_request.pk)
+        )
+        assert audit.changes == {
+            "status": {"before": "consented", "after": "matching"},
+            "chunk": 1,
+        }
+        assert audit.actor_label == "engine"
+    withdrawn.refresh_from_db()
+    assert withdrawn.status == ExchangeStatus.REVOKED
+    assert not withdrawn.events.exists()
+    # Run again (a task delivered twice): nothing more moves, nothing more is written.
+    again = exchange_requests_transition(
+        payer=north.payer,
+        moves=[Move(r.pk, "again") for r in requests],
+        from_status=ExchangeStatus.CONSENTED,
+        to_status=ExchangeStatus.MATCHING,
+        actor=None,
+    )
+    assert again == set()
+    assert (
+        ExchangeEvent.objects.for_payer(north.payer).filter(exchange_request__in=requests).count()
+        == 2
+    )
+
+
+def test_a_batch_cannot_move_another_payers_requests_nor_an_illegal_arrow(
+    north: Tenant, south: Tenant
+) -> None:
+    exchange_request = ExchangeRequestFactory(
+        consent=ConsentFactory(member=north.member, former_payer=south.payer)
+    )
+    moves = [Move(exchange_request.pk, "Looking for you.")]
+    with pytest.raises(IllegalTransition):
+        exchange_requests_transition(
+            payer=north.payer,
+            moves=moves,
+            from_status=ExchangeStatus.CONSENTED,
+            to_status=ExchangeStatus.DELIVERED,
+            actor=None,
+        )
+    moved = exchange_requests_transition(
+        payer=south.payer,
+        moves=moves,
+        from_status=ExchangeStatus.CONSENTED,
+        to_status=ExchangeStatus.MATCHING,
+        actor=None,
+    )
+    assert moved == set()
+    exchange_request.refresh_from_db()
+    assert exchange_request.status == ExchangeStatus.CONSENTED
