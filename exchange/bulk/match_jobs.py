@@ -168,9 +168,14 @@ def match_collect(job: BulkJob) -> JobNext:
             reason_message=f"{holder} matched the member but will not share under this "
             "consent; it gives no reason (PDex).",
         )
-        CohortMember.objects.for_payer(job.payer_id).bulk_update(
-            [by_id[i] for i in report.outcomes], ["match_outcome", "group_id"]
-        )
+        # A chunk's members land in a few Groups: one UPDATE per Group.
+        in_group: dict[tuple[str, str], list[int]] = {}
+        for member_id, outcome in report.outcomes.items():
+            in_group.setdefault((outcome.outcome, outcome.group_id), []).append(member_id)
+        for (match_outcome, group_id), member_ids in in_group.items():
+            CohortMember.objects.for_payer(job.payer_id).filter(pk__in=member_ids).update(
+                match_outcome=match_outcome, group_id=group_id
+            )
         for member_id, why in report.failed.items():
             member_fail(by_id[member_id].exchange_request, "match_answer_unusable", why)
         if report.remarks:

@@ -2,14 +2,16 @@
 
 import copy
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exchange.bulk.matching import correlate, groups_of_parameters
+from exchange.bulk.matching import correlate, groups_of_parameters, member_bundle
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import MatchOutcome
+from tests.factories import CohortMemberFactory
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "pdex_multi_member_match_out.json"
 # The IG example's contained Patients are "1".."4"; the hub's CohortMembers 11..14.
@@ -86,3 +88,29 @@ def test_an_stu21_parameter_without_a_group_is_refused() -> None:
 
     with pytest.raises(FhirPermanentError, match="MatchedMembers that holds no Group"):
         groups_of_parameters(answer, holder_name="South")
+
+
+@pytest.mark.django_db
+def test_a_member_whose_data_makes_an_invalid_resource_is_refused_naming_the_part() -> None:
+    demographics = {
+        "exchange_request__consent__member__first_name": "Ana",
+        "exchange_request__consent__member__last_name": "Reyes",
+        "exchange_request__consent__member__birth_date": date(1970, 1, 2),
+        "exchange_request__consent__member__gender": "female",
+    }
+    good = CohortMemberFactory(**demographics)
+    bad = CohortMemberFactory(
+        cohort=good.cohort, exchange_request__card_member_id="", **demographics
+    )
+
+    bundle = member_bundle(good)
+    assert [part["name"] for part in bundle["part"]] == [
+        "MemberPatient",
+        "CoverageToMatch",
+        "CoverageToLink",
+        "Consent",
+    ]
+    with pytest.raises(FhirPermanentError) as refused:
+        member_bundle(bad)
+    assert refused.value.code == "invalid_match_request"
+    assert "(CoverageToMatch.identifier" in refused.value.message
