@@ -53,12 +53,7 @@ from exchange.payloads.storage import PayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.retrieval import records_retrieve
 from exchange.screening import ScreeningResult, screening_run
-from exchange.state_machine import (
-    IN_PROGRESS,
-    Move,
-    exchange_request_transition,
-    exchange_requests_transition,
-)
+from exchange.state_machine import IN_PROGRESS, Move, exchange_requests_transition
 from hub.audit import ENGINE, audit_record_many
 
 logger = logging.getLogger(__name__)
@@ -112,22 +107,17 @@ def engine_move(
 ) -> bool:
     """Move the request as the engine (the state machine's conditional UPDATE, its timeline
     and audit events); return whether this call moved it, and keep the object's state."""
-    moved = exchange_request_transition(
-        payer=exchange_request.payer_id,
-        exchange_request_id=exchange_request.pk,
-        from_status=exchange_request.status,
-        to_status=to_status,
-        message=message,
-        actor=None,
-        actor_label=ENGINE,
-        action=action,
-        details=details,
-        reason_code=reason_code,
-        reason_message=reason_message,
+    return bool(
+        engine_move_many(
+            [exchange_request],
+            to_status,
+            lambda _: message,
+            action=action,
+            details=(lambda _: details) if details else None,
+            reason_code=reason_code,
+            reason_message=reason_message,
+        )
     )
-    if moved:
-        exchange_request.status = to_status
-    return moved
 
 
 def engine_move_many(

@@ -37,7 +37,7 @@ from exchange.models import (
 )
 from exchange.payloads.storage import PayloadStorage
 from exchange.retrieval import records_retrieval_reset
-from exchange.state_machine import IN_PROGRESS, exchange_request_transition
+from exchange.state_machine import IN_PROGRESS, Move, exchange_requests_transition
 from hub.audit import audit_record, audit_record_many
 from hub.models import FhirEndpoint, Payer, PayerStatus, Role, User
 from hub.tenancy import get_for_payer_or_404
@@ -394,26 +394,30 @@ class CohortActionRefused(ValueError):
     """The cohort is not in a state that allows this action; the message says why."""
 
 
-def _member_transition(
-    request: ExchangeRequest,
+def _members_move(
+    requests: list[ExchangeRequest],
     *,
     to_status: str,
     message: str,
     actor: User,
     action: str,
     client_address: str | None,
-) -> bool:
-    """Move one member's request as ``actor`` did (timeline and audit events with it)."""
-    return exchange_request_transition(
-        payer=request.payer_id,
-        exchange_request_id=request.pk,
-        from_status=request.status,
-        to_status=to_status,
-        message=message,
-        actor=actor,
-        action=action,
-        client_address=client_address,
-    )
+) -> None:
+    """Move the members' requests as ``actor`` did, all at once (a timeline and an audit
+    event each), whatever state each is in."""
+    by_status: dict[str, list[int]] = {}
+    for request in requests:
+        by_status.setdefault(request.status, []).append(request.pk)
+    for from_status, request_ids in by_status.items():
+        exchange_requests_transition(
+            payer=requests[0].payer_id,
+            moves=[Move(request_id, message) for request_id in request_ids],
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor,
+            action=action,
+            client_address=client_address,
+        )
 
 
 def cohort_cancel(
@@ -444,14 +448,14 @@ def cohort_cancel(
             reason_code="cancelled",
             reason_message=f"Cancelled by {actor.get_username()}.",
         )
-        requests = (
+        requests = list(
             ExchangeRequest.objects.for_payer(payer)
             .filter(cohort_member__cohort=cohort, status__in=IN_PROGRESS | {ExchangeStatus.FAILED})
             .select_for_update()
         )
-        for request in requests:
-            _member_transition(
-                request,
+        if requests:
+            _members_move(
+                requests,
                 to_status=ExchangeStatus.CANCELLED,
                 message=f"Cancelled with the whole cohort by the plan administrator "
                 f"{actor.get_username()}.",
@@ -509,16 +513,16 @@ def cohort_chunk_retry(
         )
         if not failed:
             raise CohortActionRefused(f"No member of chunk {sequence} failed; nothing to retry.")
+        _members_move(
+            failed,
+            to_status=ExchangeStatus.CONSENTED,
+            message=f"Retried with chunk {sequence} by the plan administrator "
+            f"{actor.get_username()}.",
+            actor=actor,
+            action="exchange_request.retry",
+            client_address=client_address,
+        )
         for request in failed:
-            _member_transition(
-                request,
-                to_status=ExchangeStatus.CONSENTED,
-                message=f"Retried with chunk {sequence} by the plan administrator "
-                f"{actor.get_username()}.",
-                actor=actor,
-                action="exchange_request.retry",
-                client_address=client_address,
-            )
             records_retrieval_reset(exchange_request=request, storage=PayloadStorage())
         ids = [request.pk for request in failed]
         ExchangeRequest.objects.for_payer(payer).filter(pk__in=ids).update(
