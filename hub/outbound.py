@@ -11,8 +11,10 @@ What it guarantees (ARCHITECTURE.md "Security model"):
   same transport.
 """
 
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -107,13 +109,22 @@ class _VettedTransport(httpx.HTTPTransport):
             raise TransportFailure(f"{host}: {exc.__class__.__name__}: {exc}") from None
 
 
+@functools.cache
+def _verifying_tls_context() -> ssl.SSLContext:
+    """Return the one TLS context of outbound calls: certificates verified against the trust
+    store httpx would use (SSL_CERT_FILE / SSL_CERT_DIR, else certifi). Built once per
+    process: loading the trust store costs tens of milliseconds, and a worker opens a client
+    for every poll of a bulk job."""
+    return httpx.create_ssl_context(verify=True)
+
+
 class PayerHttpClient:
     """Make calls to payers and identity providers. Use as a context manager."""
 
     def __init__(self, *, max_response_bytes: int | None = None) -> None:
         self.max_response_bytes = max_response_bytes or settings.OUTBOUND_MAX_RESPONSE_BYTES
         self._client = httpx.Client(
-            transport=_VettedTransport(verify=True, retries=0),
+            transport=_VettedTransport(verify=_verifying_tls_context(), retries=0),
             timeout=httpx.Timeout(
                 connect=settings.OUTBOUND_CONNECT_TIMEOUT_SECONDS,
                 read=settings.OUTBOUND_READ_TIMEOUT_SECONDS,
