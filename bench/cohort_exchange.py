@@ -5,10 +5,14 @@ goes through the real cohort engine (exchange/bulk/): ``roster_read`` and ``coho
 then ``$bulk-member-match`` in chunks of ``--chunk-size`` (FhirEndpoint.bulk_match_chunk_size),
 one ``$davinci-data-export`` per matched Group, its NDJSON files downloaded
 (BULK_DOWNLOADS_AT_ONCE at once) and split per member into encrypted staging, each member
-screened, packaged and pushed over SFTP, and the cohort manifest delivered last. One Celery
-worker process runs all of it (``--pool solo`` on every queue: its VmHWM in /proc is the
-worker's peak resident memory; VmRSS is sampled as it goes). Each task's start and end are
-written down by bench/timed_celery_worker.py, so the report says where the worker's time went.
+screened, packaged and pushed over SFTP, and the cohort manifest delivered last.
+``--workers`` (2) Celery worker processes run all of it, each ``--pool solo`` on every queue:
+one process per core, as a deployment would run them on the 2-core machine the figures come
+from. Each one's VmHWM in /proc is its peak resident memory (the report gives the largest
+and each one's), and the VmRSS of every one is sampled as it goes. Each task's start and end
+are written down by bench/timed_celery_worker.py, a log per worker, read back together, so
+the report says where the workers' time went; "workers busy" is their summed task time over
+the wall time times the number of workers. ``--workers 1`` is the single worker of before.
 
 Then, in the same run and on the same sandbox, the bare floor: a SMART Backend Services
 client of the benchmark's own (tests/sandbox/harness.py) sends the very ``MemberBundle``s the
@@ -27,10 +31,11 @@ Then ``--match-only-members`` (10,000) members are matched alone: the engine's o
 steps (exchange/bulk/pipeline.py ``cohort_prepare``, ``bulk_job_step``) run one at a time
 in the benchmark's process as a ``--pool solo`` worker would run them, each waiting its
 ``Retry-After``; the export jobs they create are left waiting. And ``--split-members``
-(10,000) members go through a worker on the ``bulk`` queue only — match, export, download
-and split into staging, members handed to screening — for the worker's memory at that size
-(a full delivery of 10,000 takes far longer than the ``--split-timeout`` time box on a
-2-core machine: screening and delivery run one member at a time); it reports how far it got.
+(10,000) members go through ``--workers`` workers on the ``bulk`` queue only — match,
+export, download and split into staging, members handed to screening — for the workers'
+memory at that size (a full delivery of 10,000 takes far longer than the
+``--split-timeout`` time box on a 2-core machine: screening and delivery run one member at
+a time); it reports how far it got.
 
 Real parts only, all on 127.0.0.1: PostgreSQL (a dedicated database, dropped, re-created and
 migrated at every run), Redis (its queues are purged), the sandbox payer as a subprocess
@@ -52,15 +57,17 @@ named below (the benchmark purges its queues):
     HTTPS=false \\
     LOG_LEVEL=WARNING \\
     .venv/bin/python bench/cohort_exchange.py --members 1000 --match-only-members 10000 \\
-        --split-members 10000 --database payer_hub_bench
+        --split-members 10000 --workers 2 --database payer_hub_bench
 
 DATABASE_URL names the PostgreSQL server only: the benchmark drops, creates and migrates
 the database ``--database`` on it. PAYLOAD_STORAGE_DIR (a temporary folder) and
 HUB_PUBLIC_URL (the gunicorn it starts) are set by the benchmark itself. Other options:
-``--chunk-size 500``, ``--sample 20``, ``--timeout 3600`` (the full run),
-``--split-timeout 900``, ``--match-only-members 0`` / ``--split-members 0`` to skip those,
-and ``--profile`` to run the worker (and the match-only steps) under cProfile and print
-where the time goes — its timings are then not figures. It takes about half an hour.
+``--workers 2`` (worker processes of the full and split runs), ``--chunk-size 500``,
+``--sample 20``, ``--timeout 3600`` (the full run), ``--split-timeout 900``,
+``--match-only-members 0`` / ``--split-members 0`` to skip those, and ``--profile`` to run
+the workers (and the match-only steps) under cProfile, each worker writing its own stats,
+and print where the time goes, the workers' stats merged — its timings are then not
+figures. It takes about half an hour.
 """
 
 from __future__ import annotations
@@ -98,7 +105,6 @@ from bench.member_exchange_large_record import (  # noqa: E402
     hub_environment_prepare,
     proc_status_kib,
     tenant_create,
-    worker_wait_ready,
 )
 from tests.sandbox.harness import (  # noqa: E402
     BULK_SCOPES,
@@ -211,25 +217,67 @@ class Worker:
     task_log: Path
 
 
+def worker_profiles(profile: Path | None, count: int) -> list[Path]:
+    """Return the cProfile stats file of each of ``count`` workers: ``profile`` itself for one
+    worker, ``<stem>-1.prof``, ``<stem>-2.prof``, ... for more (each process writes its own)."""
+    if profile is None:
+        return []
+    if count == 1:
+        return [profile]
+    return [profile.with_name(f"{profile.stem}-{n}{profile.suffix}") for n in range(1, count + 1)]
+
+
+def workers_wait_ready(processes: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Wait until every worker answers a ping (start-up is not part of the figures)."""
+    from hub.celery import app
+
+    # bench/timed_celery_worker.py names its worker bench-<pid>@<host>.
+    waiting = {f"bench-{process.pid}@" for process in processes}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"worker {process.pid} exited with {process.returncode}")
+        for reply in app.control.ping(timeout=1.0) or []:
+            for hostname in reply:
+                waiting.discard(hostname.split("@", 1)[0] + "@")
+        if not waiting:
+            return
+    raise TimeoutError(f"{len(waiting)} Celery worker(s) did not answer within {timeout:.0f} s")
+
+
 @contextmanager
-def timed_worker(
-    workdir: Path, name: str, *, queues: str, profile: Path | None = None
-) -> Iterator[Worker]:
-    """Run bench/timed_celery_worker.py (``--pool solo``) on ``queues``; stop it afterwards."""
-    task_log = workdir / f"{name}-tasks.jsonl"
-    command = [
-        sys.executable, str(ROOT / "bench" / "timed_celery_worker.py"), str(task_log),
-        "--queues", queues,
-    ]  # fmt: skip
-    if profile is not None:
-        command += ["--profile", str(profile)]
-    with (workdir / f"{name}-worker.log").open("wb") as output:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            worker_wait_ready()
-            yield Worker(pid=process.pid, task_log=task_log)
-        finally:
+def timed_workers(
+    workdir: Path, name: str, *, queues: str, count: int, profile: Path | None = None
+) -> Iterator[list[Worker]]:
+    """Run ``count`` bench/timed_celery_worker.py processes (``--pool solo`` each), every one
+    on all of ``queues`` and with a task log of its own; stop them all afterwards."""
+    profiles = worker_profiles(profile, count)
+    processes: list[subprocess.Popen[bytes]] = []
+    workers: list[Worker] = []
+    try:
+        for n in range(1, count + 1):
+            # One worker keeps the file names a single worker always had.
+            stem = name if count == 1 else f"{name}-{n}"
+            task_log = workdir / f"{stem}-tasks.jsonl"
+            command = [
+                sys.executable, str(ROOT / "bench" / "timed_celery_worker.py"), str(task_log),
+                "--queues", queues,
+            ]  # fmt: skip
+            if profiles:
+                command += ["--profile", str(profiles[n - 1])]
+            with (workdir / f"{stem}-worker.log").open("wb") as output:
+                processes.append(
+                    subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+                )
+            workers.append(Worker(pid=processes[-1].pid, task_log=task_log))
+        workers_wait_ready(processes)
+        yield workers
+    finally:
+        # All told first, so they finish their last tasks (and write their stats) side by side.
+        for process in processes:
             process.terminate()
+        for process in processes:
             process.wait(timeout=300)  # a profiled worker writes its stats first
 
 
@@ -237,19 +285,20 @@ def timed_worker(
 class Samples:
     """What the watcher saw, each with the time.time() it saw it."""
 
-    rss_kib: list[tuple[float, int]] = field(default_factory=list)
+    # Worker pid -> its VmRSS samples.
+    rss_kib: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
     # (job id, state) -> when the job was first seen in that state.
     job_states: dict[tuple[int, str], float] = field(default_factory=dict)
 
 
 class Watcher(threading.Thread):
-    """Sample the worker's VmRSS and the cohort's bulk jobs every SAMPLE_EVERY_SECONDS."""
+    """Sample every worker's VmRSS and the cohort's bulk jobs every SAMPLE_EVERY_SECONDS."""
 
-    def __init__(self, *, payer_id: int, cohort_id: int, worker_pid: int | None) -> None:
+    def __init__(self, *, payer_id: int, cohort_id: int, worker_pids: list[int]) -> None:
         super().__init__(daemon=True)
         self.payer_id = payer_id
         self.cohort_id = cohort_id
-        self.worker_pid = worker_pid
+        self.worker_pids = worker_pids
         self.samples = Samples()
         self._stop_event = threading.Event()
 
@@ -261,8 +310,10 @@ class Watcher(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 now = time.time()
-                if self.worker_pid is not None:
-                    self.samples.rss_kib.append((now, proc_status_kib(self.worker_pid, "VmRSS")))
+                for pid in self.worker_pids:
+                    self.samples.rss_kib.setdefault(pid, []).append(
+                        (now, proc_status_kib(pid, "VmRSS"))
+                    )
                 for pk, state in (
                     BulkJob.objects.for_payer(self.payer_id)
                     .filter(cohort_id=self.cohort_id)
@@ -280,8 +331,8 @@ class Watcher(threading.Thread):
 
 
 @contextmanager
-def watching(*, payer_id: int, cohort_id: int, worker_pid: int | None) -> Iterator[Watcher]:
-    watcher = Watcher(payer_id=payer_id, cohort_id=cohort_id, worker_pid=worker_pid)
+def watching(*, payer_id: int, cohort_id: int, worker_pids: list[int]) -> Iterator[Watcher]:
+    watcher = Watcher(payer_id=payer_id, cohort_id=cohort_id, worker_pids=worker_pids)
     watcher.start()
     try:
         yield watcher
@@ -331,7 +382,7 @@ def wait_while(
 
 @dataclass
 class TaskTimes:
-    """Time the worker spent per kind of task: (runs, seconds)."""
+    """Time the workers spent per kind of task, all of them together: (runs, seconds)."""
 
     by_kind: dict[str, tuple[int, float]]
     busy_s: float
@@ -357,17 +408,18 @@ class TaskTimes:
         return end - start
 
 
-def task_times(task_log: Path, *, job_kinds: dict[int, str]) -> TaskTimes:
-    """Read the timed worker's task log: runs and seconds per task. A bulk job's runs are
-    told apart by their order: the first kicks off, the last collects (the job is through
-    after it), the ones between poll (or kick off again after a 429)."""
+def task_times(task_logs: list[Path], *, job_kinds: dict[int, str]) -> TaskTimes:
+    """Read the timed workers' task logs together: runs and seconds per task. A bulk job's
+    runs are told apart by their order, by start time whichever worker ran them: the first
+    kicks off, the last collects (the job is through after it), the ones between poll (or
+    kick off again after a 429)."""
     from exchange.models import BulkJobKind
 
     runs: dict[str, list[float]] = defaultdict(list)
     job_runs: dict[int, list[tuple[float, float]]] = defaultdict(list)
     first, last = float("inf"), 0.0
-    for line in task_log.read_text().splitlines():
-        row = json.loads(line)
+    rows = (json.loads(line) for log in task_logs for line in log.read_text().splitlines())
+    for row in rows:
         first, last = min(first, row["start"]), max(last, row["end"])
         kind = row["task"].removeprefix("exchange.")
         if kind == "bulk_job_run":
@@ -531,7 +583,7 @@ def delivered_totals(payer_id: int, cohort_id: int) -> Delivered:
 
 @dataclass
 class HubRun:
-    """A cohort run by the worker, read back from the database, the watcher and the task log."""
+    """A cohort run by the workers, read back from the database, the watcher and the task logs."""
 
     label: str
     created: Created
@@ -543,8 +595,11 @@ class HubRun:
     statuses: Counter[str]
     samples: Samples
     tasks: TaskTimes
-    idle_kib: int
-    peak_kib: int
+    # How many worker processes ran it, and each one's VmRSS once started and VmHWM at the
+    # end, in the order they were started.
+    workers: int
+    idle_kib: list[int]
+    peak_kib: list[int]
     cohort_delivered: float | None
     delivered: Delivered
     # The machine's 1-minute load average at kick-off and at the end (others' work shows).
@@ -570,23 +625,30 @@ def hub_cohort_run(
     prefix: str,
     workdir: Path,
     queues: str,
+    workers: int,
     until_split: bool,
     timeout: float,
     profile: Path | None,
 ) -> HubRun:
-    """Run a cohort of ``members`` through one timed worker on ``queues``; wait until the
-    cohort is completed (or, ``until_split``, until every bulk job is through)."""
+    """Run a cohort of ``members`` through ``workers`` timed workers, each on all of
+    ``queues``; wait until the cohort is completed (or, ``until_split``, until every bulk job
+    is through)."""
     from exchange.models import BulkJob, Cohort, CohortStatus
     from hub.celery import app
 
     app.control.purge()
-    with timed_worker(workdir, label, queues=queues, profile=profile) as worker:
-        idle_kib = proc_status_kib(worker.pid, "VmRSS")
+    with timed_workers(
+        workdir, label, queues=queues, count=workers, profile=profile
+    ) as running_workers:
+        pids = [worker.pid for worker in running_workers]
+        idle_kib = [proc_status_kib(pid, "VmRSS") for pid in pids]
         created = cohort_from_roster(north=north, south=south, members=members, prefix=prefix)
         cohort_id, payer_id = created.cohort.pk, north.payer.pk
         print(
             f"{label}: roster of {len(members):,} read in {created.read_s:.1f} s, cohort "
-            f"created in {created.create_s:.1f} s; the worker takes it from here",
+            f"created in {created.create_s:.1f} s; "
+            + ("the worker takes" if workers == 1 else f"the {_number(workers)} workers take")
+            + " it from here",
             flush=True,
         )
         ended = (
@@ -600,12 +662,12 @@ def hub_cohort_run(
             return status.get(pk=cohort_id) in ended
 
         load_start = os.getloadavg()[0]
-        with watching(payer_id=payer_id, cohort_id=cohort_id, worker_pid=worker.pid) as watcher:
+        with watching(payer_id=payer_id, cohort_id=cohort_id, worker_pids=pids) as watcher:
             finished, waited_s = wait_while(
                 done, payer_id=payer_id, cohort_id=cohort_id, timeout=timeout, label=label
             )
-            # Read before the worker stops: VmHWM is the peak resident set since it started.
-            peak_kib = proc_status_kib(worker.pid, "VmHWM")
+            # Read before the workers stop: VmHWM is the peak resident set since each started.
+            peak_kib = [proc_status_kib(pid, "VmHWM") for pid in pids]
             load_end = os.getloadavg()[0]
             time.sleep(2 * SAMPLE_EVERY_SECONDS)
         samples = watcher.samples
@@ -614,7 +676,7 @@ def hub_cohort_run(
     job_kinds = dict(
         BulkJob.objects.for_payer(payer_id).filter(cohort_id=cohort_id).values_list("pk", "kind")
     )
-    tasks = task_times(worker.task_log, job_kinds=job_kinds)
+    tasks = task_times([worker.task_log for worker in running_workers], job_kinds=job_kinds)
     return HubRun(
         label=label,
         created=created,
@@ -629,6 +691,7 @@ def hub_cohort_run(
         statuses=member_statuses(payer_id, cohort_id),
         samples=samples,
         tasks=tasks,
+        workers=workers,
         idle_kib=idle_kib,
         peak_kib=peak_kib,
         cohort_delivered=_ts(cohort.delivered_at),
@@ -699,8 +762,8 @@ def bare_floor(
 ) -> BareFloor:
     """Match ``match_bodies`` (one per chunk, all kicked off at once, as the hub does), export
     each matched Group with ``export_body``, then download every output file ``rounds`` times
-    one at a time and ``at_once`` at once (per export, one export after the other, as the
-    hub's solo worker does)."""
+    one at a time and ``at_once`` at once (per export, one export after the other, as one
+    solo worker of the hub does; more workers may collect exports side by side)."""
     client = BackendClient(sandbox=sandbox, organization_npi=organization_npi).register()
     with client.http(BULK_SCOPES) as http:
         http.timeout = httpx.Timeout(600)
@@ -947,6 +1010,12 @@ def _mib(kib: float) -> str:
     return f"{kib / 1024:,.0f} MiB"
 
 
+def _number(n: int) -> str:
+    """Return ``n`` in words up to nine (a table title reads "two worker processes")."""
+    words = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    return words[n - 1] if 1 <= n <= len(words) else f"{n:,}"
+
+
 def _after(moment: float | None, t0: float) -> str:
     return "—" if moment is None else f"{moment - t0:,.1f}"
 
@@ -970,7 +1039,8 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
 def _rss_max(samples: Samples, start: float | None, end: float | None) -> str:
     if start is None or end is None:
         return "—"
-    values = [kib for at, kib in samples.rss_kib if start <= at <= end]
+    # The highest of any worker: the memory one process needs is what bounds a deployment.
+    values = [kib for rss in samples.rss_kib.values() for at, kib in rss if start <= at <= end]
     return _mib(max(values)) if values else "—"
 
 
@@ -1089,11 +1159,22 @@ def hub_table(run: HubRun, *, full: bool) -> str:
             ),
         )
     )
-    if wall:
+    if wall and run.workers == 1:
         rows.append(
             (
                 "worker busy (sum of task times / first task start → last task end)",
                 f"{run.tasks.busy_s:,.1f} s of {wall:,.1f} s ({100 * run.tasks.busy_s / wall:.0f} %)",
+            )
+        )
+    elif wall:
+        # Each process can be busy the whole wall time: N of them, N times as much.
+        capacity = wall * run.workers
+        rows.append(
+            (
+                f"workers busy (sum of task times / (first task start → last task end) x "
+                f"{run.workers} worker processes)",
+                f"{run.tasks.busy_s:,.1f} s of {wall:,.1f} s x {run.workers} = "
+                f"{capacity:,.1f} s ({100 * run.tasks.busy_s / capacity:.0f} %)",
             )
         )
     last_match = max((j.finished or 0 for j in matches), default=0) or None
@@ -1106,13 +1187,25 @@ def hub_table(run: HubRun, *, full: bool) -> str:
     ]
     if full:
         peaks.append(f"screen and deliver {_rss_max(run.samples, last_export, end)}")
-    rows.append(
-        (
-            "worker peak RSS (VmHWM)",
-            f"{_mib(run.peak_kib)} (idle after start-up {_mib(run.idle_kib)}; highest VmRSS "
-            f"sampled every {SAMPLE_EVERY_SECONDS} s while: {', '.join(peaks)})",
+    if run.workers == 1:
+        rows.append(
+            (
+                "worker peak RSS (VmHWM)",
+                f"{_mib(run.peak_kib[0])} (idle after start-up {_mib(run.idle_kib[0])}; highest "
+                f"VmRSS sampled every {SAMPLE_EVERY_SECONDS} s while: {', '.join(peaks)})",
+            )
         )
-    )
+    else:
+        rows.append(
+            (
+                f"peak RSS (VmHWM) of the largest of the {run.workers} workers (each worker's, "
+                "in the order they started)",
+                f"{_mib(max(run.peak_kib))} ({', '.join(_mib(kib) for kib in run.peak_kib)}; "
+                f"idle after start-up {', '.join(_mib(kib) for kib in run.idle_kib)}; highest "
+                f"VmRSS of a worker sampled every {SAMPLE_EVERY_SECONDS} s while: "
+                f"{', '.join(peaks)})",
+            )
+        )
     if full:
         rows.append(
             (
@@ -1130,11 +1223,20 @@ def hub_table(run: HubRun, *, full: bool) -> str:
     )
     if not run.finished:
         rows.append(("time box", f"stopped after {run.waited_s:,.0f} s, unfinished"))
-    title = (
-        f"Cohort of {run.members:,} members, full run (one worker, `--pool solo`, every queue)"
-        if full
-        else f"Cohort of {run.members:,} members: match, export, split (worker on `bulk` only)"
-    )
+    if run.workers == 1:
+        title = (
+            f"Cohort of {run.members:,} members, full run (one worker, `--pool solo`, every queue)"
+            if full
+            else f"Cohort of {run.members:,} members: match, export, split (worker on `bulk` only)"
+        )
+    else:
+        workers = f"{_number(run.workers)} worker processes (`--pool solo` each)"
+        title = (
+            f"Cohort of {run.members:,} members, full run: {workers}, every queue"
+            if full
+            else f"Cohort of {run.members:,} members: match, export, split: {workers}, "
+            "`bulk` queue only"
+        )
     return _table(title, rows)
 
 
@@ -1256,11 +1358,14 @@ def match_only_table(run: MatchOnly) -> str:
     )
 
 
-def profile_print(path: Path, title: str) -> None:
-    """Print where a profiled run spent its time: the hub's own functions by cumulative time,
-    then every function by its own time."""
-    print(f"\n### cProfile: {title} ({path})")
-    stats = pstats.Stats(str(path))
+def profile_print(paths: list[Path], title: str) -> None:
+    """Print where a profiled run spent its time, the stats of ``paths`` (one per worker
+    process) merged: the hub's own functions by cumulative time, then every function by its
+    own time."""
+    print(f"\n### cProfile: {title} ({', '.join(str(path) for path in paths)})")
+    stats = pstats.Stats(str(paths[0]))
+    for path in paths[1:]:
+        stats.add(str(path))
     stats.sort_stats("cumulative").print_stats(r"/(exchange|hub)/", 45)
     stats.sort_stats("tottime").print_stats(30)
 
@@ -1337,6 +1442,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 prefix="N",
                 workdir=workdir,
                 queues="default,pull,screen,deliver,bulk",
+                workers=args.workers,
                 until_split=False,
                 timeout=args.timeout,
                 profile=profile_dir / "worker-cohort.prof" if profile_dir else None,
@@ -1394,6 +1500,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                     prefix="T",
                     workdir=workdir,
                     queues="bulk",
+                    workers=args.workers,
                     until_split=True,
                     timeout=args.split_timeout,
                     profile=None,
@@ -1406,12 +1513,19 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     print("\n## All figures\n")
     print("\n".join(tables))
     if profile_dir is not None:
-        for name, title in (
-            ("worker-cohort.prof", "the worker of the full run"),
-            ("match-only.prof", "the match-only steps"),
+        for paths, title in (
+            (
+                worker_profiles(profile_dir / "worker-cohort.prof", args.workers),
+                "the worker of the full run"
+                if args.workers == 1
+                else f"the {_number(args.workers)} workers of the full run, merged",
+            ),
+            ([profile_dir / "match-only.prof"], "the match-only steps"),
         ):
-            if (profile_dir / name).exists():
-                profile_print(profile_dir / name, title)
+            # A run stopped early may have left some stats unwritten.
+            written = [path for path in paths if path.exists()]
+            if written:
+                profile_print(written, title)
     return 0
 
 
@@ -1439,9 +1553,18 @@ def main() -> int:
         "--split-timeout", type=float, default=900, help="time box of the split run, seconds"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="timed worker processes (--pool solo each, on every queue of the run) of the "
+        "full and split runs: one per core of the 2-core machine the figures come from",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="run under cProfile and keep the stats in this folder"
     )
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be 1 or more")
     if "DATABASE_URL" not in os.environ:
         raise SystemExit("set the hub environment first (see the docstring)")
     workdir = Path(tempfile.mkdtemp(prefix="cohort-exchange-bench-"))

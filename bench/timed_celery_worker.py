@@ -1,9 +1,10 @@
 """A Celery worker (``--pool solo``) that writes down each task's start and end, for benchmarks.
 
-bench/cohort_exchange.py starts it in place of ``celery -A hub worker`` so it can tell how
-the worker's time went: one JSON line per task run in TASK_LOG (its name, arguments — ids
-only —, state, and start and end as ``time.time()``). Being ``--pool solo``, the process
-that runs every task is this one, so its VmHWM in /proc is the worker's peak resident memory.
+bench/cohort_exchange.py starts it (``--workers`` of them, a TASK_LOG each) in place of
+``celery -A hub worker`` so it can tell how the workers' time went: one JSON line per task
+run in TASK_LOG (its name, arguments — ids only —, state, and start and end as
+``time.time()``). Being ``--pool solo``, the process that runs every task is this one, so
+its VmHWM in /proc is the worker's peak resident memory.
 
 With ``--profile OUT`` the worker runs under cProfile — the main thread and every thread it
 starts (the Bulk Data downloads run on a small thread pool), merged — and writes the stats
