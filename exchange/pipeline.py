@@ -39,7 +39,7 @@ from exchange.payloads.layout import RequestFiles
 from exchange.payloads.storage import PayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.retrieval import records_retrieve
-from exchange.screening import screening_run
+from exchange.screening import ScreeningRun, screening_complete
 from exchange.state_machine import IN_PROGRESS, exchange_request_transition
 from hub.audit import ENGINE, audit_record
 
@@ -189,8 +189,14 @@ def exchange_request_retrieve(
         message=f"Fetching your records from {exchange_request.former_payer.name}.",
     ):
         return None
+    # Screened page by page as staged, so the screening step finds the work done.
+    screening = ScreeningRun(
+        request_id=request_id, storage=storage, **_screening_terms(exchange_request)
+    )
     try:
-        result = records_retrieve(exchange_request=exchange_request, storage=storage)
+        result = records_retrieve(
+            exchange_request=exchange_request, storage=storage, screening=screening
+        )
     except FhirCallError as exc:
         raise _step_error(exc) from exc
     exchange_request_records_received(
@@ -242,11 +248,8 @@ def exchange_request_screen(
     """Apply the rule's limits to the staged records, then package what may leave the hub."""
     exchange_request = _load(request_id, payer_id)
     if exchange_request.status == S.SCREENING:
-        result = screening_run(
-            request_id=request_id,
-            request_date=timezone.localdate(exchange_request.opted_in_at),
-            policy=exchange_request.consent.policy,
-            storage=storage,
+        result = screening_complete(
+            request_id=request_id, storage=storage, **_screening_terms(exchange_request)
         )
         screened_out = {row["code"]: row["count"] for row in result.screened_out()}
         with transaction.atomic():
@@ -276,6 +279,14 @@ def exchange_request_screen(
         )
         engine_move(exchange_request, S.DELIVERING, "Your records are packaged and on their way.")
     return S.DELIVERING
+
+
+def _screening_terms(exchange_request: ExchangeRequest) -> dict[str, Any]:
+    """Return what the request is screened under: the day of the opt-in and the consent."""
+    return {
+        "request_date": timezone.localdate(exchange_request.opted_in_at),
+        "policy": exchange_request.consent.policy,
+    }
 
 
 def _package_context(exchange_request: ExchangeRequest) -> PackageContext:
