@@ -229,18 +229,17 @@ def _stage_page(
     """Write the page's resources not staged before; return each line written, with its
     resource."""
     staged = []
+    for resource in resources:
+        key = _key(resource)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        staged.append((json_compact(resource), resource))
+        counts[resource["resourceType"]] = counts.get(resource["resourceType"], 0) + 1
     with storage.writer(name) as writer:
-        for resource in resources:
-            key = _key(resource)
-            if key is not None:
-                if key in seen:
-                    continue
-                seen.add(key)
-            line = json_compact(resource)
-            writer.write(line)
-            writer.write(b"\n")
-            staged.append((line, resource))
-            counts[resource["resourceType"]] = counts.get(resource["resourceType"], 0) + 1
+        # One write of the page (it is in memory anyway), not two per resource.
+        writer.write(b"".join(line + b"\n" for line, _ in staged))
     return staged
 
 

@@ -144,8 +144,8 @@ class ScreeningRun:
             if isinstance(decision, Kept):
                 resource_type = decision.resource["resourceType"]
                 writer = self._writer_for(screened_name(self.request_id, resource_type))
-                writer.write(json_compact(decision.resource) if decision.reduced else raw.strip())
-                writer.write(b"\n")
+                line = json_compact(decision.resource) if decision.reduced else raw.strip()
+                writer.write(line + b"\n")
                 result.kept[resource_type] = result.kept.get(resource_type, 0) + 1
                 if decision.reduced:
                     result.reduced[resource_type] = result.reduced.get(resource_type, 0) + 1
