@@ -285,8 +285,15 @@ class _PageAhead:
 
     def fetch(self, url: str, params: dict[str, str] | None) -> None:
         """Start fetching the page at ``url`` (an absolute URL under the holder's base)."""
-        self._token = self._token_provider(False)
-        future = self._executor.submit(self._fhir.bundle_page, url, params=params)
+        future: Future[dict[str, Any]]
+        try:
+            self._token = self._token_provider(False)
+        except Exception as error:
+            # Raised by ``take``, like an error of the fetch: after the current page is saved.
+            future = Future()
+            future.set_exception(error)
+        else:
+            future = self._executor.submit(self._fhir.bundle_page, url, params=params)
         self._pending = (url, params, future)
 
     def take(self) -> tuple[str, dict[str, str] | None, dict[str, Any]]:

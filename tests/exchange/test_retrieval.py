@@ -23,6 +23,7 @@ from exchange.screening import (
     screening_result_read,
     screening_run,
 )
+from exchange.smart.access import token_provider_for
 from exchange.smart.member_launch import member_launch_begin, member_launch_complete
 from tests.conftest import Tenant
 from tests.exchange.holder_proxy import HolderProxy, holder_proxy, on_path
@@ -550,3 +551,33 @@ def test_a_retrieval_with_nothing_left_to_stage_leaves_the_screening_to_its_step
     )
 
     assert screened_outputs(storage, request) == {}
+
+
+def test_a_token_that_cannot_be_had_for_the_next_page_fails_after_this_page_is_saved(
+    hub: Tenant,
+    holder: RunningSandbox,
+    member: dict[str, Any],
+    storage: PayloadStorage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request = matched(hub, holder, member)
+    calls: list[bool] = []
+    real = token_provider_for(request)
+
+    def provider(force_refresh: bool) -> str:
+        calls.append(force_refresh)
+        # The metadata read, page 1; then the token server is down for page 2.
+        if len(calls) > 2:
+            raise FhirTransientError("the token server is down", code="unavailable")
+        return real(force_refresh)
+
+    monkeypatch.setattr("exchange.retrieval.token_provider_for", lambda _: provider)
+
+    with pytest.raises(FhirTransientError, match="the token server is down"):
+        records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
+
+    assert storage.list(f"requests/{request.pk}/staging") == [
+        f"requests/{request.pk}/staging/00001.ndjson"
+    ]
+    request.refresh_from_db()
+    assert request.retrieval_cursor["page"] == 1
