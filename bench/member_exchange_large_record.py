@@ -37,6 +37,10 @@ else uses the Redis database named below (the benchmark purges its queues):
 DATABASE_URL names the PostgreSQL server only: the benchmark drops, creates and migrates
 the database ``--database`` on it. PAYLOAD_STORAGE_DIR (a temporary folder) and
 HUB_PUBLIC_URL (the gunicorn it starts) are set by the benchmark itself.
+
+``--profile OUT`` runs the worker under cProfile (bench/timed_celery_worker.py, every thread
+merged), writes the stats to OUT and prints the heaviest functions. cProfile slows the worker
+down a lot: a profiled run says where the time goes, never how long things take.
 """
 
 from __future__ import annotations
@@ -44,11 +48,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import pstats
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -138,6 +145,29 @@ def worker_wait_ready(timeout: float = 60) -> None:
         if app.control.ping(timeout=1.0):
             return
     raise TimeoutError(f"the Celery worker did not answer within {timeout:.0f} s")
+
+
+@contextmanager
+def profiled_worker(workdir: Path, profile: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run bench/timed_celery_worker.py under cProfile on every queue; stop it afterwards."""
+    command = [
+        sys.executable, str(ROOT / "bench" / "timed_celery_worker.py"),
+        str(workdir / "tasks.jsonl"), "--profile", str(profile),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=300)  # a profiled worker writes its stats first
+
+
+def profile_print(path: Path) -> None:
+    """Print the hub's own functions by cumulative time, then every function by its own."""
+    print(f"\n### cProfile of the worker ({path})")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("cumulative").print_stats(r"/(exchange|hub)/", 40)
+    stats.sort_stats("tottime").print_stats(30)
 
 
 def exchange_run(
@@ -259,7 +289,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             )
 
             app.control.purge()  # nothing left over from earlier runs on this broker
-            with running_worker() as worker:
+            worker_context = (
+                running_worker() if args.profile is None else profiled_worker(workdir, args.profile)
+            )
+            with worker_context as worker:
                 worker_wait_ready()
                 idle_kib = proc_status_kib(worker.pid, "VmRSS")
                 exchange_request, peak_kib = exchange_run(
@@ -309,6 +342,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         f"(resources fetched: {retrieved:,} by the pipeline, "
         f"{download['resources']:,.0f} by the bare download)"
     )
+    if args.profile is not None:
+        profile_print(args.profile)
     return 0
 
 
@@ -317,6 +352,7 @@ def main() -> int:
     parser.add_argument("--care-factor", type=int, default=180, help="--large-member factor")
     parser.add_argument("--database", default="payer_hub_bench")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the exchange")
+    parser.add_argument("--profile", type=Path, help="run the worker under cProfile, stats here")
     args = parser.parse_args()
     if "DATABASE_URL" not in os.environ:
         raise SystemExit("set the hub environment first (DATABASE_URL names the server)")

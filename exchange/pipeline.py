@@ -49,10 +49,10 @@ from exchange.packaging import (
     package_delivery_order,
 )
 from exchange.payloads.layout import RequestFiles
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import PayloadCorrupt, PayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.retrieval import records_retrieve
-from exchange.screening import ScreeningResult, screening_run
+from exchange.screening import ScreeningResult, ScreeningRun, screening_complete, screening_run
 from exchange.state_machine import IN_PROGRESS, Move, exchange_requests_transition
 from hub.audit import ENGINE, audit_record_many
 
@@ -245,8 +245,14 @@ def exchange_request_retrieve(
         message=f"Fetching your records from {exchange_request.former_payer.name}.",
     ):
         return None
+    # Screened page by page as staged, so the screening step finds the work done.
+    screening = ScreeningRun(
+        request_id=request_id, storage=storage, **_screening_terms(exchange_request)
+    )
     try:
-        result = records_retrieve(exchange_request=exchange_request, storage=storage)
+        result = records_retrieve(
+            exchange_request=exchange_request, storage=storage, screening=screening
+        )
     except FhirCallError as exc:
         raise _step_error(exc) from exc
     exchange_request_records_received(
@@ -392,27 +398,44 @@ def _screen_and_package(
 
 
 def _screen_one(exchange_request: ExchangeRequest, *, storage: PayloadStorage) -> ScreeningResult:
-    return screening_run(
-        request_id=exchange_request.pk,
-        request_date=timezone.localdate(exchange_request.opted_in_at),
-        policy=exchange_request.consent.policy,
-        storage=storage,
+    # Screened as retrieved, a request's summary is reused; else it is screened now.
+    return screening_complete(
+        request_id=exchange_request.pk, storage=storage, **_screening_terms(exchange_request)
     )
+
+
+def _screening_terms(exchange_request: ExchangeRequest) -> dict[str, Any]:
+    """Return what the request is screened under: the day of the opt-in and the consent."""
+    return {
+        "request_date": timezone.localdate(exchange_request.opted_in_at),
+        "policy": exchange_request.consent.policy,
+    }
 
 
 def _package_one(exchange_request: ExchangeRequest, *, storage: PayloadStorage) -> Package:
-    return package_build(
-        request_id=exchange_request.pk,
-        storage=storage,
-        manifest_context=PackageContext(
+    def build() -> Package:
+        return package_build(
             request_id=exchange_request.pk,
-            new_payer=PayerParty.of(exchange_request.payer),
-            former_payer=PayerParty.of(exchange_request.former_payer),
-            consent_id=str(exchange_request.consent_id),
-            consent_policy=exchange_request.consent.policy,
-            hub_name=settings.HUB_NAME,
-        ),
-    )
+            storage=storage,
+            manifest_context=PackageContext(
+                request_id=exchange_request.pk,
+                new_payer=PayerParty.of(exchange_request.payer),
+                former_payer=PayerParty.of(exchange_request.former_payer),
+                consent_id=str(exchange_request.consent_id),
+                consent_policy=exchange_request.consent.policy,
+                hub_name=settings.HUB_NAME,
+            ),
+        )
+
+    try:
+        return build()
+    except PayloadCorrupt:
+        # A screened file a crash cut short (they are not fsynced one by one) is refused
+        # when read, never packaged: screen the staged record again, then package.
+        screening_run(
+            request_id=exchange_request.pk, storage=storage, **_screening_terms(exchange_request)
+        )
+        return build()
 
 
 # --- Step 4: deliver ---

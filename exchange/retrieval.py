@@ -13,6 +13,21 @@ appears under its name only once complete (PayloadStorage writes atomically). On
 page is in memory at a time; what grows with the record is the set of (type, id) keys
 seen, which keeps a resource a server returns twice from being staged or counted twice.
 
+Overlap: while the hub stages (and screens) page N, a background thread already fetches and
+parses page N+1, so the former payer prepares the next page while the hub works on this one.
+Only one page is fetched ahead, and only after page N's ``next`` link passed the checks
+below; the thread does HTTP and JSON only. The database stays with the caller's thread: it
+reads the access token the thread sends, and saves the cursor; only renewing a token after a
+401 runs in the thread (as ``FhirClient`` does it). An error of the thread (``FhirCallError``
+and its retries, as for any call) is raised in the caller when it comes to that page, after
+page N is staged and saved — as if the page had been fetched then.
+
+Screening: given a ``ScreeningRun`` (exchange/screening/service.py), retrieval hands it every
+page it stages — the pages an earlier attempt staged first, read back — and finishes it once
+the last page is staged, so the screening step finds the record screened. A retrieval that
+stops (an error, a cancel) discards that run; the screening step then screens the staged
+record itself.
+
 Resuming: after every page the cursor (mode, next URL or search position, pages staged)
 and the counts per type are saved on the ExchangeRequest in one UPDATE. A worker
 restarted mid-way continues from the cursor: staged pages are not fetched again (if it
@@ -26,22 +41,26 @@ with ``retry_after``, and the task retries later with that countdown — and res
 """
 
 import hashlib
-import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
+from django.db import connections
 from django.utils import timezone
 
 from exchange.fhir.capabilities import capability_summary
-from exchange.fhir.client import FhirClient
+from exchange.fhir.client import FhirClient, TokenProvider
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
+from exchange.fhir.json_text import json_compact, json_parse
 from exchange.models import ExchangeRequest
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.ndjson import ndjson_lines
 from exchange.payloads.storage import PayloadStorage
 from exchange.request_stopped import RequestStopped
+from exchange.screening import ScreeningRun
 from exchange.smart.access import token_provider_for
 from exchange.state_machine import IN_PROGRESS
 from hub.outbound import PayerHttpClient
@@ -119,12 +138,15 @@ def _request_of(cursor: dict[str, Any], patient_id: str) -> tuple[str, dict[str,
     return resource_type, {"patient": patient_id, **count}
 
 
-def _advance(cursor: dict[str, Any], next_url: str, fetched_url: str, former_name: str) -> None:
-    cursor["page"] += 1
+def _advanced(
+    cursor: dict[str, Any], next_url: str, fetched_url: str, former_name: str
+) -> dict[str, Any]:
+    """Return the cursor past the page just fetched (the given one stays as it is)."""
+    cursor = {**cursor, "page": cursor["page"] + 1}
     if next_url:
         # The links of the pages fetched so far, hashed: a next link back to any of them
         # (the page itself, or A -> B -> A) would loop for ever.
-        seen = cursor.setdefault("seen_links", [])
+        seen = list(cursor.get("seen_links", []))
         if fetched_url and not seen:
             seen.append(_link_digest(fetched_url))
         digest = _link_digest(next_url)
@@ -135,14 +157,16 @@ def _advance(cursor: dict[str, Any], next_url: str, fetched_url: str, former_nam
                 code="paging_loop",
             )
         seen.append(digest)
+        cursor["seen_links"] = seen
         cursor["next_url"] = next_url
-        return
+        return cursor
     cursor["next_url"] = ""
     if cursor["mode"] == EVERYTHING:
         cursor["done"] = True
-        return
+        return cursor
     cursor["type_index"] += 1
     cursor["done"] = cursor["type_index"] >= len(cursor["types"])
+    return cursor
 
 
 def _link_digest(url: str) -> str:
@@ -189,7 +213,7 @@ def _staged_keys(storage: PayloadStorage, files: RequestFiles, pages: int) -> se
     seen: set[tuple[str, str]] = set()
     for page in range(1, pages + 1):
         for line in ndjson_lines(storage, files.staging_page(page)):
-            key = _key(json.loads(line))
+            key = _key(json_parse(line))
             if key is not None:
                 seen.add(key)
     return seen
@@ -201,17 +225,22 @@ def _stage_page(
     resources: list[dict[str, Any]],
     seen: set[tuple[str, str]],
     counts: dict[str, int],
-) -> None:
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """Write the page's resources not staged before; return each line written, with its
+    resource."""
+    staged = []
+    for resource in resources:
+        key = _key(resource)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        staged.append((json_compact(resource), resource))
+        counts[resource["resourceType"]] = counts.get(resource["resourceType"], 0) + 1
     with storage.writer(name) as writer:
-        for resource in resources:
-            key = _key(resource)
-            if key is not None:
-                if key in seen:
-                    continue
-                seen.add(key)
-            writer.write(json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode())
-            writer.write(b"\n")
-            counts[resource["resourceType"]] = counts.get(resource["resourceType"], 0) + 1
+        # One write of the page (it is in memory anyway), not two per resource.
+        writer.write(b"".join(line + b"\n" for line, _ in staged))
+    return staged
 
 
 def _save_progress(
@@ -229,20 +258,111 @@ def _save_progress(
     exchange_request.resource_counts = counts
 
 
+class _PageAhead:
+    """Fetch the next page in one background thread while the caller stages the current one.
+
+    One page at a time: ``fetch`` starts it, ``take`` waits for it and returns it (or raises
+    what fetching it raised). The thread reads no database: ``fetch`` reads the access token
+    in the caller's thread and the thread sends that one; only a 401 has the thread renew it
+    (``FhirClient.exchange``: once per call), its database connection closed straight after.
+    """
+
+    def __init__(self, fhir: FhirClient, token_provider: TokenProvider) -> None:
+        self._token_provider = token_provider
+        self._token = ""
+        self._fhir = fhir.with_token_provider(self._thread_token)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieval-ahead")
+        self._pending: tuple[str, dict[str, str] | None, Future[dict[str, Any]]] | None = None
+
+    def _thread_token(self, force_refresh: bool) -> str:
+        if not force_refresh:
+            return self._token
+        try:
+            self._token = self._token_provider(True)
+        finally:
+            connections.close_all()  # this thread's own connections only
+        return self._token
+
+    def fetch(self, url: str, params: dict[str, str] | None) -> None:
+        """Start fetching the page at ``url`` (an absolute URL under the holder's base)."""
+        future: Future[dict[str, Any]]
+        try:
+            self._token = self._token_provider(False)
+        except Exception as error:
+            # Raised by ``take``, like an error of the fetch: after the current page is saved.
+            future = Future()
+            future.set_exception(error)
+        else:
+            future = self._executor.submit(self._fhir.bundle_page, url, params=params)
+        self._pending = (url, params, future)
+
+    def take(self) -> tuple[str, dict[str, str] | None, dict[str, Any]]:
+        """Return the URL, query and Bundle of the page ``fetch`` started."""
+        if self._pending is None:
+            raise RuntimeError("no page is being fetched")
+        url, params, future = self._pending
+        self._pending = None
+        return url, params, future.result()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # A page still being fetched (the caller stopped) is waited for, not left running on
+        # an HTTP client about to close; its answer or error goes nowhere.
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
 def records_retrieve(
     *,
     exchange_request: ExchangeRequest,
     storage: PayloadStorage,
     on_progress: ProgressCallback | None = None,
     page_size: int = PAGE_SIZE,
+    screening: ScreeningRun | None = None,
 ) -> RetrievalResult:
     """Stage the member's records page by page; resume from the saved cursor if there is one.
 
     Returns when every page is staged. Raises FhirCallError otherwise, or RequestStopped when
     the request was cancelled or withdrawn meanwhile; what was staged so far stays, and a
     later call continues from it. ``page_size`` is the ``_count`` asked
-    for at a fresh start (a resumed retrieval keeps its own).
+    for at a fresh start (a resumed retrieval keeps its own). ``screening`` is given every
+    page staged and finished when the last one is; it is aborted if this call stages nothing
+    (the retrieval was complete already) or does not get to the end (module docstring).
     """
+    try:
+        result = _records_retrieve(
+            exchange_request=exchange_request,
+            storage=storage,
+            on_progress=on_progress,
+            page_size=page_size,
+            screening=screening,
+        )
+    except BaseException:
+        if screening is not None:
+            screening.abort()
+        raise
+    if screening is not None:
+        if result.complete and len(screening.result.pages) == result.pages:
+            screening.finish()
+        else:
+            screening.abort()
+    return result
+
+
+def _records_retrieve(
+    *,
+    exchange_request: ExchangeRequest,
+    storage: PayloadStorage,
+    on_progress: ProgressCallback | None,
+    page_size: int,
+    screening: ScreeningRun | None,
+) -> RetrievalResult:
     former_name = exchange_request.former_payer.name
     patient_id = exchange_request.matched_patient_id
     if not patient_id:
@@ -268,35 +388,49 @@ def records_retrieve(
 
     if cursor.get("done"):
         return result(0.0)
+    token_provider = token_provider_for(exchange_request)
     with PayerHttpClient() as http:
         fhir = FhirClient(
             base_url=endpoint.base_url,
             holder_name=former_name,
             http=http,
-            token_provider=token_provider_for(exchange_request),
+            token_provider=token_provider,
         )
         if cursor:
             seen = _staged_keys(storage, files, cursor["page"])
+            if screening is not None:
+                for page in range(1, cursor["page"] + 1):
+                    screening.staged_page_screen(files.staging_page(page))
         else:
             # A fresh start: nothing staged by an earlier attempt may mix in.
             storage.delete_tree(files.staging)
             cursor = _start_cursor(fhir, former_name, page_size)
             seen = set()
-        while not cursor["done"]:
+        with _PageAhead(fhir, token_provider) as ahead:
             url, params = _request_of(cursor, patient_id)
-            fetched_url = fhir.url_for(url)
-            bundle = fhir.bundle_page(fetched_url, params=params)
-            page = cursor["page"] + 1
-            resources = _page_resources(bundle, page=page, former_name=former_name)
-            next_url = _next_link(bundle)
-            if next_url:
-                # Refuse a next link off the holder's base before anything is saved.
-                next_url = fhir.url_for(next_url)
-            _stage_page(storage, files.staging_page(page), resources, seen, counts)
-            _advance(cursor, next_url, fetched_url if params is None else "", former_name)
-            _save_progress(exchange_request, cursor, counts)
-            if on_progress is not None:
-                on_progress(result(sum(fhir.retry_waits)))
+            ahead.fetch(fhir.url_for(url), params)
+            while not cursor["done"]:
+                fetched_url, params, bundle = ahead.take()
+                page = cursor["page"] + 1
+                resources = _page_resources(bundle, page=page, former_name=former_name)
+                next_url = _next_link(bundle)
+                if next_url:
+                    # Refuse a next link off the holder's base before anything is saved.
+                    next_url = fhir.url_for(next_url)
+                following = _advanced(
+                    cursor, next_url, fetched_url if params is None else "", former_name
+                )
+                if not following["done"]:
+                    url, params = _request_of(following, patient_id)
+                    ahead.fetch(fhir.url_for(url), params)
+                name = files.staging_page(page)
+                staged = _stage_page(storage, name, resources, seen, counts)
+                if screening is not None:
+                    screening.page_screen(name, ((line, r, None) for line, r in staged))
+                cursor = following
+                _save_progress(exchange_request, cursor, counts)
+                if on_progress is not None:
+                    on_progress(result(sum(fhir.retry_waits)))
         return result(sum(fhir.retry_waits))
 
 

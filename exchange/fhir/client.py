@@ -35,6 +35,7 @@ from exchange.fhir.errors import (
     FhirTransientError,
     outbound_failure,
 )
+from exchange.fhir.json_text import json_parse
 from hub.outbound import OutboundError, PayerHttpClient
 
 FHIR_JSON = "application/fhir+json"
@@ -112,6 +113,21 @@ class FhirClient:
         self.max_retry_wait = max_retry_wait
         # Every wait this client did before a retry, in seconds (shown in progress and tests).
         self.retry_waits: list[float] = []
+
+    def with_token_provider(self, token_provider: TokenProvider | None) -> "FhirClient":
+        """Return a client of the same server, over the same HTTP client, that asks
+        ``token_provider`` for its tokens and notes its waits in this client's ``retry_waits``
+        (retrieval fetches the next page on another thread, exchange/retrieval.py)."""
+        client = FhirClient(
+            base_url=self.base_url,
+            holder_name=self.holder_name,
+            http=self.http,
+            token_provider=token_provider,
+            max_attempts=self.max_attempts,
+            max_retry_wait=self.max_retry_wait,
+        )
+        client.retry_waits = self.retry_waits
+        return client
 
     # -- URLs --------------------------------------------------------------------------------
 
@@ -304,7 +320,7 @@ class FhirClient:
     @staticmethod
     def _outcome_of(response: httpx.Response) -> dict[str, Any] | None:
         try:
-            body = json.loads(response.content)
+            body = json_parse(response.content)
         except ValueError:
             return None
         if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
@@ -313,7 +329,7 @@ class FhirClient:
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
         try:
-            body = json.loads(response.content)
+            body = json_parse(response.content)
         except UnicodeDecodeError:
             raise FhirPermanentError(
                 f"{self.holder_name}'s server sent data that is not UTF-8 text, so not FHIR JSON.",

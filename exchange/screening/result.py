@@ -54,6 +54,8 @@ class ScreeningResult:
     quarantined: int = 0
     # The first few invalid resources, for people; all of them are in quarantine.ndjson.
     quarantine_examples: list[QuarantinedResource] = field(default_factory=list)
+    # The staged pages screened (file names, in order): what the figures are of.
+    pages: list[str] = field(default_factory=list)
 
     @property
     def kept_total(self) -> int:

@@ -7,12 +7,15 @@ from pathlib import Path
 import orjson
 import pytest
 from django.test import TestCase
+from django.utils import timezone
 from pytest_django.fixtures import Settings
 
 from exchange.models import Delivery, DeliveryAttempt, ExchangeRequest, ExchangeStatus
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.storage import PayloadStorage
 from exchange.pipeline import exchange_requests_deliver, exchange_requests_screen
+from exchange.screening import screening_run
+from exchange.screening.result import screened_name
 from hub.models import DeliveryMode
 from tests.conftest import Tenant
 from tests.factories import ConsentFactory, ExchangeRequestFactory, SftpDestinationFactory
@@ -159,3 +162,31 @@ def test_a_permanent_fault_fails_that_member_as_it_would_alone(
     assert left == []
     assert _statuses(requests) == [S.FAILED, S.FAILED]
     assert {r.reason_code for r in requests} == {"no_destination"}
+
+
+def test_a_screened_file_a_crash_cut_short_is_screened_again_before_packaging(
+    north: Tenant, south: Tenant, storage: PayloadStorage
+) -> None:
+    (exchange_request,) = _screening_requests(north, south, 1)
+    _stage(storage, exchange_request)
+    screening_run(
+        request_id=exchange_request.pk,
+        request_date=timezone.localdate(exchange_request.opted_in_at),
+        policy=exchange_request.consent.policy,
+        storage=storage,
+    )
+    ExchangeRequest.objects.for_payer(north.payer).filter(pk=exchange_request.pk).update(
+        status=S.PACKAGING
+    )
+    # Power lost before the page cache reached the disk: the file is short of its end.
+    screened = storage.path(screened_name(exchange_request.pk, "Patient"))
+    screened.write_bytes(screened.read_bytes()[:-7])
+
+    left = exchange_requests_screen(
+        request_ids=[exchange_request.pk], payer_id=north.payer.pk, storage=storage
+    )
+
+    assert left == []
+    assert _statuses([exchange_request]) == [S.DELIVERING]
+    delivery = Delivery.objects.for_payer(north.payer).get(exchange_request=exchange_request)
+    assert delivery.manifest["resourceCounts"] == {"Patient": 1, "Provenance": 1}

@@ -1,6 +1,7 @@
 """Retrieval from running sandbox payers: whole records, resumption, fallbacks and faults."""
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +17,13 @@ from exchange.models import AuthorizationMode, ExchangeRequest, ExchangeStatus, 
 from exchange.payloads.storage import PayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.retrieval import RetrievalResult, records_retrieve
+from exchange.screening import (
+    ScreeningRun,
+    screening_complete,
+    screening_result_read,
+    screening_run,
+)
+from exchange.smart.access import token_provider_for
 from exchange.smart.member_launch import member_launch_begin, member_launch_complete
 from tests.conftest import Tenant
 from tests.exchange.holder_proxy import HolderProxy, holder_proxy, on_path
@@ -375,3 +383,201 @@ def test_a_token_that_ends_early_is_renewed_once_and_retrieval_goes_on(
         HolderRegistration.objects.for_payer(hub.payer).get(pk=registration.pk).backend_access_token
         != ended
     )
+
+
+# --- the next page fetched ahead, and screening as pages are staged ---
+
+
+def everything_requests(proxy: HolderProxy) -> list[str]:
+    return [path for _, path, _ in proxy.received if "$everything" in path]
+
+
+def test_a_fault_on_the_page_fetched_ahead_surfaces_after_this_page_is_saved_and_resumes(
+    hub: Tenant,
+    holder: RunningSandbox,
+    member: dict[str, Any],
+    expected: list[Key],
+    storage: PayloadStorage,
+) -> None:
+    gone = {"page 3": True}
+
+    def third_page_gone(method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
+        if gone["page 3"] and f"_offset={2 * PAGE}" in path:
+            return 404, b'{"resourceType":"OperationOutcome","issue":[]}'
+        return None
+
+    with holder_proxy(holder) as proxy:
+        proxy.refusals.append(third_page_gone)
+        request = matched(hub, holder, member, base_url=proxy.fhir)
+
+        with pytest.raises(FhirPermanentError) as refused:
+            records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
+
+        # Raised as if fetched in turn: pages 1 and 2 staged and saved, page 3 not.
+        assert refused.value.code == "not_found"
+        assert refused.value.message.startswith("Former Health Plan's server has nothing at")
+        staged = storage.list(f"requests/{request.pk}/staging")
+        assert staged == [f"requests/{request.pk}/staging/0000{n}.ndjson" for n in (1, 2)]
+        request.refresh_from_db()
+        assert request.retrieval_cursor["page"] == 2
+        files_before = {name: storage.path(name).stat().st_ino for name in staged}
+        asked_before = len(everything_requests(proxy))
+
+        gone["page 3"] = False
+        result = records_retrieve(exchange_request=request, storage=storage)
+
+    assert_whole_record(result, storage, expected)
+    assert {name: storage.path(name).stat().st_ino for name in staged} == files_before
+    # The resumed run asked from page 3 on, each page once.
+    asked_after = everything_requests(proxy)[asked_before:]
+    assert len(asked_after) == result.pages - 2 == len(set(asked_after))
+
+
+def test_a_withdrawn_request_stops_with_at_most_one_page_fetched_ahead(
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+) -> None:
+    with holder_proxy(holder) as proxy:
+        request = matched(hub, holder, member, base_url=proxy.fhir)
+
+        def withdraw(progress: RetrievalResult) -> None:
+            ExchangeRequest.objects.for_payer(request.payer_id).filter(pk=request.pk).update(
+                status=ExchangeStatus.REVOKED
+            )
+
+        with pytest.raises(RequestStopped, match="cancelled or withdrawn"):
+            records_retrieve(
+                exchange_request=request, storage=storage, page_size=PAGE, on_progress=withdraw
+            )
+
+    assert len(storage.list(f"requests/{request.pk}/staging")) == 2
+    # Page 3 at most was asked for ahead, and no fetching thread is left behind.
+    assert len(everything_requests(proxy)) <= 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("retrieval-ahead")]
+
+
+def test_a_401_on_the_page_fetched_ahead_renews_the_token_once_and_goes_on(
+    hub: Tenant,
+    holder: RunningSandbox,
+    member: dict[str, Any],
+    expected: list[Key],
+    storage: PayloadStorage,
+) -> None:
+    refused: list[str] = []
+
+    def second_page_once(method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
+        if not refused and f"_offset={PAGE}" in path:
+            refused.append(path)
+            return 401, b'{"resourceType":"OperationOutcome","issue":[]}'
+        return None
+
+    with holder_proxy(holder) as proxy:
+        request = matched(hub, holder, member, base_url=proxy.fhir)
+        registration = HolderRegistration.objects.get(payer=hub.payer)
+        proxy.refusals.append(second_page_once)
+
+        result = records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
+
+    assert refused
+    assert_whole_record(result, storage, expected)
+    renewed = HolderRegistration.objects.for_payer(hub.payer).get(pk=registration.pk)
+    assert renewed.backend_access_token != registration.backend_access_token
+
+
+def screening_of(request: ExchangeRequest, storage: PayloadStorage) -> ScreeningRun:
+    return ScreeningRun(
+        request_id=request.pk,
+        request_date=timezone.localdate(request.opted_in_at),
+        policy=request.consent.policy,
+        storage=storage,
+    )
+
+
+def screened_outputs(storage: PayloadStorage, request: ExchangeRequest) -> dict[str, bytes]:
+    screened = f"requests/{request.pk}/screened"
+    return {name: storage.read_bytes(name) for name in storage.list(screened)}
+
+
+def test_pages_screened_as_staged_equal_a_screening_of_the_staged_record(
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+) -> None:
+    request = matched(hub, holder, member)
+
+    def die_after_two_pages(progress: RetrievalResult) -> None:
+        if progress.pages == 2:
+            raise WorkerKilled
+
+    with pytest.raises(WorkerKilled):
+        records_retrieve(
+            exchange_request=request,
+            storage=storage,
+            page_size=PAGE,
+            on_progress=die_after_two_pages,
+            screening=screening_of(request, storage),
+        )
+    # Cut off: nothing of the screening stands.
+    assert screened_outputs(storage, request) == {}
+
+    request = ExchangeRequest.objects.for_payer(request.payer_id).get(pk=request.pk)
+    result = records_retrieve(
+        exchange_request=request, storage=storage, screening=screening_of(request, storage)
+    )
+
+    summary = f"requests/{request.pk}/screened/summary.json"
+    screened = screening_result_read(request_id=request.pk, storage=storage)
+    assert screened.pages == [name.rsplit("/", 1)[-1] for name in result.page_names]
+    assert screened.kept_total + sum(screened.removed.values()) == result.resources
+    as_staged = screened_outputs(storage, request)
+    inode = storage.path(summary).stat().st_ino
+    terms = {
+        "request_date": timezone.localdate(request.opted_in_at),
+        "policy": request.consent.policy,
+    }
+    # The screening step takes that result as it is ...
+    assert screening_complete(request_id=request.pk, storage=storage, **terms) == screened
+    assert storage.path(summary).stat().st_ino == inode
+    # ... which is what screening the staged record afresh writes, byte for byte.
+    assert screening_run(request_id=request.pk, storage=storage, **terms) == screened
+    assert screened_outputs(storage, request) == as_staged
+
+
+def test_a_retrieval_with_nothing_left_to_stage_leaves_the_screening_to_its_step(
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+) -> None:
+    request = matched(hub, holder, member)
+    records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
+
+    records_retrieve(
+        exchange_request=request, storage=storage, screening=screening_of(request, storage)
+    )
+
+    assert screened_outputs(storage, request) == {}
+
+
+def test_a_token_that_cannot_be_had_for_the_next_page_fails_after_this_page_is_saved(
+    hub: Tenant,
+    holder: RunningSandbox,
+    member: dict[str, Any],
+    storage: PayloadStorage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request = matched(hub, holder, member)
+    calls: list[bool] = []
+    real = token_provider_for(request)
+
+    def provider(force_refresh: bool) -> str:
+        calls.append(force_refresh)
+        # The metadata read, page 1; then the token server is down for page 2.
+        if len(calls) > 2:
+            raise FhirTransientError("the token server is down", code="unavailable")
+        return real(force_refresh)
+
+    monkeypatch.setattr("exchange.retrieval.token_provider_for", lambda _: provider)
+
+    with pytest.raises(FhirTransientError, match="the token server is down"):
+        records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
+
+    assert storage.list(f"requests/{request.pk}/staging") == [
+        f"requests/{request.pk}/staging/00001.ndjson"
+    ]
+    request.refresh_from_db()
+    assert request.retrieval_cursor["page"] == 1

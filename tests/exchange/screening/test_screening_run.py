@@ -1,13 +1,21 @@
 """screening_run over staged pages: what it writes, counts, quarantines, and that it can rerun."""
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from exchange.payloads.layout import RequestFiles
 from exchange.payloads.storage import PayloadStorage
-from exchange.screening import RemovalReason, screening_result_read, screening_run
+from exchange.screening import (
+    RemovalReason,
+    ScreeningRun,
+    screening_complete,
+    screening_result_read,
+    screening_run,
+)
 from exchange.screening.sensitivity import sensitive_label
 from tests.exchange.screening.support import (
     SAMPLES_AS_OF,
@@ -204,3 +212,48 @@ def test_an_unknown_policy_is_refused_by_name(storage: PayloadStorage) -> None:
         screening_run(
             request_id=REQUEST_ID, request_date=SAMPLES_AS_OF, policy="everything", storage=storage
         )
+
+
+def test_the_screening_step_takes_a_result_only_for_the_same_pages_policy_and_date(
+    storage: PayloadStorage,
+) -> None:
+    stage_pages(storage, REQUEST_ID, _every_sample(), page_size=7)
+    terms = {"request_id": REQUEST_ID, "request_date": SAMPLES_AS_OF, "storage": storage}
+    run = ScreeningRun(policy="sensitive", **terms)
+    for page in storage.list(f"requests/{REQUEST_ID}/staging"):
+        run.staged_page_screen(page)
+    screened = run.finish()
+    assert screening_complete(policy="sensitive", **terms) == screened
+
+    # Another consent, or another day, is screened afresh.
+    regular = screening_complete(policy="regular", **terms)
+    assert regular.policy == "regular"
+    assert RemovalReason.SENSITIVE_UNDER_REGULAR_CONSENT in regular.removed
+    later = screening_complete(
+        request_id=REQUEST_ID, request_date=date(2040, 1, 1), policy="regular", storage=storage
+    )
+    assert later.kept_total < regular.kept_total
+
+    # A page staged since is screened too.
+    pages = len(later.pages)
+    extra = RequestFiles(REQUEST_ID).staging_page(pages + 1)
+    storage.write_bytes(extra, json.dumps(sample("Coverage")).encode() + b"\n")
+    again = screening_complete(policy="sensitive", **terms)
+    assert len(again.pages) == pages + 1
+    assert again.kept_total == screened.kept_total + 1
+
+
+def test_an_aborted_run_leaves_no_result_standing(storage: PayloadStorage) -> None:
+    stage_pages(storage, REQUEST_ID, _every_sample())
+    screening_run(
+        request_id=REQUEST_ID, request_date=SAMPLES_AS_OF, policy="sensitive", storage=storage
+    )
+
+    run = ScreeningRun(
+        request_id=REQUEST_ID, request_date=SAMPLES_AS_OF, policy="sensitive", storage=storage
+    )
+    run.staged_page_screen(f"requests/{REQUEST_ID}/staging/00001.ndjson")
+    run.abort()
+
+    assert not storage.exists(f"{SCREENED}/summary.json")
+    assert not [name for name in storage.list(SCREENED) if name.endswith(".partial")]
