@@ -64,6 +64,15 @@ class IllegalTransition(Exception):
     """The state machine has no arrow from one state to the other."""
 
 
+@dataclass(frozen=True)
+class Move:
+    """One request of a batch move: its timeline line and its audit details."""
+
+    exchange_request_id: int
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 def exchange_request_transition(
     *,
     payer: Payer | int,
@@ -88,34 +97,20 @@ def exchange_request_transition(
     e.g. hub.audit.ENGINE), with ``details`` — counts and checksums, never record content.
     Raises IllegalTransition for a move the state machine does not have.
     """
-    _check_arrow(from_status, to_status)
-    payer_id = payer.pk if isinstance(payer, Payer) else payer
-    with transaction.atomic():
-        moved = _claim(
-            payer_id, [exchange_request_id], from_status, to_status, reason_code, reason_message
+    return bool(
+        exchange_requests_transition(
+            payer=payer,
+            moves=[Move(exchange_request_id, message, details or {})],
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor,
+            actor_label=actor_label,
+            action=action,
+            client_address=client_address,
+            reason_code=reason_code,
+            reason_message=reason_message,
         )
-        if moved:
-            _record_moves(
-                payer_id,
-                [Move(exchange_request_id, message, details or {})],
-                from_status=from_status,
-                to_status=to_status,
-                actor=actor,
-                actor_label=actor_label,
-                action=action,
-                client_address=client_address,
-                reason_code=reason_code,
-            )
-    return bool(moved)
-
-
-@dataclass(frozen=True)
-class Move:
-    """One request of a batch move: its timeline line and its audit details."""
-
-    exchange_request_id: int
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
+    )
 
 
 def exchange_requests_transition(
@@ -139,7 +134,8 @@ def exchange_requests_transition(
     three per request: the rows still in ``from_status`` are locked first, so exactly
     those move, and a request another worker moved meanwhile is left out.
     """
-    _check_arrow(from_status, to_status)
+    if to_status not in TRANSITIONS.get(from_status, set()):
+        raise IllegalTransition(f"an exchange request cannot go from {from_status} to {to_status}")
     payer_id = payer.pk if isinstance(payer, Payer) else payer
     by_id = {move.exchange_request_id: move for move in moves}
     if not by_id:
@@ -153,7 +149,14 @@ def exchange_requests_transition(
         )
         if not still_there:
             return set()
-        _claim(payer_id, sorted(still_there), from_status, to_status, reason_code, reason_message)
+        now = timezone.now()
+        ExchangeRequest.objects.for_payer(payer_id).filter(pk__in=still_there).update(
+            status=to_status,
+            status_changed_at=now,
+            last_progress_at=now,
+            reason_code=reason_code,
+            reason_message=reason_message,
+        )
         _record_moves(
             payer_id,
             [by_id[pk] for pk in sorted(still_there)],
@@ -166,34 +169,6 @@ def exchange_requests_transition(
             reason_code=reason_code,
         )
     return still_there
-
-
-def _check_arrow(from_status: str, to_status: str) -> None:
-    if to_status not in TRANSITIONS.get(from_status, set()):
-        raise IllegalTransition(f"an exchange request cannot go from {from_status} to {to_status}")
-
-
-def _claim(
-    payer_id: int,
-    request_ids: list[int],
-    from_status: str,
-    to_status: str,
-    reason_code: str,
-    reason_message: str,
-) -> int:
-    """The conditional UPDATE of a move; return how many rows it moved."""
-    now = timezone.now()
-    return (
-        ExchangeRequest.objects.for_payer(payer_id)
-        .filter(pk__in=request_ids, status=from_status)
-        .update(
-            status=to_status,
-            status_changed_at=now,
-            last_progress_at=now,
-            reason_code=reason_code,
-            reason_message=reason_message,
-        )
-    )
 
 
 def _record_moves(

@@ -44,6 +44,19 @@ def _stage(storage: PayloadStorage, exchange_request: ExchangeRequest) -> None:
     storage.write_bytes(RequestFiles(exchange_request.pk).staging_page(1), orjson.dumps(patient))
 
 
+def _packaged(
+    north: Tenant, south: Tenant, storage: PayloadStorage, n: int
+) -> list[ExchangeRequest]:
+    """Return ``n`` requests of North's member, staged, screened and packaged together."""
+    requests = _screening_requests(north, south, n)
+    for exchange_request in requests:
+        _stage(storage, exchange_request)
+    exchange_requests_screen(
+        request_ids=[r.pk for r in requests], payer_id=north.payer.pk, storage=storage
+    )
+    return requests
+
+
 def _statuses(requests: list[ExchangeRequest]) -> list[str]:
     for exchange_request in requests:
         exchange_request.refresh_from_db()
@@ -81,12 +94,7 @@ def test_a_batch_delivers_each_member_with_its_own_attempt_and_disclosure(
     north: Tenant, south: Tenant, storage: PayloadStorage, settings: Settings, tmp_path: Path
 ) -> None:
     settings.SFTP_REPOSITORY_DIR = tmp_path / "repository"
-    requests = _screening_requests(north, south, 2)
-    for exchange_request in requests:
-        _stage(storage, exchange_request)
-    exchange_requests_screen(
-        request_ids=[r.pk for r in requests], payer_id=north.payer.pk, storage=storage
-    )
+    requests = _packaged(north, south, storage, 2)
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         left = exchange_requests_deliver(
@@ -117,12 +125,7 @@ def test_a_server_that_is_away_hands_the_whole_rest_of_the_batch_to_the_single_s
     north.payer.delivery_mode = DeliveryMode.PUSH_SFTP
     north.payer.save()
     SftpDestinationFactory(payer=north.payer, host="127.0.0.1", port=free_loopback_port())
-    requests = _screening_requests(north, south, 3)
-    for exchange_request in requests:
-        _stage(storage, exchange_request)
-    exchange_requests_screen(
-        request_ids=[r.pk for r in requests], payer_id=north.payer.pk, storage=storage
-    )
+    requests = _packaged(north, south, storage, 3)
 
     left = exchange_requests_deliver(
         request_ids=[r.pk for r in requests],
@@ -145,12 +148,7 @@ def test_a_permanent_fault_fails_that_member_as_it_would_alone(
     # Push chosen, but no SFTP destination set up: nothing a retry can fix.
     north.payer.delivery_mode = DeliveryMode.PUSH_SFTP
     north.payer.save()
-    requests = _screening_requests(north, south, 2)
-    for exchange_request in requests:
-        _stage(storage, exchange_request)
-    exchange_requests_screen(
-        request_ids=[r.pk for r in requests], payer_id=north.payer.pk, storage=storage
-    )
+    requests = _packaged(north, south, storage, 2)
 
     left = exchange_requests_deliver(
         request_ids=[r.pk for r in requests],
