@@ -10,6 +10,8 @@ each member given the shared resources its records cite, and handed to screening
 """
 
 import io
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import IO, Any, cast
@@ -26,6 +28,7 @@ from exchange.bulk.jobs import (
     job_done,
     job_fail,
     job_forget_at_holder,
+    job_heartbeat,
     job_kick_off,
     job_kick_off_again,
     job_may_kick_off,
@@ -58,6 +61,8 @@ PDEX_PAYER_TO_PAYER = "hl7.fhir.us.davinci-pdex#payertopayer"
 # Members of an export screened, packaged and delivered by one task each step: their moves
 # are written together, and a batch stays short enough to share the workers fairly.
 SCREENED_TOGETHER = 25
+# How often a long download tells the job reaper it is still moving.
+HEARTBEAT_SECONDS = 30.0
 
 
 def export_parameters() -> dict[str, str]:
@@ -141,7 +146,7 @@ def export_collect(job: BulkJob, storage: PayloadStorage) -> JobNext:
             request_of_patient=request_of_patient,
             holder_name=holder,
         )
-        feeder = _SplittingTarget(splitter)
+        feeder = _SplittingTarget(splitter, on_progress=lambda: job_heartbeat(job))
         try:
             with holder_client(cohort, max_response_bytes=settings.BULK_FILE_MAX_BYTES) as client:
                 client.download(
@@ -178,13 +183,26 @@ def export_collect(job: BulkJob, storage: PayloadStorage) -> JobNext:
 class _SplittingTarget(io.RawIOBase):
     """The file a download writes into, which is the splitter: bytes are cut into lines and
     routed as they arrive. The Bulk Data client seeks to 0 and truncates when the holder
-    sends the file from its first byte again (Range ignored): so does the split."""
+    sends the file from its first byte again (Range ignored): so does the split.
 
-    def __init__(self, splitter: MemberSplitter) -> None:
+    ``on_progress`` is called as bytes keep arriving, at most every ``every_seconds``: a
+    file that takes longer to download than the job reaper's patience
+    (BULK_JOB_STUCK_AFTER_SECONDS) must not look stuck and be collected a second time."""
+
+    def __init__(
+        self,
+        splitter: MemberSplitter,
+        *,
+        on_progress: Callable[[], None],
+        every_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
         super().__init__()
         self._splitter = splitter
         self._pending = b""
         self._size = 0
+        self._on_progress = on_progress
+        self._every_seconds = every_seconds
+        self._reported = time.monotonic()
 
     def writable(self) -> bool:
         return True
@@ -202,6 +220,9 @@ class _SplittingTarget(io.RawIOBase):
         *lines, self._pending = self._pending.split(b"\n")
         for line in lines:
             self._splitter.feed(line)
+        if time.monotonic() - self._reported >= self._every_seconds:
+            self._on_progress()
+            self._reported = time.monotonic()
         return len(chunk)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:

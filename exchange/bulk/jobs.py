@@ -156,6 +156,13 @@ def job_update(job: BulkJob, **values: Any) -> None:
         setattr(job, name, value)
 
 
+def job_heartbeat(job: BulkJob) -> None:
+    """Note that the job's collect is still moving (a long download), for the job reaper."""
+    BulkJob.objects.for_payer(job.payer_id).filter(pk=job.pk, state=J.DOWNLOADING).update(
+        last_progress_at=timezone.now()
+    )
+
+
 def job_fail(job: BulkJob, code: str, message: str) -> None:
     """End the job failed; its members still in its hands fail with the same sentence."""
     claimed = (
