@@ -302,6 +302,10 @@ BULK_DOWNLOADS_AT_ONCE = env_int("BULK_DOWNLOADS_AT_ONCE", 3, minimum=1)
 BULK_FILE_MAX_BYTES = env_int("BULK_FILE_MAX_BYTES", 20 * 1024**3, minimum=1024)
 # A bulk job nothing moved for this long past its next poll is run again by the job reaper.
 BULK_JOB_STUCK_AFTER_SECONDS = env_int("BULK_JOB_STUCK_AFTER_SECONDS", 5 * 60, minimum=1)
+# Bulk requests one payer keeps at work at one holder at once (the rest wait their turn), and
+# how long a request the holder keeps refusing with 429 ("too busy") waits before it fails.
+BULK_JOBS_AT_ONCE_PER_HOLDER = env_int("BULK_JOBS_AT_ONCE_PER_HOLDER", 4, minimum=1)
+BULK_KICK_OFF_PATIENCE_SECONDS = env_int("BULK_KICK_OFF_PATIENCE_SECONDS", 24 * 3600, minimum=1)
 CELERY_TASK_ROUTES = {
     "exchange.cohort_advance": {"queue": "bulk"},
     "exchange.bulk_job_run": {"queue": "bulk"},

@@ -35,6 +35,7 @@ from exchange.bulk.jobs import (
     job_members,
     job_staging_forget,
     job_update,
+    job_waits_its_turn,
     member_fail,
 )
 from exchange.bulk.split import (
@@ -106,6 +107,9 @@ def export_kick_off(job: BulkJob) -> JobNext:
     """Ask the holder for the matched Group's data (SPEC.md "Getting the data")."""
     if not job_may_kick_off(job):
         return JobNext(cohort=True)
+    turn = job_waits_its_turn(job)
+    if turn is not None:
+        return turn
     path, parameters = _export_request(job)
     if job.kick_offs == 0:
         # A fresh start: nothing an earlier attempt left under these names may mix in.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -50,6 +51,8 @@ MAX_CONSECUTIVE_ERRORS = 10
 # When the holder says nothing of when to poll again (Bulk Data STU2 §Status: SHOULD).
 DEFAULT_POLL_SECONDS = 2.0
 ACTIVE_JOB_STATES = (J.WAITING, J.RUNNING, J.DOWNLOADING)
+# How often a job waiting for one of the payer's requests at its holder to finish looks again.
+TURN_CHECK_SECONDS = 3.0
 
 
 @dataclass
@@ -130,6 +133,8 @@ def job_error(job: BulkJob, exc: FhirCallError) -> JobNext:
     if exc.permanent:
         job_fail(job, exc.code, exc.message)
         return JobNext(cohort=True)
+    if exc.status == 429 and job.state == J.WAITING:
+        return _kick_off_refused_as_busy(job, exc)
     errors = job.consecutive_errors + 1
     wait = exc.retry_after if exc.retry_after is not None else min(300.0, 5.0 * 2**errors)
     if errors >= MAX_CONSECUTIVE_ERRORS:
@@ -146,6 +151,41 @@ def job_error(job: BulkJob, exc: FhirCallError) -> JobNext:
         reason_message=exc.message,
     )
     return JobNext(run_again_in=wait)
+
+
+def _kick_off_refused_as_busy(job: BulkJob, exc: FhirCallError) -> JobNext:
+    """A kick-off answered 429 is the holder's queue, not a fault (Bulk Data STU2 §Kick-off:
+    a server may refuse new work while it has enough of this client's): the job waits its
+    turn for as long as ``BULK_KICK_OFF_PATIENCE_SECONDS``, not a number of tries."""
+    waited = (timezone.now() - job.created_at).total_seconds()
+    if waited > settings.BULK_KICK_OFF_PATIENCE_SECONDS:
+        job_fail(
+            job,
+            "holder_busy",
+            f"{job.cohort.former_payer.name} kept refusing to start this request for "
+            f"{waited / 3600:.0f} hours ({exc.message}); retry the chunk later.",
+        )
+        return JobNext(cohort=True)
+    wait = exc.retry_after if exc.retry_after is not None else DEFAULT_POLL_SECONDS * 5
+    job_update(
+        job, next_poll_at=timezone.now() + timedelta(seconds=wait), reason_message=exc.message
+    )
+    return JobNext(run_again_in=wait)
+
+
+def job_waits_its_turn(job: BulkJob) -> JobNext | None:
+    """Return when to look again if the payer already has BULK_JOBS_AT_ONCE_PER_HOLDER
+    requests at work at this holder (a holder limits each client's, and a cohort of 10,000
+    has 20 match chunks and 20 exports); None when the job may be kicked off now."""
+    at_work = (
+        BulkJob.objects.for_payer(job.payer_id)
+        .filter(cohort__former_payer_id=job.cohort.former_payer_id, state=J.RUNNING)
+        .count()
+    )
+    if at_work < settings.BULK_JOBS_AT_ONCE_PER_HOLDER:
+        return None
+    job_update(job, next_poll_at=timezone.now() + timedelta(seconds=TURN_CHECK_SECONDS))
+    return JobNext(run_again_in=TURN_CHECK_SECONDS)
 
 
 def job_update(job: BulkJob, **values: Any) -> None:

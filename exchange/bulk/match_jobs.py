@@ -24,6 +24,7 @@ from exchange.bulk.jobs import (
     job_may_kick_off,
     job_members,
     job_update,
+    job_waits_its_turn,
     member_fail,
 )
 from exchange.bulk.matching import (
@@ -56,6 +57,9 @@ def match_kick_off(job: BulkJob) -> JobNext:
     """Send the chunk's members still to match to ``Group/$bulk-member-match``."""
     if not job_may_kick_off(job):
         return JobNext(cohort=True)
+    turn = job_waits_its_turn(job)
+    if turn is not None:
+        return turn
     path, parameters = _match_request(job)
     if parameters is None:
         job_done(job)

@@ -30,7 +30,7 @@ from exchange.fhir.json_text import json_compact, json_parse
 from exchange.models import ConsentPolicy
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.ndjson import ndjson_lines
-from exchange.payloads.storage import PayloadStorage, PayloadWriter
+from exchange.payloads.storage import PayloadCorrupt, PayloadStorage, PayloadWriter
 from exchange.screening.decision import Kept, Quarantined, resource_screen
 from exchange.screening.result import (
     QuarantinedResource,
@@ -225,11 +225,19 @@ def screening_complete(
 ) -> ScreeningResult:
     """Return the screening of the staged record: the one retrieval wrote as it staged the
     pages if it covers exactly the pages staged now under this policy and request date, else
-    a fresh ``screening_run``."""
+    a fresh ``screening_run`` — also when the summary there cannot be read (cut short by a
+    crash, or written under a key no longer configured)."""
     pages = [name.rsplit("/", 1)[-1] for name in _staged_pages(storage, request_id)]
     if storage.exists(summary_name(request_id)):
-        done = screening_result_read(request_id=request_id, storage=storage)
-        if (done.pages, done.request_date, done.policy) == (pages, request_date, policy):
+        try:
+            done = screening_result_read(request_id=request_id, storage=storage)
+        except PayloadCorrupt:
+            done = None
+        if done is not None and (done.pages, done.request_date, done.policy) == (
+            pages,
+            request_date,
+            policy,
+        ):
             return done
     return screening_run(
         request_id=request_id, request_date=request_date, policy=policy, storage=storage

@@ -243,6 +243,19 @@ def test_the_screening_step_takes_a_result_only_for_the_same_pages_policy_and_da
     assert again.kept_total == screened.kept_total + 1
 
 
+def test_a_summary_that_cannot_be_read_is_screened_afresh(storage: PayloadStorage) -> None:
+    stage_pages(storage, REQUEST_ID, _every_sample(), page_size=7)
+    terms = {"request_id": REQUEST_ID, "request_date": SAMPLES_AS_OF, "storage": storage}
+    screened = screening_run(policy="sensitive", **terms)
+    # Cut short (a disk fault), or written under a key no longer configured.
+    summary = storage.path(f"requests/{REQUEST_ID}/screened/summary.json")
+    summary.write_bytes(summary.read_bytes()[:-5])
+
+    assert screening_complete(policy="sensitive", **terms) == screened
+    # ... and the summary is whole again.
+    assert screening_complete(policy="sensitive", **terms) == screened
+
+
 def test_an_aborted_run_leaves_no_result_standing(storage: PayloadStorage) -> None:
     stage_pages(storage, REQUEST_ID, _every_sample())
     screening_run(
