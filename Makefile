@@ -65,6 +65,9 @@ test: $(STAMP) $(ASSETS_STAMP) $(OIDC_PROVIDER_STAMP) services
 	$(TEST_ENV) $(VENV)/bin/mypy .
 	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(PY) manage.py collectstatic --noinput -v0
+	@# Request ids start at 1 again with every test database, and each run has its own key:
+	@# payload files an earlier run left under the same names could only be unreadable.
+	rm -rf .test/payloads
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## Make sure PostgreSQL, Redis and OpenSSH's sshd are installed and running (installs with apt as root).

@@ -30,13 +30,14 @@ def storage(tmp_path: Path) -> PayloadStorage:
 
 
 def _screening_requests(north: Tenant, south: Tenant, n: int) -> list[ExchangeRequest]:
-    return [
-        ExchangeRequestFactory(
+    requests = []
+    for _ in range(n):
+        exchange_request: ExchangeRequest = ExchangeRequestFactory(
             consent=ConsentFactory(member=north.member, former_payer=south.payer),
             status=S.SCREENING,
         )
-        for _ in range(n)
-    ]
+        requests.append(exchange_request)
+    return requests
 
 
 def _stage(storage: PayloadStorage, exchange_request: ExchangeRequest) -> None:
