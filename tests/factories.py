@@ -24,6 +24,8 @@ from exchange.models import (
     ExchangeRequest,
     HolderRegistration,
     MemberLaunch,
+    OptInMethod,
+    OptInRecord,
     RegistrationMethod,
 )
 from exchange.repository.models import RepositoryFile, RepositoryKey
@@ -103,6 +105,19 @@ class ExchangeRequestFactory(factory.django.DjangoModelFactory[ExchangeRequest])
     card_member_id = "CARD-0001"
     coverage_start = date(2021, 1, 1)
     coverage_end = date(2025, 12, 31)
+
+
+class OptInRecordFactory(factory.django.DjangoModelFactory[OptInRecord]):
+    class Meta:
+        model = OptInRecord
+
+    member = factory.SubFactory(UserFactory)
+    payer = factory.SelfAttribute("member.payer")
+    obtained_at = factory.LazyFunction(timezone.now)
+    method = OptInMethod.ENROLLMENT_FORM
+    policy = ConsentPolicy.SENSITIVE
+    new_coverage_start = date(2026, 1, 1)
+    attested_by = "system:north"
 
 
 class CohortFactory(factory.django.DjangoModelFactory[Cohort]):

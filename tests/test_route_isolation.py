@@ -51,6 +51,7 @@ from tests.factories import (
     IdentityProviderFactory,
     MemberLaunchFactory,
     OnboardingRequestFactory,
+    OptInRecordFactory,
     RepositoryFileFactory,
     RepositoryKeyFactory,
     SftpDestinationFactory,
@@ -180,6 +181,7 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         subscription,
         ConsentNotificationFactory(subscription=subscription, last_error="northwind hook"),
         MemberLaunchFactory(exchange_request=request),
+        OptInRecordFactory(member=north.member, education_text_version="northwind-2026-01"),
         cohort,
         BulkJobFactory(
             cohort=cohort, sequence=1, state="failed", reason_message="northwind holder said no"
