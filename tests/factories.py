@@ -7,6 +7,7 @@ from typing import Any
 import factory
 from django.utils import timezone
 
+from api.models import IdempotencyKey
 from exchange.consents.services import consent_publish
 from exchange.models import (
     AuthorizationMode,
@@ -118,6 +119,17 @@ class OptInRecordFactory(factory.django.DjangoModelFactory[OptInRecord]):
     policy = ConsentPolicy.SENSITIVE
     new_coverage_start = date(2026, 1, 1)
     attested_by = "system:north"
+
+
+class IdempotencyKeyFactory(factory.django.DjangoModelFactory[IdempotencyKey]):
+    class Meta:
+        model = IdempotencyKey
+
+    payer = factory.SubFactory(PayerFactory)
+    key = factory.Sequence(lambda n: f"key-{n}")
+    fingerprint = "0" * 64
+    response_status = 201
+    response_body = factory.LazyFunction(dict)
 
 
 class CohortFactory(factory.django.DjangoModelFactory[Cohort]):
