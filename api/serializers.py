@@ -26,6 +26,8 @@ from hub.models import Payer
 # The consent choices as the API names them (hub/settings.py names their OpenAPI enum).
 CONSENT_CHOICE_NAMES = list(CONSENT_CHOICES)
 _CONSENT_CHOICE_OF_POLICY = {policy: choice for choice, policy in CONSENT_CHOICES.items()}
+# Other payers one opt-in may name, of each kind: a member's last five years and today.
+MAX_OTHER_PAYERS = 20
 # ISO 8601 with its UTC offset: when the member opted in is a moment, not a wall-clock time.
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
@@ -128,8 +130,12 @@ class OptInInSerializer(serializers.Serializer[Any]):
 
     member = MemberInSerializer()
     new_coverage = NewCoverageInSerializer()
-    previous_payers = OtherPayerInSerializer(many=True, required=False, default=list)
-    concurrent_payers = OtherPayerInSerializer(many=True, required=False, default=list)
+    previous_payers: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=OtherPayerInSerializer(), required=False, default=list, max_length=MAX_OTHER_PAYERS
+    )
+    concurrent_payers: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=OtherPayerInSerializer(), required=False, default=list, max_length=MAX_OTHER_PAYERS
+    )
     consent = ConsentInSerializer()
     attestation = AttestationInSerializer()
 

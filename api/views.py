@@ -179,7 +179,17 @@ class RequestCollection(PayerSystemView, generics.GenericAPIView[Any]):
         operation_id="request_list",
         summary="List your requests, newest first",
         description="Scope `hub/requests.read`. Cursor-paginated: follow `next`.",
-        parameters=[RequestFilterSerializer],
+        parameters=[
+            RequestFilterSerializer,
+            OpenApiParameter(
+                "cursor", str, description="Where a page starts: as given in `next`/`previous`."
+            ),
+            OpenApiParameter(
+                "page_size",
+                int,
+                description=f"Requests a page, at most {RequestCursor.max_page_size}.",
+            ),
+        ],
         responses={200: RequestSummarySerializer(many=True), **_problems(401, 403, 422)},
         tags=["requests"],
     )

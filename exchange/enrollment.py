@@ -498,7 +498,7 @@ def _coverage_problems(
                 "coverage that goes on belongs under concurrent_payers.",
             )
         )
-    elif end is not None and end < today.replace(year=today.year - _PREVIOUS_PAYER_YEARS):
+    elif end is not None and end < _years_before(today, _PREVIOUS_PAYER_YEARS):
         problems.append(
             OptInProblem(
                 f"{where}.coverage_end",
@@ -507,6 +507,14 @@ def _coverage_problems(
             )
         )
     return problems
+
+
+def _years_before(day: date, years: int) -> date:
+    """Return the same day ``years`` earlier (February 29 falls back to the 28th)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
 
 
 def _payer_to_payer_refusal(*, new_payer: Payer, former_payer: Payer) -> str:

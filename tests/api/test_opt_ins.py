@@ -319,3 +319,13 @@ def test_an_open_portal_request_of_the_member_counts_as_a_duplicate(
     response = systems.client(north.payer).post("/api/v1/opt-ins", opt_in_body())
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["previous_payers[0].payer"]
+
+
+def test_more_other_payers_than_one_member_can_have_are_refused(
+    north: Tenant, systems: PayerSystems
+) -> None:
+    body = opt_in_body()
+    body["previous_payers"] = body["previous_payers"] * 21
+    response = systems.client(north.payer).post("/api/v1/opt-ins", body)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["previous_payers"]

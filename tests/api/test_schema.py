@@ -42,6 +42,10 @@ def test_the_schema_is_valid_with_no_warning(tmp_path: Path) -> None:
     post = schema["paths"]["/api/v1/opt-ins"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert "application/problem+json" in post["responses"]["422"]["content"]
+    listing = schema["paths"]["/api/v1/requests"]["get"]
+    assert {"cursor", "page_size", "status", "former_payer", "member_id"} <= {
+        p["name"] for p in listing["parameters"]
+    }
 
 
 def test_the_schema_and_the_docs_page_are_served_without_a_token() -> None:
