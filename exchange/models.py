@@ -88,12 +88,59 @@ class AuthorizationMode(models.TextChoices):
     BACKEND_SERVICES = "backend_services", "Payer-to-payer match (SMART Backend Services)"
 
 
+class OptInMethod(models.TextChoices):
+    """How the new payer obtained the member's opt-in (its attestation, CMS-0057-F)."""
+
+    ENROLLMENT_FORM = "enrollment_form", "On the enrollment form"
+    PHONE = "phone", "By phone"
+    PORTAL = "portal", "In the payer's member portal"
+    PAPER = "paper", "On paper"
+    IN_PERSON = "in_person", "In person"
+
+
+class OptInRecord(TenantOwned):
+    """The record of one opt-in the new payer attests: when and how it was obtained.
+
+    CMS-0057-F asks the request to include "an attestation of enrollment and opt-in", and
+    the member's opt-in and opt-out to be recorded with the member-education text given at
+    or before it (42 CFR 422.121(b)). One opt-in covers every previous and concurrent payer
+    named with it: its requests point here.
+    """
+
+    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    obtained_at = models.DateTimeField()
+    method = models.CharField(max_length=20, choices=OptInMethod.choices)
+    # The version of the member-education text the member was shown, as the payer names it;
+    # a later step ties it to the text the plan administrator publishes.
+    education_text_version = models.CharField(max_length=100, blank=True)
+    policy = models.CharField(max_length=10, choices=ConsentPolicy.choices)
+    new_coverage_start = models.DateField()
+    # Who attested it: the payer system's client id (the audit event's actor label).
+    attested_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["payer", "-created_at"], name="optin_payer_created")]
+
+    def __str__(self) -> str:
+        return f"Opt-in {self.pk}"
+
+
 class ExchangeRequest(TenantOwned):
     """One member's request for their records held by one former (or concurrent) payer."""
 
     member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     former_payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+")
     consent = models.ForeignKey(Consent, on_delete=models.PROTECT, related_name="exchange_requests")
+    # The opt-in a payer system posted, when the request came from one (exchange/enrollment.py).
+    opt_in_record = models.ForeignKey(
+        OptInRecord,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="exchange_requests",
+    )
     authorization_mode = models.CharField(max_length=20, choices=AuthorizationMode.choices)
     status = models.CharField(
         max_length=30, choices=ExchangeStatus.choices, default=ExchangeStatus.CONSENTED

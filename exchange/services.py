@@ -245,12 +245,18 @@ def exchange_request_deny(
 
 
 def exchange_request_withdraw(
-    *, member: User, exchange_request: ExchangeRequest, client_address: str | None = None
+    *,
+    exchange_request: ExchangeRequest,
+    actor: User | None,
+    actor_label: str = "",
+    client_address: str | None = None,
 ) -> None:
     """Withdraw the member's consent: the Consent becomes inactive and its requests end.
 
-    Running work sees the state change at its next step and stops (exchange/pipeline.py);
-    former payers subscribed to the Consent are notified (exchange/consents/outbox.py).
+    ``actor`` is the member withdrawing in the portal; a payer system relaying the member's
+    withdrawal (exchange/enrollment.py) acts as ``actor_label`` instead. Running work sees
+    the state change at its next step and stops (exchange/pipeline.py); former payers
+    subscribed to the Consent are notified (exchange/consents/outbox.py).
     """
     consent = exchange_request.consent
     with transaction.atomic():
@@ -266,7 +272,8 @@ def exchange_request_withdraw(
                 from_status=sibling.status,
                 to_status=ExchangeStatus.REVOKED,
                 message="You withdrew your consent. Nothing more will be fetched.",
-                actor=member,
+                actor=actor,
+                actor_label=actor_label,
                 action="exchange_request.revoke",
                 client_address=client_address,
                 reason_code="consent_withdrawn",
@@ -275,8 +282,9 @@ def exchange_request_withdraw(
         audit_record(
             action="consent.withdraw",
             obj=consent,
-            payer=exchange_request.payer,
-            actor=member,
+            payer=exchange_request.payer_id,
+            actor=actor,
+            actor_label=actor_label,
             client_address=client_address,
         )
 

@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "mozilla_django_oidc",
     "django_htmx",
@@ -100,6 +102,7 @@ INSTALLED_APPS = [
     "plan_admin",
     "exchange",
     "exchange.repository",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +213,31 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The payer-system API's OpenAPI document (api/); Swagger UI's files come from the sidecar
+# package, so the interactive page works without reaching a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Payer-to-payer hub: payer-system API",
+    "DESCRIPTION": (
+        "For payers' enrollment systems: post members' opt-ins (CMS-0057-F payer-to-payer "
+        "exchange), withdraw them, and follow each request to its delivery. Errors are RFC 9457 "
+        "problem documents naming each bad field; every POST takes an Idempotency-Key."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES"},
+    # The deploy check would build a schema of every DRF view of the root URLconf, the plan
+    # administrators' API included, which is not published; the published one (api.urls)
+    # is validated, warnings failing, by tests/api/test_schema.py.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # --- Celery (STYLE.md #5): durable by default, one queue per kind of work ---

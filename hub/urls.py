@@ -23,4 +23,5 @@ urlpatterns = [
     path("p/<slug:payer_slug>/api/", include(plan_admin_api.urls)),
     path("p/<slug:payer_slug>/admin/repository/", include("exchange.repository.urls")),
     path("p/<slug:payer_slug>/admin/", include("plan_admin.urls")),
+    path("", include("api.urls")),
 ]

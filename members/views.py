@@ -268,7 +268,7 @@ def request_withdraw(request: HttpRequest, payer: Payer, request_id: int) -> Htt
         messages.info(request, "This consent has already ended; there is nothing to withdraw.")
         return HttpResponseRedirect(_detail_url(payer, exchange_request.pk))
     exchange_request_withdraw(
-        member=_member(request),
+        actor=_member(request),
         exchange_request=exchange_request,
         client_address=client_address(request),
     )

@@ -7,6 +7,7 @@ from typing import Any
 import factory
 from django.utils import timezone
 
+from api.models import IdempotencyKey
 from exchange.consents.services import consent_publish
 from exchange.models import (
     AuthorizationMode,
@@ -24,6 +25,8 @@ from exchange.models import (
     ExchangeRequest,
     HolderRegistration,
     MemberLaunch,
+    OptInMethod,
+    OptInRecord,
     RegistrationMethod,
 )
 from exchange.repository.models import RepositoryFile, RepositoryKey
@@ -103,6 +106,30 @@ class ExchangeRequestFactory(factory.django.DjangoModelFactory[ExchangeRequest])
     card_member_id = "CARD-0001"
     coverage_start = date(2021, 1, 1)
     coverage_end = date(2025, 12, 31)
+
+
+class OptInRecordFactory(factory.django.DjangoModelFactory[OptInRecord]):
+    class Meta:
+        model = OptInRecord
+
+    member = factory.SubFactory(UserFactory)
+    payer = factory.SelfAttribute("member.payer")
+    obtained_at = factory.LazyFunction(timezone.now)
+    method = OptInMethod.ENROLLMENT_FORM
+    policy = ConsentPolicy.SENSITIVE
+    new_coverage_start = date(2026, 1, 1)
+    attested_by = "system:north"
+
+
+class IdempotencyKeyFactory(factory.django.DjangoModelFactory[IdempotencyKey]):
+    class Meta:
+        model = IdempotencyKey
+
+    payer = factory.SubFactory(PayerFactory)
+    key = factory.Sequence(lambda n: f"key-{n}")
+    fingerprint = "0" * 64
+    response_status = 201
+    response_body = factory.LazyFunction(dict)
 
 
 class CohortFactory(factory.django.DjangoModelFactory[Cohort]):

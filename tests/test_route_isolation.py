@@ -31,6 +31,7 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
     MatchOutcome,
+    OptInRecord,
 )
 from exchange.repository.models import RepositoryKey
 from hub.audit import audit_record
@@ -48,9 +49,11 @@ from tests.factories import (
     ExchangeRequestFactory,
     FhirEndpointFactory,
     HolderRegistrationFactory,
+    IdempotencyKeyFactory,
     IdentityProviderFactory,
     MemberLaunchFactory,
     OnboardingRequestFactory,
+    OptInRecordFactory,
     RepositoryFileFactory,
     RepositoryKeyFactory,
     SftpDestinationFactory,
@@ -67,6 +70,8 @@ PUBLIC_ROUTES = {
     "members:sign-out": "ends the caller's own session, then shows the signed-out page",
     "members:signed-out": "the page after signing out",
     "consent-endpoint-metadata": "a FHIR CapabilityStatement is open (FHIR R4 §2.15)",
+    "api:schema": "the payer-system API's OpenAPI document describes it, no payer's data",
+    "api:docs": "the page that shows the OpenAPI document",
 }
 # Django's own sign-in and password pages (``accounts/``), for the hub's operators.
 PUBLIC_VIEW_MODULES = {"django.contrib.auth.views"}
@@ -180,6 +185,8 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         subscription,
         ConsentNotificationFactory(subscription=subscription, last_error="northwind hook"),
         MemberLaunchFactory(exchange_request=request),
+        OptInRecordFactory(member=north.member, education_text_version="northwind-2026-01"),
+        IdempotencyKeyFactory(payer=north.payer, response_body={"note": "northwind opt-in"}),
         cohort,
         BulkJobFactory(
             cohort=cohort, sequence=1, state="failed", reason_message="northwind holder said no"
@@ -219,6 +226,7 @@ PARAM_KINDS = {
     "key_id": RepositoryKey,
     "cohort_id": Cohort,
     "job_id": BulkJob,
+    "opt_in_id": OptInRecord,
 }
 
 

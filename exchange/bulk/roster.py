@@ -66,6 +66,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from exchange.consents.resource import POLICY_URI
+from exchange.enrollment import MemberOptIn
 from exchange.member_match import ADMINISTRATIVE_GENDERS
 from exchange.models import ConsentPolicy
 from hub.models import Payer, PayerStatus
@@ -145,28 +146,11 @@ _DATE_TIME = re.compile(
 
 
 @dataclass(frozen=True)
-class RosterMember:
+class RosterMember(MemberOptIn):
     """One member of a roster, checked: what a Consent and an ExchangeRequest are made of."""
 
     # The CSV line (the header is line 1), or the MemberBundle's number from 1.
     line: int
-    # The member's id at the new payer (User.plan_member_id, CoverageToLink).
-    member_id: str
-    family: str
-    given: tuple[str, ...]
-    birth_date: date
-    gender: str
-    # Participating, and not the new payer itself.
-    former_payer: Payer
-    # The member id printed on the former plan's card (CoverageToMatch).
-    former_member_id: str
-    former_coverage_start: date
-    # None while the member is still covered there (concurrent coverage).
-    former_coverage_end: date | None
-    # The start of the coverage at the new payer: it starts the rule's clock (CMS-0057-F).
-    new_coverage_start: date
-    policy: ConsentPolicy
-    opted_in_at: datetime
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,39 @@
 """Make cohorts of a roster, cancel them, retry a chunk (STYLE.md #1: services write).
 
-Each roster member gets what a member's own request gets (exchange/services.py
-``exchange_request_create``): a Consent published as HRex, an ExchangeRequest with the
-rule's clock, a timeline event and an audit event; the cohort ties them to one former
-payer. Written with bulk inserts, so a roster of thousands takes seconds.
+Each roster member gets what an opt-in a payer system posts gets (exchange/enrollment.py):
+a Consent published as HRex, an ExchangeRequest with the rule's clock, a timeline event and
+an audit event; the cohort ties them to one former payer. Written with bulk inserts, so a
+roster of thousands takes seconds.
 """
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
 from functools import partial
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.dateformat import format as date_format
 
 from exchange.bulk.jobs import ACTIVE_JOB_STATES
 from exchange.bulk.roster import Roster, RosterMember
 from exchange.bulk.tasks import bulk_job_forget, bulk_job_run, cohort_advance
-from exchange.consents.services import ConsentGiven, consents_create
+from exchange.enrollment import enrollment_requests_create, members_find_or_create
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import (
-    AuthorizationMode,
     BulkJob,
     BulkJobKind,
     BulkJobState,
     Cohort,
     CohortMember,
     CohortStatus,
-    ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
 )
 from exchange.payloads.storage import PayloadStorage
 from exchange.retrieval import records_retrieval_reset
 from exchange.state_machine import IN_PROGRESS, Move, exchange_requests_transition
-from hub.audit import audit_record, audit_record_many
-from hub.models import FhirEndpoint, Payer, PayerStatus, Role, User
+from hub.audit import audit_record
+from hub.models import FhirEndpoint, Payer, PayerStatus, User
 from hub.tenancy import get_for_payer_or_404
 
 # Rows per INSERT (and per UPDATE of users) when a cohort's rows are written.
@@ -97,10 +91,9 @@ def cohorts_create(
         raise CohortRefused(f"The cohort name {longest!r} is too long; give a shorter name.")
 
     now = timezone.now()
-    today = timezone.localdate(now)
     cohorts = []
     with transaction.atomic():
-        users, created_ids = _members_find_or_create(payer=new_payer, members=roster.members)
+        users, created_ids = members_find_or_create(payer=new_payer, opt_ins=roster.members)
         for group in groups:
             cohort = Cohort.objects.create(
                 payer=new_payer,
@@ -119,8 +112,6 @@ def cohorts_create(
                 users=users,
                 created_by=created_by,
                 client_address=client_address,
-                now=now,
-                today=today,
             )
             audit_record(
                 action="cohort.create",
@@ -191,74 +182,6 @@ def _lines_named(members: list[RosterMember]) -> str:
     return f"lines {', '.join(lines[:-1])} and {lines[-1]}"
 
 
-def _members_find_or_create(
-    *, payer: Payer, members: list[RosterMember]
-) -> tuple[dict[str, User], set[int]]:
-    """Return the member User of each roster member id at ``payer`` (found by its member id,
-    else created to be claimed at the member's first sign-in, members/sign_in.py), and the
-    ids of those created. Demographics are the roster's."""
-    people = {member.member_id: member for member in members}
-    users: dict[str, User] = {}
-    # A member who has signed in is preferred to one only a roster made.
-    for user in sorted(
-        User.objects.filter(payer=payer, role=Role.MEMBER, plan_member_id__in=list(people)),
-        key=lambda user: (user.oidc_subject == "", user.pk),
-    ):
-        users.setdefault(user.plan_member_id, user)
-    for member_id, user in users.items():
-        _demographics_set(user, people[member_id])
-    User.objects.bulk_update(
-        users.values(),
-        ["first_name", "last_name", "birth_date", "gender"],
-        batch_size=_BATCH_SIZE,
-    )
-    new_ids = [member_id for member_id in people if member_id not in users]
-    usernames = _usernames_free(payer=payer, member_ids=new_ids)
-    created = []
-    for member_id in new_ids:
-        user = User(
-            username=usernames[member_id],
-            payer=payer,
-            role=Role.MEMBER,
-            plan_member_id=member_id,
-            oidc_subject="",
-        )
-        user.set_unusable_password()
-        _demographics_set(user, people[member_id])
-        created.append(user)
-    User.objects.bulk_create(created, batch_size=_BATCH_SIZE)
-    users |= {user.plan_member_id: user for user in created}
-    return users, {user.pk for user in created}
-
-
-def _demographics_set(user: User, member: RosterMember) -> None:
-    user.first_name = " ".join(member.given)
-    user.last_name = member.family
-    user.birth_date = member.birth_date
-    user.gender = member.gender
-
-
-def _usernames_free(*, payer: Payer, member_ids: list[str]) -> dict[str, str]:
-    """Return a username per member id: ``<slug>-roster-<digest>``, numbered on in the rare
-    case a person whose member id has changed since holds it already."""
-    wanted = {
-        member_id: f"{payer.slug}-roster-{hashlib.sha256(member_id.encode()).hexdigest()[:16]}"
-        for member_id in member_ids
-    }
-    taken = set(
-        User.objects.filter(username__in=list(wanted.values())).values_list("username", flat=True)
-    )
-    for member_id, username in wanted.items():
-        candidate, number = username, 2
-        while candidate in taken or (
-            candidate != username and User.objects.filter(username=candidate).exists()
-        ):
-            candidate, number = f"{username}-{number}", number + 1
-        taken.add(candidate)
-        wanted[member_id] = candidate
-    return wanted
-
-
 def _cohort_members_create(
     *,
     cohort: Cohort,
@@ -266,127 +189,26 @@ def _cohort_members_create(
     users: dict[str, User],
     created_by: User | None,
     client_address: str | None,
-    now: datetime,
-    today: date,
 ) -> None:
-    """Write each member's consent, request, timeline event, audit event and cohort row."""
-    payer, former_payer = cohort.payer, cohort.former_payer
-    concurrent = [_is_concurrent(member, today) for member in members]
-    consents = consents_create(
-        new_payer=payer,
-        given=[
-            ConsentGiven(
-                member=users[member.member_id],
-                former_payer=former_payer,
-                policy=member.policy,
-                period_start=today,
-                period_end=_consent_period_end(member, today=today, concurrent=is_concurrent),
-                opted_in_at=member.opted_in_at,
-            )
-            for member, is_concurrent in zip(members, concurrent, strict=True)
-        ],
-    )
-    requests = ExchangeRequest.objects.bulk_create(
-        [
-            ExchangeRequest(
-                payer=payer,
-                member=users[member.member_id],
-                former_payer=former_payer,
-                consent=consent,
-                authorization_mode=AuthorizationMode.BACKEND_SERVICES,
-                status=ExchangeStatus.CONSENTED,
-                status_changed_at=now,
-                opted_in_at=member.opted_in_at,
-                due_by=_due_by(member),
-                card_member_id=member.former_member_id,
-                coverage_start=member.former_coverage_start,
-                coverage_end=member.former_coverage_end,
-                is_concurrent=is_concurrent,
-            )
-            for member, consent, is_concurrent in zip(members, consents, concurrent, strict=True)
-        ],
-        batch_size=_BATCH_SIZE,
-    )
-    others = len(members) - 1
-    ExchangeEvent.objects.bulk_create(
-        [
-            ExchangeEvent(
-                payer=payer,
-                exchange_request=exchange_request,
-                status=ExchangeStatus.CONSENTED,
-                message=_asked_message(former_payer, others, member.opted_in_at),
-            )
-            for member, exchange_request in zip(members, requests, strict=True)
-        ],
-        batch_size=_BATCH_SIZE,
+    """Write each member's consent, request, timeline event and audit event
+    (exchange/enrollment.py), and its cohort row."""
+    requests = enrollment_requests_create(
+        new_payer=cohort.payer,
+        opt_ins=members,
+        users=users,
+        audit_details=[{"cohort": cohort.pk, "line": member.line} for member in members],
+        actor=created_by,
+        client_address=client_address,
+        asked_with=len(members) - 1,
     )
     CohortMember.objects.bulk_create(
         [
-            CohortMember(payer=payer, cohort=cohort, exchange_request=exchange_request, line=m.line)
+            CohortMember(
+                payer=cohort.payer, cohort=cohort, exchange_request=exchange_request, line=m.line
+            )
             for m, exchange_request in zip(members, requests, strict=True)
         ],
         batch_size=_BATCH_SIZE,
-    )
-    audit_record_many(
-        action="exchange_request.create",
-        changes_by_object=[
-            (
-                exchange_request,
-                {
-                    "former_payer": former_payer.slug,
-                    "policy": member.policy,
-                    "cohort": cohort.pk,
-                    "line": member.line,
-                },
-            )
-            for member, exchange_request in zip(members, requests, strict=True)
-        ],
-        payer=payer,
-        actor=created_by,
-        client_address=client_address,
-    )
-
-
-def _is_concurrent(member: RosterMember, today: date) -> bool:
-    end = member.former_coverage_end
-    return end is None or end >= today
-
-
-def _consent_period_end(member: RosterMember, *, today: date, concurrent: bool) -> date:
-    """Return the last day of a roster member's consent.
-
-    PDex STU 2.2 §pdex-208 suggests a consent period of 90 days after the new plan starts
-    for a new enrollee, or up to the end of coverage for concurrent coverage. The roster
-    does not say when concurrent coverage ends, so it gets a year (as a member's own
-    request does, exchange/services.py), within which the rule's quarterly re-requests fall
-    (CMS-0057-F). A new enrollee's 90 days are counted from the new coverage's start, but
-    last at least 30 days from today, so a roster uploaded late still leaves the former
-    payer time to answer.
-    """
-    if concurrent:
-        return today + timedelta(days=365)
-    return max(member.new_coverage_start + timedelta(days=90), today + timedelta(days=30))
-
-
-def _due_by(member: RosterMember) -> datetime:
-    """Return when the rule wants the request made: one week after the later of the start of
-    coverage and the opt-in (CMS-0057-F, 42 CFR 422.121(b)). The coverage starts at the
-    beginning of its first day in the hub's time zone."""
-    coverage_starts = datetime.combine(
-        member.new_coverage_start, time.min, tzinfo=timezone.get_current_timezone()
-    )
-    return max(member.opted_in_at, coverage_starts) + timedelta(days=settings.EXCHANGE_DUE_DAYS)
-
-
-def _asked_message(former_payer: Payer, others: int, opted_in_at: datetime) -> str:
-    """Return the member's timeline line: who is asked, with how many others, agreed when."""
-    agreed = date_format(opted_in_at.date(), "F j, Y")
-    if others == 0:
-        return f"Your plan asked {former_payer.name} for your records, as you agreed on {agreed}."
-    members = "member" if others == 1 else "members"
-    return (
-        f"Your plan asked {former_payer.name} for your records with {others:,} other "
-        f"{members}, as you agreed on {agreed}."
     )
 
 

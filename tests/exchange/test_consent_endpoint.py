@@ -223,7 +223,7 @@ def test_withdrawal_is_notified_to_the_subscriber_with_retries(
 
         receiver.post_statuses = [503]
         with django_capture_on_commit_callbacks() as callbacks:
-            exchange_request_withdraw(member=north.member, exchange_request=exchange_request)
+            exchange_request_withdraw(exchange_request=exchange_request, actor=north.member)
         # The notification is owed in the withdrawal's own transaction (an outbox row); its
         # sending is the one after-commit task, not run here: this test delivers by hand to
         # see each attempt.
@@ -291,7 +291,7 @@ def test_a_subscription_the_subscriber_ended_is_not_notified_nor_revived(
             south_key, _subscription(exchange_request.consent_id, f"{receiver.base}/hook")
         )
         with django_capture_on_commit_callbacks() as callbacks:
-            exchange_request_withdraw(member=north.member, exchange_request=exchange_request)
+            exchange_request_withdraw(exchange_request=exchange_request, actor=north.member)
         assert len(callbacks) == 1  # the sending, not run: it is done by hand below
         notification = ConsentNotification.objects.for_payer(north.payer).get()
         # The subscriber ends its subscription before the notification goes out.

@@ -75,7 +75,7 @@ def test_a_withdrawal_during_a_step_transition_still_revokes_the_request(
 
     def member_withdraws() -> None:
         exchange_request_withdraw(
-            member=north.member,
+            actor=north.member,
             exchange_request=ExchangeRequest.objects.for_payer(north.payer).get(
                 pk=exchange_request.pk
             ),

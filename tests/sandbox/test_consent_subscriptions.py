@@ -148,7 +148,7 @@ def test_a_withdrawn_consent_is_notified_and_disclosure_stops(
 
     # The member withdraws at the hub; a real worker delivers the notification.
     with running_worker(HUB_PUBLIC_URL=hub):
-        exchange_request_withdraw(member=north.member, exchange_request=exchange_request)
+        exchange_request_withdraw(exchange_request=exchange_request, actor=north.member)
         wait_for(
             lambda: (
                 ConsentNotification.objects.for_payer(north.payer)

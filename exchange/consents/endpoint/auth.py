@@ -1,4 +1,5 @@
-"""SMART Backend Services at the hub: former payers' systems get tokens to call the Consent endpoint.
+"""SMART Backend Services at the hub: payers' systems get tokens to call the Consent endpoint
+(former payers) and the payer-system API under ``/api/v1/`` (new payers' enrollment systems).
 
 A payer's client id is its slug. Its systems sign the client assertion with a key published
 at the JWKS URL its administrators registered (``Payer.client_jwks_url``); the hub fetches
@@ -27,12 +28,22 @@ from hub.signing_keys import CLIENT_ASSERTION_TYPE
 # Backend Services: the assertion's exp SHALL be no more than five minutes in the future.
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
 ACCESS_TOKEN_SECONDS = 300
+# The payer-system API's scopes, one per capability, and what each allows (the API's
+# OpenAPI document shows them). The hub's own names: SMART's ``system/<Resource>.<perm>``
+# scopes are for FHIR resources, which these endpoints are not.
+PAYER_API_SCOPES = {
+    "hub/opt-ins.write": "Post members' opt-ins and withdraw them (opt-outs).",
+    "hub/opt-ins.read": "Read the payer's opt-ins and the requests each opened.",
+    "hub/requests.read": "List the payer's requests and read each one's state and timeline.",
+    "hub/deliveries.read": "Read a request's deliveries and their files' sizes and checksums.",
+}
 GRANTABLE_SCOPES = frozenset(
     {
         "system/Consent.read",
         "system/Consent.rs",
         "system/Subscription.cruds",
         "system/Subscription.write",
+        *PAYER_API_SCOPES,
     }
 )
 _TOKEN_SALT = "hub.consent-endpoint.access-token"  # noqa: S105 - a namespace, not a secret

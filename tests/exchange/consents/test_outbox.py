@@ -66,7 +66,7 @@ def test_a_withdrawal_rolled_back_owes_nothing(
         pytest.raises(AfterTheWithdrawal),
         transaction.atomic(),
     ):
-        exchange_request_withdraw(member=north.member, exchange_request=subscribed_request)
+        exchange_request_withdraw(exchange_request=subscribed_request, actor=north.member)
         assert ConsentNotification.objects.for_payer(north.payer).count() == 1
         raise AfterTheWithdrawal
 
@@ -84,7 +84,7 @@ def test_a_notification_no_task_took_is_sent_by_the_sweep(
 ) -> None:
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     broker.flushdb()
-    exchange_request_withdraw(member=north.member, exchange_request=subscribed_request)
+    exchange_request_withdraw(exchange_request=subscribed_request, actor=north.member)
     # The withdrawal committed and handed its task to the broker, which then lost it (Redis
     # restarted without persistence, as it runs here), before any worker took it.
     assert broker.llen("deliver") == 1
@@ -119,7 +119,7 @@ def test_the_sweep_leaves_subscriptions_in_error_or_ended(
     subscribed_request: ExchangeRequest, north: Tenant, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False):
-        exchange_request_withdraw(member=north.member, exchange_request=subscribed_request)
+        exchange_request_withdraw(exchange_request=subscribed_request, actor=north.member)
     ConsentNotification.objects.for_payer(north.payer).update(
         next_attempt_at=timezone.now() - SWEEP_GRACE - timedelta(seconds=1)
     )

@@ -1,0 +1,363 @@
+"""What the payer-system API takes and gives (parsing only; the services decide)."""
+
+import re
+from datetime import datetime
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field, inline_serializer
+from rest_framework import serializers
+
+from api.selectors import payer_by_reference
+from exchange.bulk.roster import CONSENT_CHOICES
+from exchange.enrollment import Enrollee, OptInAttestation, OtherCoverage
+from exchange.member_match import ADMINISTRATIVE_GENDERS
+from exchange.models import (
+    ConsentPolicy,
+    ExchangeEvent,
+    ExchangeRequest,
+    ExchangeStatus,
+    OptInMethod,
+    OptInRecord,
+)
+from hub.models import Payer
+
+# The consent choices as the API names them (hub/settings.py names their OpenAPI enum).
+CONSENT_CHOICE_NAMES = list(CONSENT_CHOICES)
+_CONSENT_CHOICE_OF_POLICY = {policy: choice for choice, policy in CONSENT_CHOICES.items()}
+# Other payers one opt-in may name, of each kind: a member's last five years and today.
+MAX_OTHER_PAYERS = 20
+# ISO 8601 with its UTC offset: when the member opted in is a moment, not a wall-clock time.
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PayerReferenceField(serializers.Field[Payer, str, str, Any]):
+    """A payer named by its 10-digit NPI or its hub slug."""
+
+    default_error_messages = {"invalid": "Give the payer's 10-digit NPI or its hub slug."}
+
+    def to_internal_value(self, data: Any) -> Payer:
+        if not isinstance(data, str) or not data.strip() or len(data) > 100:
+            self.fail("invalid")
+        reference = data.strip()
+        payer = payer_by_reference(reference)
+        if payer is None:
+            kind = "NPI" if reference.isdigit() else "slug"
+            raise serializers.ValidationError(
+                f"No payer with the {kind} {reference!r} is known to the hub."
+            )
+        return payer
+
+    def to_representation(self, value: Payer) -> str:
+        return value.slug
+
+
+class OffsetDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 date-time that must carry its UTC offset."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if isinstance(value, str) and not _OFFSET.search(value.strip()):
+            raise serializers.ValidationError(
+                "Give the UTC offset, e.g. 2026-11-20T14:03:00-05:00 or 2026-11-20T19:03:00Z."
+            )
+        return super().to_internal_value(value)
+
+
+class MemberInSerializer(serializers.Serializer[Any]):
+    member_id = serializers.CharField(
+        max_length=100, help_text="The member's id at your plan (the member-id claim at sign-in)."
+    )
+    family_name = serializers.CharField(max_length=150)
+    given_names = serializers.ListField(
+        child=serializers.CharField(max_length=150), min_length=1, max_length=5
+    )
+    birth_date = serializers.DateField()
+    gender = serializers.ChoiceField(choices=ADMINISTRATIVE_GENDERS)
+
+
+class NewCoverageInSerializer(serializers.Serializer[Any]):
+    start = serializers.DateField(
+        help_text="First day of the coverage at your plan; it starts the rule's one-week clock."
+    )
+
+
+class OtherPayerInSerializer(serializers.Serializer[Any]):
+    payer = PayerReferenceField(help_text="The payer's 10-digit NPI or its hub slug.")
+    member_id = serializers.CharField(
+        max_length=100, help_text="The member id printed on the card of that plan."
+    )
+    coverage_start = serializers.DateField()
+    coverage_end = serializers.DateField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Last day of that coverage; null or absent while it goes on (concurrent).",
+    )
+
+
+class ConsentInSerializer(serializers.Serializer[Any]):
+    choice = serializers.ChoiceField(
+        choices=CONSENT_CHOICE_NAMES,
+        help_text="everything (sensitive data included: HRex #sensitive) or non_sensitive "
+        "(HRex #regular).",
+    )
+    ends_on = serializers.DateField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Last day of the consent, if the member set one; otherwise PDex §pdex-208's "
+        "suggestion (90 days after the new coverage starts, a year for concurrent coverage).",
+    )
+
+
+class AttestationInSerializer(serializers.Serializer[Any]):
+    obtained_at = OffsetDateTimeField(help_text="When the member opted in, with its UTC offset.")
+    method = serializers.ChoiceField(choices=OptInMethod.choices)
+    education_text_version = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The version of the member-education text shown at the opt-in, if any.",
+    )
+
+
+class OptInInSerializer(serializers.Serializer[Any]):
+    """An opt-in obtained at enrollment: the member, the other payers, the consent, the
+    attestation (CMS-0057-F, 42 CFR 422.121(b))."""
+
+    member = MemberInSerializer()
+    new_coverage = NewCoverageInSerializer()
+    previous_payers: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=OtherPayerInSerializer(), required=False, default=list, max_length=MAX_OTHER_PAYERS
+    )
+    concurrent_payers: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=OtherPayerInSerializer(), required=False, default=list, max_length=MAX_OTHER_PAYERS
+    )
+    consent = ConsentInSerializer()
+    attestation = AttestationInSerializer()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs["previous_payers"] and not attrs["concurrent_payers"]:
+            raise serializers.ValidationError(
+                {"previous_payers": ["Name at least one previous or concurrent payer."]}
+            )
+        return attrs
+
+    def opt_in_arguments(self) -> dict[str, Any]:
+        """Return the keyword arguments of exchange/enrollment.py ``opt_in_create``."""
+        data = self.validated_data
+        member = data["member"]
+        coverages = [
+            OtherCoverage(
+                where=f"{listed}[{index}]",
+                former_payer=other["payer"],
+                card_member_id=other["member_id"].strip(),
+                coverage_start=other["coverage_start"],
+                coverage_end=other["coverage_end"],
+                concurrent=listed == "concurrent_payers",
+            )
+            for listed in ("previous_payers", "concurrent_payers")
+            for index, other in enumerate(data[listed])
+        ]
+        attestation = data["attestation"]
+        return {
+            "enrollee": Enrollee(
+                member_id=member["member_id"].strip(),
+                family=member["family_name"].strip(),
+                given=tuple(name.strip() for name in member["given_names"]),
+                birth_date=member["birth_date"],
+                gender=member["gender"],
+                new_coverage_start=data["new_coverage"]["start"],
+            ),
+            "coverages": coverages,
+            "policy": CONSENT_CHOICES[data["consent"]["choice"]],
+            "consent_ends_on": data["consent"]["ends_on"],
+            "attestation": OptInAttestation(
+                obtained_at=attestation["obtained_at"],
+                method=OptInMethod(attestation["method"]),
+                education_text_version=attestation["education_text_version"].strip(),
+            ),
+        }
+
+
+# --- Answers ------------------------------------------------------------------------------
+
+
+def _absolute(context: dict[str, Any], name: str, **kwargs: Any) -> str:
+    return str(context["request"].build_absolute_uri(reverse(name, kwargs=kwargs)))
+
+
+class PayerOutSerializer(serializers.Serializer[Payer]):
+    slug = serializers.CharField()
+    npi = serializers.CharField()
+    name = serializers.CharField()
+
+
+class RequestSummarySerializer(serializers.ModelSerializer[ExchangeRequest]):
+    former_payer = PayerOutSerializer()
+    concurrent = serializers.BooleanField(source="is_concurrent")
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExchangeRequest
+        fields = ["id", "former_payer", "concurrent", "status", "due_by", "links"]
+
+    @extend_schema_field(
+        inline_serializer(
+            "RequestLinks",
+            fields={"self": serializers.URLField(), "deliveries": serializers.URLField()},
+        )
+    )
+    def get_links(self, obj: ExchangeRequest) -> dict[str, str]:
+        return {
+            "self": _absolute(self.context, "api:request-detail", request_id=obj.pk),
+            "deliveries": _absolute(self.context, "api:request-deliveries", request_id=obj.pk),
+        }
+
+
+class EventOutSerializer(serializers.ModelSerializer[ExchangeEvent]):
+    at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = ExchangeEvent
+        fields = ["at", "status", "message"]
+
+
+class ReasonOutSerializer(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RequestDetailSerializer(RequestSummarySerializer):
+    opt_in = serializers.IntegerField(source="opt_in_record_id", allow_null=True)
+    member_id = serializers.CharField(source="member.plan_member_id")
+    reason = serializers.SerializerMethodField()
+    events = EventOutSerializer(many=True, source="events.all")
+
+    class Meta(RequestSummarySerializer.Meta):
+        fields = [
+            *RequestSummarySerializer.Meta.fields,
+            "opt_in",
+            "member_id",
+            "status_changed_at",
+            "opted_in_at",
+            "created_at",
+            "coverage_start",
+            "coverage_end",
+            "reason",
+            "events",
+        ]
+
+    @extend_schema_field(ReasonOutSerializer(allow_null=True))
+    def get_reason(self, obj: ExchangeRequest) -> dict[str, str] | None:
+        """Why a request failed or ended, in words a person can act on."""
+        if not obj.reason_code:
+            return None
+        return {"code": obj.reason_code, "message": obj.reason_message}
+
+
+class FileOutSerializer(serializers.Serializer[Any]):
+    path = serializers.CharField(help_text="Where the file landed, on the SFTP destination.")
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+
+
+class DeliveryOutSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    mode = serializers.CharField()
+    remote_directory = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    files = FileOutSerializer(many=True)
+
+
+class AttestationOutSerializer(serializers.Serializer[OptInRecord]):
+    obtained_at = serializers.DateTimeField()
+    method = serializers.CharField()
+    education_text_version = serializers.CharField()
+    attested_by = serializers.CharField()
+
+
+class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
+    member_id = serializers.CharField(source="member.plan_member_id")
+    consent = serializers.SerializerMethodField()
+    attestation = AttestationOutSerializer(source="*")
+    requests = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OptInRecord
+        fields = [
+            "id",
+            "member_id",
+            "new_coverage_start",
+            "consent",
+            "attestation",
+            "created_at",
+            "withdrawn_at",
+            "requests",
+            "links",
+        ]
+
+    @extend_schema_field(serializers.ChoiceField(choices=CONSENT_CHOICE_NAMES))
+    def get_consent(self, obj: OptInRecord) -> str:
+        return _CONSENT_CHOICE_OF_POLICY[ConsentPolicy(obj.policy)]
+
+    @extend_schema_field(RequestSummarySerializer(many=True))
+    def get_requests(self, obj: OptInRecord) -> list[dict[str, Any]]:
+        """One request per previous or concurrent payer, opened by the payer-to-payer path."""
+        return list(
+            RequestSummarySerializer(
+                self.context["exchange_requests"], many=True, context=self.context
+            ).data
+        )
+
+    @extend_schema_field(
+        inline_serializer(
+            "OptInLinks",
+            fields={"self": serializers.URLField(), "withdraw": serializers.URLField()},
+        )
+    )
+    def get_links(self, obj: OptInRecord) -> dict[str, str]:
+        return {
+            "self": _absolute(self.context, "api:opt-in-detail", opt_in_id=obj.pk),
+            "withdraw": _absolute(self.context, "api:opt-in-withdraw", opt_in_id=obj.pk),
+        }
+
+
+class RequestFilterSerializer(serializers.Serializer[Any]):
+    """The filters of the request list (query parameters)."""
+
+    status = serializers.ChoiceField(choices=ExchangeStatus.choices, required=False)
+    former_payer = PayerReferenceField(
+        required=False, help_text="The former payer's 10-digit NPI or its hub slug."
+    )
+    member_id = serializers.CharField(
+        required=False, max_length=100, help_text="The member's id at your plan."
+    )
+    opt_in = serializers.IntegerField(required=False, min_value=1)
+
+
+class FieldErrorSerializer(serializers.Serializer[Any]):
+    field = serializers.CharField(
+        help_text="The path of the field in the body (a.b[0].c), or the header's name."
+    )
+    message = serializers.CharField()
+
+
+# An RFC 9457 problem document (api/problems.py). Declared by fields: a Serializer cannot
+# have a field named ``errors``.
+PROBLEM = inline_serializer(
+    "Problem",
+    fields={
+        "type": serializers.CharField(),
+        "title": serializers.CharField(),
+        "status": serializers.IntegerField(),
+        "detail": serializers.CharField(),
+        "errors": FieldErrorSerializer(many=True),
+    },
+)
