@@ -31,6 +31,10 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
     MatchOutcome,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+    WebhookSecret,
 )
 from exchange.repository.models import RepositoryKey
 from hub.audit import audit_record
@@ -55,6 +59,8 @@ from tests.factories import (
     RepositoryKeyFactory,
     SftpDestinationFactory,
     SigningKeyFactory,
+    WebhookAttemptFactory,
+    WebhookSecretFactory,
 )
 from tests.support.http_stub import HttpStub, http_stub
 
@@ -132,6 +138,10 @@ class NorthsData:
             ConsentSubscription.objects.for_payer(payer).values_list("status", flat=True).get(),
             AuditEvent.objects.for_payer(payer).count(),
             (payer.client_jwks_url, payer.delivery_mode),
+            WebhookEndpoint.objects.for_payer(payer).values_list("active", flat=True).get(),
+            WebhookMessage.objects.for_payer(payer)
+            .values_list("status", "scheduled_attempts")
+            .get(),
         )
 
 
@@ -201,6 +211,7 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         RepositoryFileFactory(payer=north.payer, path="south/1/northwind-bundle.json"),
         OnboardingRequestFactory(requested_by=north.member, organization_name="Northwind Co-op"),
         audit_record(action="northwind.checked", obj=request, payer=north.payer),
+        *_webhook_rows(north),
     ]
     # South signs in too, so its own pages answer as they do in production.
     IdentityProviderFactory(payer=south.payer, issuer=identity_provider)
@@ -211,6 +222,17 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
     return NorthsData(tenant=north, exchange_request=request, rows=by_kind)
 
 
+def _webhook_rows(north: Tenant) -> list[Model]:
+    """North's webhook endpoint, its secret, a message and its try, marked with MARKER."""
+    attempt: WebhookAttempt = WebhookAttemptFactory(
+        message__endpoint__payer=north.payer,
+        message__endpoint__url="https://hooks.northwind.example/in",
+        error="northwind endpoint refused",
+    )
+    secret: WebhookSecret = WebhookSecretFactory(endpoint=attempt.message.endpoint)
+    return [attempt.message.endpoint, secret, attempt.message, attempt]
+
+
 # Which North row a path parameter names, by the parameter's name.
 PARAM_KINDS = {
     "request_id": ExchangeRequest,
@@ -219,6 +241,8 @@ PARAM_KINDS = {
     "key_id": RepositoryKey,
     "cohort_id": Cohort,
     "job_id": BulkJob,
+    "endpoint_id": WebhookEndpoint,
+    "message_id": WebhookMessage,
 }
 
 

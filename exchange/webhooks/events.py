@@ -48,9 +48,11 @@ def webhook_messages_queue(
     at: datetime,
     data: Sequence[dict[str, Any]],
     endpoints: Sequence[WebhookEndpoint] | None = None,
+    enqueue: bool = True,
 ) -> list[WebhookMessage]:
     """Write one message per event in ``data`` for every active endpoint subscribed to
-    ``event_type`` (or for ``endpoints``, when given); send them once the caller commits."""
+    ``event_type`` (or for ``endpoints``, when given); send them once the caller commits,
+    unless ``enqueue`` is False: the caller tries them itself (the sweep covers it if not)."""
     if endpoints is None:
         endpoints = webhook_endpoints_subscribed(payer_id=payer_id, event_types={event_type})[
             event_type
@@ -69,7 +71,7 @@ def webhook_messages_queue(
             for endpoint in endpoints
         ]
     )
-    for message in messages:
+    for message in messages if enqueue else ():
         transaction.on_commit(
             partial(webhook_message_enqueue, message_id=message.pk, payer_id=payer_id),
             # A broker that is down must not undo the committed change: the sweep sends.
