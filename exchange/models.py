@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from hub.fields import EncryptedTextField
 from hub.models import Payer, TenantOwned
+from hub.validators import validate_payer_url
 
 
 class ConsentPolicy(models.TextChoices):
@@ -600,3 +601,109 @@ class CohortMember(TenantOwned):
 
     def __str__(self) -> str:
         return f"Cohort {self.cohort_id} line {self.line}"
+
+
+class WebhookEndpoint(TenantOwned):
+    """A URL of the payer's systems that receives signed webhooks (exchange/webhooks/).
+
+    ``event_types`` lists the event types it subscribed to (exchange/webhooks/events.py);
+    an inactive endpoint is sent nothing, and its messages still owed are given up.
+    """
+
+    url = models.CharField("URL", max_length=500, validators=[validate_payer_url])
+    description = models.CharField(max_length=200, blank=True)
+    event_types = models.JSONField(default=list)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Webhook endpoint {self.pk}"
+
+
+class WebhookSecret(TenantOwned):
+    """A signing secret of an endpoint, ``whsec_<base64>`` (Standard Webhooks §Signature scheme).
+
+    Encrypted at rest and shown only when created. A rotated secret keeps signing beside
+    its successor until ``expires_at``, so the receiver can switch without losing messages.
+    """
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="secrets")
+    secret = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    # None: the current secret; a time: signs until then, then never again.
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Webhook secret {self.pk}"
+
+
+class WebhookMessageStatus(models.TextChoices):
+    PENDING = "pending", "Sending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class WebhookMessage(TenantOwned):
+    """One event owed to one endpoint; its ``message_id`` is the ``webhook-id`` of every try.
+
+    An outbox row, written in the transaction of the change it reports and sent once that
+    commits (exchange/webhooks/tasks.py); ``next_attempt_at`` is when a try is next due.
+    """
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="messages")
+    message_id = models.CharField(max_length=40, unique=True)
+    event_type = models.CharField(max_length=60)
+    # The Standard Webhooks envelope: {"type", "timestamp", "data"}; ids, states and
+    # checksums only, never PHI.
+    payload = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(
+        max_length=10, choices=WebhookMessageStatus.choices, default=WebhookMessageStatus.PENDING
+    )
+    # Tries of the current schedule: a manual redelivery starts the schedule again.
+    scheduled_attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="webhook_message_owed",
+            ),
+            models.Index(fields=["payer", "-created_at"], name="webhook_message_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} ({self.event_type})"
+
+
+class WebhookAttempt(TenantOwned):
+    """One POST of a message: when, what the endpoint answered (or the error), how long it took."""
+
+    message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    attempted_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    succeeded = models.BooleanField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "number"], name="webhook_attempt_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of message {self.message_id}"

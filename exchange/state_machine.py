@@ -4,18 +4,21 @@ A transition is a conditional UPDATE on the state the caller expects, so two
 workers racing on one request — or a task Celery delivers twice — cannot both
 move it: the second finds zero rows and stops (STYLE.md #4). Each successful move
 writes, in the same transaction, its timeline event (what the member and the
-administrators read) and its audit event (who moved it, for the append-only log that
-HIPAA §164.312(b) asks for; STYLE.md #7).
+administrators read), its audit event (who moved it, for the append-only log that
+HIPAA §164.312(b) asks for; STYLE.md #7) and the webhook messages the payer's systems
+subscribed to (exchange/webhooks/), sent once the move commits.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
+from exchange.webhooks.events import request_moves_notify
 from hub.audit import audit_record_many
 from hub.models import Payer, User
 
@@ -167,6 +170,7 @@ def exchange_requests_transition(
             action=action,
             client_address=client_address,
             reason_code=reason_code,
+            at=now,
         )
     return still_there
 
@@ -182,8 +186,10 @@ def _record_moves(
     action: str,
     client_address: str | None,
     reason_code: str,
+    at: datetime,
 ) -> None:
-    """Write the timeline and audit events of moves that happened (in the caller's transaction)."""
+    """Write the timeline and audit events and owe the webhook messages of moves that
+    happened (in the caller's transaction)."""
     reason = {"reason": reason_code} if reason_code else {}
     ExchangeEvent.objects.bulk_create(
         [
@@ -211,4 +217,12 @@ def _record_moves(
         actor=actor,
         actor_label=actor_label,
         client_address=client_address,
+    )
+    request_moves_notify(
+        payer_id=payer_id,
+        moves=[(move.exchange_request_id, move.details) for move in moves],
+        from_status=from_status,
+        to_status=to_status,
+        reason_code=reason_code,
+        at=at,
     )

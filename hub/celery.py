@@ -17,7 +17,7 @@ app = Celery("hub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Task modules of packages that are not Django apps of their own.
-app.autodiscover_tasks(["exchange.consents", "exchange.bulk"])
+app.autodiscover_tasks(["exchange.consents", "exchange.bulk", "exchange.webhooks"])
 
 
 @task_prerun.connect

@@ -43,6 +43,9 @@ OUTBOUND_CONNECT_TIMEOUT_SECONDS = env_int("OUTBOUND_CONNECT_TIMEOUT_SECONDS", 1
 OUTBOUND_READ_TIMEOUT_SECONDS = env_int("OUTBOUND_READ_TIMEOUT_SECONDS", 60, minimum=1)
 OUTBOUND_MAX_RESPONSE_BYTES = env_int("OUTBOUND_MAX_RESPONSE_BYTES", 50 * 1024 * 1024, minimum=1024)
 OUTBOUND_MAX_REDIRECTS = env_int("OUTBOUND_MAX_REDIRECTS", 5)
+# A webhook endpoint must answer 2xx within this (Standard Webhooks recommends a short timeout:
+# the receiver queues the work and answers at once).
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 15, minimum=1)
 
 # --- Where payers reach the hub: redirect URIs, JWKS URLs and the Consent endpoint are built from it ---
 HUB_PUBLIC_URL = env_url(
@@ -319,6 +322,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * 60,
     },
     "resume-stuck-bulk-jobs": {"task": "exchange.bulk_jobs_resume_stuck", "schedule": 60},
+    "sweep-webhook-messages": {"task": "exchange.sweep_webhook_messages", "schedule": 60},
 }
 # A request whose work has not moved for this long is resumed by the reaper (or failed
 # after EXCHANGE_MAX_RESUMES resumptions).
@@ -345,4 +349,5 @@ CELERY_TASK_ROUTES = {
     "exchange.deliver": {"queue": "deliver"},
     "exchange.deliver_batch": {"queue": "deliver"},
     "exchange.notify_consent_subscriber": {"queue": "deliver"},
+    "exchange.webhook_send": {"queue": "deliver"},
 }

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from exchange.models import ExchangeStatus
+from exchange.webhooks.events import EVENT_TYPES
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,
@@ -22,7 +23,7 @@ from hub.models import (
     SftpDestination,
 )
 from hub.secret_inputs import SecretFieldsFormMixin
-from hub.validators import host_is_allow_listed
+from hub.validators import host_is_allow_listed, validate_payer_url
 from plan_admin.cohort_selectors import MEMBER_GROUPS, MemberFilters
 from plan_admin.selectors import REQUEST_SORTS, RequestFilters
 
@@ -268,3 +269,34 @@ class RosterUploadForm(forms.Form):
                 code="too_large",
             )
         return roster
+
+
+class WebhookEndpointForm(PublicDestinationFormMixin, forms.Form):
+    """A new webhook endpoint: where the payer's systems receive events, and which ones."""
+
+    url_fields = ("url",)
+
+    url = forms.CharField(
+        label="Endpoint URL",
+        max_length=500,
+        validators=[validate_payer_url],
+        help_text="An https:// URL of your systems; the hub POSTs signed JSON to it.",
+    )
+    description = forms.CharField(label="Description", max_length=200, required=False)
+    event_types = forms.MultipleChoiceField(
+        label="Events to send",
+        choices=list(EVENT_TYPES.items()),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one event to send."},
+    )
+
+
+class WebhookRotateForm(forms.Form):
+    """How long the secret being replaced keeps signing beside the new one."""
+
+    overlap_hours = forms.IntegerField(
+        label="Keep signing with the old secret for (hours)",
+        min_value=0,
+        max_value=168,
+        initial=24,
+    )

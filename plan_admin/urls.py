@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from plan_admin.views import cohorts, directory, integration, reports, requests
+from plan_admin.views import cohorts, directory, integration, reports, requests, webhooks
 
 app_name = "plan_admin"
 urlpatterns = [
@@ -11,6 +11,24 @@ urlpatterns = [
     path("settings/<slug:part>/test/", integration.settings_test, name="settings-test"),
     path("sftp-host-key/", integration.sftp_host_key_fetch, name="sftp-host-key"),
     path("signing-keys/rotate/", integration.signing_key_rotate_view, name="signing-key-rotate"),
+    path("webhooks/", webhooks.webhooks_page, name="webhooks"),
+    path("webhooks/new/", webhooks.webhook_endpoint_create, name="webhook-create"),
+    path(
+        "webhooks/<int:endpoint_id>/rotate/",
+        webhooks.webhook_secret_rotate,
+        name="webhook-rotate",
+    ),
+    path(
+        "webhooks/<int:endpoint_id>/deactivate/",
+        webhooks.webhook_endpoint_deactivate,
+        name="webhook-deactivate",
+    ),
+    path("webhooks/<int:endpoint_id>/test/", webhooks.webhook_test_send, name="webhook-test"),
+    path(
+        "webhooks/messages/<int:message_id>/redeliver/",
+        webhooks.webhook_message_redeliver,
+        name="webhook-redeliver",
+    ),
     path("directory/", directory.directory, name="directory"),
     path("directory/onboarding/", directory.onboarding_request_create, name="onboarding-create"),
     path("requests/", requests.request_list, name="request-list"),

@@ -28,8 +28,14 @@ from exchange.models import (
     OptInMethod,
     OptInRecord,
     RegistrationMethod,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+    WebhookSecret,
 )
 from exchange.repository.models import RepositoryFile, RepositoryKey
+from exchange.webhooks.events import REQUEST_STATUS_CHANGED, webhook_message_id
+from exchange.webhooks.signing import webhook_secret_generate
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,
@@ -325,3 +331,48 @@ class RepositoryFileFactory(factory.django.DjangoModelFactory[RepositoryFile]):
     size = 2
     sha256 = "0" * 64
     delivered_at = factory.LazyFunction(timezone.now)
+
+
+class WebhookEndpointFactory(factory.django.DjangoModelFactory[WebhookEndpoint]):
+    class Meta:
+        model = WebhookEndpoint
+
+    payer = factory.SubFactory(PayerFactory)
+    url = factory.Sequence(lambda n: f"https://hooks.example-payer.com/{n}")
+    event_types = factory.LazyFunction(lambda: [REQUEST_STATUS_CHANGED])
+
+
+class WebhookSecretFactory(factory.django.DjangoModelFactory[WebhookSecret]):
+    class Meta:
+        model = WebhookSecret
+
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    payer = factory.SelfAttribute("endpoint.payer")
+    secret = factory.LazyFunction(webhook_secret_generate)
+
+
+class WebhookMessageFactory(factory.django.DjangoModelFactory[WebhookMessage]):
+    class Meta:
+        model = WebhookMessage
+
+    endpoint = factory.SubFactory(WebhookEndpointFactory)
+    payer = factory.SelfAttribute("endpoint.payer")
+    message_id = factory.LazyFunction(webhook_message_id)
+    event_type = REQUEST_STATUS_CHANGED
+    payload = factory.LazyAttribute(
+        lambda o: {"type": o.event_type, "timestamp": "2026-01-01T00:00:00+00:00", "data": {}}
+    )
+
+
+class WebhookAttemptFactory(factory.django.DjangoModelFactory[WebhookAttempt]):
+    class Meta:
+        model = WebhookAttempt
+
+    message = factory.SubFactory(WebhookMessageFactory)
+    payer = factory.SelfAttribute("message.payer")
+    number = 1
+    attempted_at = factory.LazyFunction(timezone.now)
+    status_code = 500
+    error = "the endpoint answered HTTP 500"
+    duration_ms = 12
+    succeeded = False

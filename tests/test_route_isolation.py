@@ -32,6 +32,10 @@ from exchange.models import (
     ExchangeStatus,
     MatchOutcome,
     OptInRecord,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+    WebhookSecret,
 )
 from exchange.repository.models import RepositoryKey
 from hub.audit import audit_record
@@ -58,6 +62,8 @@ from tests.factories import (
     RepositoryKeyFactory,
     SftpDestinationFactory,
     SigningKeyFactory,
+    WebhookAttemptFactory,
+    WebhookSecretFactory,
 )
 from tests.support.http_stub import HttpStub, http_stub
 
@@ -137,6 +143,10 @@ class NorthsData:
             ConsentSubscription.objects.for_payer(payer).values_list("status", flat=True).get(),
             AuditEvent.objects.for_payer(payer).count(),
             (payer.client_jwks_url, payer.delivery_mode),
+            WebhookEndpoint.objects.for_payer(payer).values_list("active", flat=True).get(),
+            WebhookMessage.objects.for_payer(payer)
+            .values_list("status", "scheduled_attempts")
+            .get(),
         )
 
 
@@ -208,6 +218,7 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         RepositoryFileFactory(payer=north.payer, path="south/1/northwind-bundle.json"),
         OnboardingRequestFactory(requested_by=north.member, organization_name="Northwind Co-op"),
         audit_record(action="northwind.checked", obj=request, payer=north.payer),
+        *_webhook_rows(north),
     ]
     # South signs in too, so its own pages answer as they do in production.
     IdentityProviderFactory(payer=south.payer, issuer=identity_provider)
@@ -216,6 +227,17 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
     missing = sorted(m._meta.label for m in tenant_kinds - set(by_kind))
     assert not missing, f"give North a row of {missing} (tests/factories.py) to walk with"
     return NorthsData(tenant=north, exchange_request=request, rows=by_kind)
+
+
+def _webhook_rows(north: Tenant) -> list[Model]:
+    """North's webhook endpoint, its secret, a message and its try, marked with MARKER."""
+    attempt: WebhookAttempt = WebhookAttemptFactory(
+        message__endpoint__payer=north.payer,
+        message__endpoint__url="https://hooks.northwind.example/in",
+        error="northwind endpoint refused",
+    )
+    secret: WebhookSecret = WebhookSecretFactory(endpoint=attempt.message.endpoint)
+    return [attempt.message.endpoint, secret, attempt.message, attempt]
 
 
 # Which North row a path parameter names, by the parameter's name.
@@ -227,6 +249,8 @@ PARAM_KINDS = {
     "cohort_id": Cohort,
     "job_id": BulkJob,
     "opt_in_id": OptInRecord,
+    "endpoint_id": WebhookEndpoint,
+    "message_id": WebhookMessage,
 }
 
 

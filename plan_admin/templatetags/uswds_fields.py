@@ -14,10 +14,12 @@ register = template.Library()
 
 @register.filter
 def field_kind(field: forms.BoundField) -> str:
-    """Return "checkbox", "radio" or "input": how _field.html lays the field out."""
+    """Return "checkbox", "checkboxes", "radio" or "input": how _field.html lays the field out."""
     widget = field.field.widget
     if isinstance(widget, forms.CheckboxInput):
         return "checkbox"
+    if isinstance(widget, forms.CheckboxSelectMultiple):
+        return "checkboxes"
     if isinstance(widget, forms.RadioSelect):
         return "radio"
     return "input"
