@@ -157,6 +157,9 @@ class ExchangeRequest(TenantOwned):
     # CMS-0057-F: the request is due no later than one week after opt-in.
     opted_in_at = models.DateTimeField()
     due_by = models.DateTimeField()
+    # When the plan administrators were told the request is due soon / overdue (once each).
+    due_soon_alerted_at = models.DateTimeField(null=True, blank=True)
+    overdue_alerted_at = models.DateTimeField(null=True, blank=True)
     # What the member typed from the old card (HRex CoverageToMatch), and coverage dates.
     card_member_id = EncryptedTextField()
     coverage_start = models.DateField()

@@ -13,8 +13,10 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from exchange import pipeline
+from exchange.deadlines import deadlines_alert
 from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.payloads.retention import payloads_purge
 from exchange.payloads.storage import PayloadStorage
@@ -157,6 +159,13 @@ def exchange_payloads_purge() -> int:
     return payloads_purge(
         storage=PayloadStorage(), retention=timedelta(days=settings.PAYLOAD_RETENTION_DAYS)
     )
+
+
+@shared_task(name="exchange.deadlines_alert")
+def exchange_deadlines_alert() -> dict[str, int]:
+    """Tell plan administrators of requests due soon and overdue, once each (every 15 minutes
+    from beat; exchange/deadlines.py)."""
+    return deadlines_alert(now=timezone.now())
 
 
 @shared_task(name="exchange.resume_stuck")

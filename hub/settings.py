@@ -323,7 +323,20 @@ CELERY_BEAT_SCHEDULE = {
     },
     "resume-stuck-bulk-jobs": {"task": "exchange.bulk_jobs_resume_stuck", "schedule": 60},
     "sweep-webhook-messages": {"task": "exchange.sweep_webhook_messages", "schedule": 60},
+    "alert-request-deadlines": {"task": "exchange.deadlines_alert", "schedule": 15 * 60},
 }
+# CMS-0057-F gives a week: plan administrators are alerted this long before a request that
+# is not delivered is due, and again once it is overdue (exchange/deadlines.py).
+EXCHANGE_DUE_SOON_HOURS = env_int("EXCHANGE_DUE_SOON_HOURS", 48, minimum=1)
+# Mail to plan administrators (deadline alerts). The console backend writes to the worker's
+# log; set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST etc.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "payer-hub@localhost")
 # A request whose work has not moved for this long is resumed by the reaper (or failed
 # after EXCHANGE_MAX_RESUMES resumptions).
 EXCHANGE_STUCK_AFTER_SECONDS = env_int("EXCHANGE_STUCK_AFTER_SECONDS", 15 * 60, minimum=1)

@@ -35,6 +35,12 @@ demographics, no record content):
                     "sha256": "9f86d0…"}, ...],
          "delivered_at": "2026-12-02T05:15:27.123456+00:00"}
 
+``request.due_soon`` / ``request.overdue``
+    A request not yet delivered nears its due date (EXCHANGE_DUE_SOON_HOURS before it), or
+    passed it (exchange/deadlines.py; once each)::
+
+        {"request_id": 42, "status": "retrieving", "due_by": "2026-12-09T14:03:00+00:00"}
+
 ``webhook.test``
     Sent only by the portal's *Send test event*::
 

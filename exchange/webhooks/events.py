@@ -21,6 +21,8 @@ from exchange.webhooks.tasks import webhook_message_enqueue
 
 REQUEST_STATUS_CHANGED = "request.status_changed"
 DELIVERY_READY = "delivery.ready"
+REQUEST_DUE_SOON = "request.due_soon"
+REQUEST_OVERDUE = "request.overdue"
 WEBHOOK_TEST = "webhook.test"
 
 # What an endpoint may subscribe to, as the portal describes it. webhook.test is sent only
@@ -28,6 +30,8 @@ WEBHOOK_TEST = "webhook.test"
 EVENT_TYPES = {
     REQUEST_STATUS_CHANGED: "A request of one of your members changed status",
     DELIVERY_READY: "A request's files were delivered and are ready to collect",
+    REQUEST_DUE_SOON: "A request not yet delivered nears its due date (the rule's week)",
+    REQUEST_OVERDUE: "A request passed its due date without being delivered",
 }
 
 
