@@ -33,6 +33,7 @@ from exchange.models import (
     OptInMethod,
     OptInRecord,
 )
+from exchange.schedules import pull_schedules_open
 from exchange.services import exchange_request_withdraw
 from exchange.state_machine import ENDED
 from exchange.tasks import exchange_request_advance
@@ -226,6 +227,7 @@ def enrollment_requests_create(
         actor_label=actor_label,
         client_address=client_address,
     )
+    pull_schedules_open(requests=requests)
     return requests
 
 

@@ -176,6 +176,17 @@ class ExchangeRequest(TenantOwned):
     # the single-request steps and their reaper leave it alone until the job hands it over.
     awaits_bulk_job = models.BooleanField(default=False)
     screened_out_counts = models.JSONField(default=dict, blank=True)
+    # A recurring pull (exchange/schedules.py): the schedule it belongs to and its run (0 for
+    # the request that opened the schedule), unique together so no run is made twice.
+    schedule = models.ForeignKey(
+        "PullSchedule", on_delete=models.PROTECT, null=True, blank=True, related_name="pulls"
+    )
+    schedule_run = models.PositiveIntegerField(null=True, blank=True)
+    # The window of the records asked for: changed since ``records_since`` (``_since``, the
+    # hub's watermark; None for the whole record) up to ``records_as_of`` (when retrieval
+    # began, or the bulk export's transactionTime). PDex STU 2.2 §pdex-180.
+    records_since = models.DateTimeField(null=True, blank=True)
+    records_as_of = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -192,7 +203,12 @@ class ExchangeRequest(TenantOwned):
         constraints = [
             models.CheckConstraint(
                 condition=Q(due_by__gt=models.F("opted_in_at")), name="exchange_due_after_optin"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["schedule", "schedule_run"],
+                condition=Q(schedule__isnull=False),
+                name="exchange_schedule_run_once",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -710,3 +726,70 @@ class WebhookAttempt(TenantOwned):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of message {self.message_id}"
+
+
+class PullKind(models.TextChoices):
+    """Why a member's records are pulled again (CMS-0057-F, 42 CFR 422.121(b))."""
+
+    # Concurrent coverage: "at least quarterly" while both coverages last.
+    REFRESH = "refresh", "Concurrent coverage, at least quarterly"
+    # Previous coverage that ended lately: claims still arrive after it ends.
+    RUN_OFF = "run_off", "Run-off after coverage ended"
+
+
+class PullScheduleEnd(models.TextChoices):
+    RUN_OFF_DONE = "run_off_done", "The run-off pull was made"
+    CONSENT_WITHDRAWN = "consent_withdrawn", "The member withdrew the consent"
+    CONSENT_ENDED = "consent_ended", "The consent's period ended"
+    HOLDER_GONE = "holder_gone", "The former payer no longer takes part in the hub"
+
+
+class PullSchedule(TenantOwned):
+    """Recurring pulls of one member's records from one former or concurrent payer.
+
+    Opened with the member's first request (run 0); each later run is a request of its own,
+    asked with ``_since`` = ``watermark``, the ``records_as_of`` of the last pull delivered
+    (PDex STU 2.2 §pdex-180: the requester keeps its own watermark). ``next_run_at`` is when
+    the next run is due; an ended schedule keeps none.
+    """
+
+    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    former_payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+")
+    consent = models.ForeignKey(Consent, on_delete=models.PROTECT, related_name="pull_schedules")
+    kind = models.CharField(max_length=10, choices=PullKind.choices)
+    # The coverage at the former payer: the refresh stops, and the run-off is counted, from
+    # its end (None while concurrent coverage goes on).
+    coverage_end = models.DateField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    runs = models.PositiveIntegerField(default=0)
+    watermark = models.DateTimeField(null=True, blank=True)
+    last_delivered_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by = models.CharField(max_length=200, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=PullScheduleEnd.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # The scheduler's one question, across payers: which runs are due now. Only live
+            # schedules are in it, so its size is the work pending, not the history.
+            models.Index(
+                fields=["next_run_at"],
+                name="schedule_due",
+                condition=Q(ended_at__isnull=True, paused_at__isnull=True),
+            ),
+            models.Index(fields=["payer", "member"], name="schedule_payer_member"),
+            models.Index(fields=["payer", "former_payer"], name="schedule_payer_former"),
+        ]
+        constraints = [
+            # One live schedule of a kind per member and former payer.
+            models.UniqueConstraint(
+                fields=["payer", "member", "former_payer", "kind"],
+                condition=Q(ended_at__isnull=True),
+                name="schedule_live_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Schedule {self.pk} ({self.kind})"

@@ -27,6 +27,7 @@ from typing import Any
 from fhir.resources.R4B.provenance import Provenance
 
 from exchange.consents.resource import PAYER_ID_SYSTEM, POLICY_URI
+from exchange.fhir.instants import fhir_instant
 from exchange.models import ConsentPolicy
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.ndjson import ndjson_lines
@@ -72,6 +73,12 @@ class PackageContext:
     consent_id: str
     consent_policy: str
     hub_name: str
+    # The window of the records (ExchangeRequest.records_since / records_as_of): a recurring
+    # pull carries only what changed since its schedule's watermark (exchange/schedules.py).
+    records_since: datetime | None = None
+    records_as_of: datetime | None = None
+    # Which pull of the member's schedule this is: 0 the first, None when not scheduled.
+    schedule_run: int | None = None
 
     def __post_init__(self) -> None:
         if self.consent_policy not in ConsentPolicy.values:
@@ -113,10 +120,6 @@ def package_delivery_order(*, request_id: int, manifest: dict[str, Any]) -> list
     prefix = RequestFiles(request_id).package
     names = [entry["name"] for entry in manifest["files"]] + [MANIFEST_FILE]
     return [(f"{prefix}/{name}", name) for name in names]
-
-
-def _instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _provenance(
@@ -218,6 +221,13 @@ def _manifest(
             "policyUri": POLICY_URI.format(policy=context.consent_policy),
         },
         "requestDate": screening.request_date.isoformat(),
+        # Which records the package covers: those changed after ``changedSince`` (null: the
+        # whole record the rule asks for) as the former payer held them at ``asOf``.
+        "window": {
+            "changedSince": _instant_or_none(context.records_since),
+            "asOf": _instant_or_none(context.records_as_of),
+            "pull": context.schedule_run,
+        },
         "resourceCounts": dict(sorted(counts.items())),
         "resourceTotal": sum(counts.values()),
         "reducedToNonFinancial": dict(sorted(screening.reduced.items())),
@@ -235,6 +245,10 @@ def _manifest(
     }
 
 
+def _instant_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else fhir_instant(moment)
+
+
 def package_build(
     *, request_id: int, storage: PayloadStorage, manifest_context: PackageContext
 ) -> Package:
@@ -249,7 +263,7 @@ def package_build(
             f"request {request_id} was screened under #{screening.policy}, "
             f"but the consent says #{manifest_context.consent_policy}"
         )
-    generated = _instant(datetime.now(UTC))
+    generated = fhir_instant(datetime.now(UTC))
     bundle_id = str(uuid.uuid5(_BUNDLE_NAMESPACE, str(request_id)))
     provenance = _provenance(
         context=manifest_context,

@@ -52,6 +52,7 @@ from exchange.payloads.layout import RequestFiles
 from exchange.payloads.storage import PayloadCorrupt, PayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.retrieval import records_retrieve
+from exchange.schedules import pull_schedules_delivered
 from exchange.screening import ScreeningResult, ScreeningRun, screening_complete, screening_run
 from exchange.state_machine import IN_PROGRESS, Move, exchange_requests_transition
 from hub.audit import ENGINE, audit_record_many
@@ -424,6 +425,9 @@ def _package_one(exchange_request: ExchangeRequest, *, storage: PayloadStorage) 
                 consent_id=str(exchange_request.consent_id),
                 consent_policy=exchange_request.consent.policy,
                 hub_name=settings.HUB_NAME,
+                records_since=exchange_request.records_since,
+                records_as_of=exchange_request.records_as_of,
+                schedule_run=exchange_request.schedule_run,
             ),
         )
 
@@ -598,6 +602,7 @@ def _deliveries_finish(sent: Sequence[_Sent], *, storage: PayloadStorage) -> Non
             action="exchange_request.deliver",
             details=disclosure,
         )
+        pull_schedules_delivered(requests=moved)
         for exchange_request in moved:
             staging = RequestFiles(exchange_request.pk).staging
             transaction.on_commit(partial(storage.delete_tree, staging))

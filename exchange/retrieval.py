@@ -54,6 +54,7 @@ from exchange.fhir.capabilities import capability_summary
 from exchange.fhir.client import FhirClient, TokenProvider
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
+from exchange.fhir.instants import fhir_instant
 from exchange.fhir.json_text import json_compact, json_parse
 from exchange.models import ExchangeRequest
 from exchange.payloads.layout import RequestFiles
@@ -126,16 +127,24 @@ def _start_cursor(fhir: FhirClient, former_name: str, page_size: int) -> dict[st
 
 
 def _request_of(cursor: dict[str, Any], patient_id: str) -> tuple[str, dict[str, str] | None]:
-    """Return the URL (and query) of the next page the cursor points at."""
+    """Return the URL (and query) of the next page the cursor points at.
+
+    A recurring pull asks only for what changed since the hub's watermark (``since``):
+    ``_since`` of ``$everything`` (FHIR R4 Patient-everything), ``_lastUpdated=ge`` of a
+    search (FHIR R4 §3.1.1.5.1); both filter on meta.lastUpdated (PDex §pdex-180).
+    """
     if cursor["next_url"]:
         return cursor["next_url"], None
-    count = {"_count": str(cursor["page_size"])}
+    query = {"_count": str(cursor["page_size"])}
+    since = cursor.get("since")
     if cursor["mode"] == EVERYTHING:
-        return f"Patient/{patient_id}/$everything", count
+        return f"Patient/{patient_id}/$everything", query | ({"_since": since} if since else {})
+    if since:
+        query["_lastUpdated"] = f"ge{since}"
     resource_type = cursor["types"][cursor["type_index"]]
     if resource_type == "Patient":
-        return "Patient", {"_id": patient_id, **count}
-    return resource_type, {"patient": patient_id, **count}
+        return "Patient", {"_id": patient_id, **query}
+    return resource_type, {"patient": patient_id, **query}
 
 
 def _advanced(
@@ -256,6 +265,17 @@ def _save_progress(
         raise RequestStopped("The request was cancelled or withdrawn, so nothing more is fetched.")
     exchange_request.retrieval_cursor = cursor
     exchange_request.resource_counts = counts
+
+
+def _records_as_of_set(exchange_request: ExchangeRequest) -> None:
+    """Note when this retrieval began: the record is read as of then, and the next pull of
+    its schedule asks for what changed since (exchange/schedules.py). The hub's own clock,
+    taken before the first page is asked for, so nothing changed meanwhile is missed."""
+    as_of = timezone.now()
+    ExchangeRequest.objects.for_payer(exchange_request.payer_id).filter(
+        pk=exchange_request.pk
+    ).update(records_as_of=as_of)
+    exchange_request.records_as_of = as_of
 
 
 class _PageAhead:
@@ -405,6 +425,9 @@ def _records_retrieve(
             # A fresh start: nothing staged by an earlier attempt may mix in.
             storage.delete_tree(files.staging)
             cursor = _start_cursor(fhir, former_name, page_size)
+            if exchange_request.records_since is not None:
+                cursor["since"] = fhir_instant(exchange_request.records_since)
+            _records_as_of_set(exchange_request)
             seen = set()
         with _PageAhead(fhir, token_provider) as ahead:
             url, params = _request_of(cursor, patient_id)

@@ -24,6 +24,7 @@ from exchange.models import (
 )
 from exchange.payloads.storage import PayloadStorage
 from exchange.retrieval import records_retrieval_reset
+from exchange.schedules import pull_schedules_end_for_consent, pull_schedules_open
 from exchange.smart.member_launch import member_launch_complete, member_launch_refused
 from exchange.state_machine import ENDED, exchange_request_transition
 from exchange.tasks import exchange_request_advance
@@ -122,6 +123,7 @@ def exchange_request_create(
             )
             exchange_request.refresh_from_db()
         else:
+            pull_schedules_open(requests=[exchange_request])
             transaction.on_commit(lambda: _enqueue_next_step(exchange_request))
     return exchange_request
 
@@ -279,6 +281,8 @@ def exchange_request_withdraw(
                 reason_code="consent_withdrawn",
                 reason_message="You withdrew your consent.",
             )
+        # Recurring pulls under this consent stop too (CMS-0057-F: the member may withdraw).
+        pull_schedules_end_for_consent(consent_id=consent.pk, payer_id=consent.payer_id)
         audit_record(
             action="consent.withdraw",
             obj=consent,

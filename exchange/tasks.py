@@ -21,6 +21,7 @@ from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.payloads.retention import payloads_purge
 from exchange.payloads.storage import PayloadStorage
 from exchange.request_stopped import RequestStopped
+from exchange.schedules import pull_schedules_run
 
 logger = logging.getLogger(__name__)
 S = ExchangeStatus
@@ -166,6 +167,16 @@ def exchange_deadlines_alert() -> dict[str, int]:
     """Tell plan administrators of requests due soon and overdue, once each (every 15 minutes
     from beat; exchange/deadlines.py)."""
     return deadlines_alert(now=timezone.now())
+
+
+@shared_task(name="exchange.pull_schedules_run")
+def exchange_pull_schedules_run() -> int:
+    """Start the recurring pulls that fell due (every 5 minutes from beat;
+    exchange/schedules.py); return how many started."""
+    started = pull_schedules_run()
+    for pull in started:
+        exchange_request_advance.delay(pull.request_id, pull.payer_id)
+    return len(started)
 
 
 @shared_task(name="exchange.resume_stuck")

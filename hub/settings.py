@@ -324,6 +324,8 @@ CELERY_BEAT_SCHEDULE = {
     "resume-stuck-bulk-jobs": {"task": "exchange.bulk_jobs_resume_stuck", "schedule": 60},
     "sweep-webhook-messages": {"task": "exchange.sweep_webhook_messages", "schedule": 60},
     "alert-request-deadlines": {"task": "exchange.deadlines_alert", "schedule": 15 * 60},
+    # Recurring pulls (quarterly refresh, run-off) that fell due (exchange/schedules.py).
+    "run-pull-schedules": {"task": "exchange.pull_schedules_run", "schedule": 5 * 60},
 }
 # CMS-0057-F gives a week: plan administrators are alerted this long before a request that
 # is not delivered is due, and again once it is overdue (exchange/deadlines.py).

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
+from exchange.fhir.instants import fhir_instant
 from exchange.models import (
     Cohort,
     CohortMember,
@@ -49,7 +50,7 @@ def cohort_manifest(cohort: Cohort) -> dict[str, Any]:
     return {
         "cohortId": cohort.pk,
         "name": cohort.name,
-        "generatedAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "generatedAt": fhir_instant(datetime.now(UTC)),
         "newPayer": {"name": cohort.payer.name, "npi": cohort.payer.npi},
         "formerPayer": {"name": cohort.former_payer.name, "npi": cohort.former_payer.npi},
         "path": cohort.path,

@@ -323,10 +323,13 @@ def _export_finish(
             member_counts[resource_type] = member_counts.get(resource_type, 0) + n
         request.resource_counts = member_counts
         request.awaits_bulk_job = False
+        # The export's transactionTime: the watermark of the member's next pull (PDex §pdex-180).
+        request.records_as_of = job.transaction_time
         received.append((request, member_counts))
     with transaction.atomic():
         ExchangeRequest.objects.for_payer(job.payer_id).bulk_update(
-            [request for request, _ in received], ["resource_counts", "awaits_bulk_job"]
+            [request for request, _ in received],
+            ["resource_counts", "awaits_bulk_job", "records_as_of"],
         )
         handed = [r.pk for r in exchange_requests_records_received(received=received)]
     job_done(job)

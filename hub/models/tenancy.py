@@ -5,7 +5,7 @@ from typing import Any, Self, TypeVar, cast
 
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q, UniqueConstraint
 from django.db.models.constraints import BaseConstraint
@@ -69,6 +69,21 @@ class Payer(models.Model):
         blank=True,
         validators=[validate_payer_url],
         help_text="Keys the payer's systems sign with when they call the hub (SMART Backend Services).",
+    )
+    # Recurring pulls (exchange/schedules.py). CMS-0057-F: concurrent payers are asked again
+    # "at least quarterly" while both coverages last, so no more than 92 days apart.
+    concurrent_refresh_days = models.PositiveSmallIntegerField(
+        "days between pulls from a concurrent payer",
+        default=90,
+        validators=[MinValueValidator(7), MaxValueValidator(92)],
+        help_text="At least quarterly (CMS-0057-F): 7 to 92 days.",
+    )
+    # Claims keep arriving after coverage ends (run-off): one more pull this long after.
+    run_off_days = models.PositiveSmallIntegerField(
+        "days after coverage ends for the run-off pull",
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="One more pull this many days after a previous coverage ends (1 to 365).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
