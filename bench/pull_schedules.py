@@ -74,7 +74,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -128,21 +128,21 @@ def rows_insert(
 
     columns, expressions = [], []
     arguments = dict(params)
-    for field in model._meta.concrete_fields:
-        if field.primary_key:
+    for model_field in model._meta.concrete_fields:
+        if model_field.primary_key:
             continue
-        columns.append(connection.ops.quote_name(field.column))
-        if field.column in values:
-            expressions.append(values[field.column])
-        elif field.null:
+        columns.append(connection.ops.quote_name(model_field.column))
+        if model_field.column in values:
+            expressions.append(values[model_field.column])
+        elif model_field.null:
             expressions.append("NULL")
-        elif (default := field.get_default()) is not None:  # a CharField's is ""
-            name = f"default_{field.column}"
-            arguments[name] = field.get_db_prep_save(default, connection)
+        elif (default := model_field.get_default()) is not None:  # a CharField's is ""
+            name = f"default_{model_field.column}"
+            arguments[name] = model_field.get_db_prep_save(default, connection)
             expressions.append(f"%({name})s")
         else:
-            raise ValueError(f"{model.__name__}.{field.name}: give it a value")
-    unknown = set(values) - {field.column for field in model._meta.concrete_fields}
+            raise ValueError(f"{model.__name__}.{model_field.name}: give it a value")
+    unknown = set(values) - {model_field.column for model_field in model._meta.concrete_fields}
     if unknown:
         raise ValueError(f"{model.__name__} has no columns {sorted(unknown)}")
     # The benchmark's own SQL; values travel as parameters.
@@ -345,10 +345,16 @@ class Timing:
     rows: int
     cold_ms: float
     warm_ms: list[float]
+    # The server's own time (EXPLAIN ANALYZE: planning + execution), for SQL run directly.
+    server_ms: list[float] = field(default_factory=list)
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.warm_ms)
+
+    @property
+    def server(self) -> str:
+        return f"{statistics.median(self.server_ms):.2f} ms" if self.server_ms else "-"
 
 
 @contextmanager
@@ -359,19 +365,36 @@ def fresh_connection() -> Iterator[psycopg.Connection[Any]]:
 
 
 def sql_timing(label: str, statement: str, params: Any, *, runs: int) -> tuple[Timing, list[Any]]:
-    """Time ``statement`` first on a new connection, then ``runs`` times on it; return the
-    timing and the rows."""
+    """Time ``statement`` (rows fetched) first on a new connection, then ``runs`` times on
+    it, then the server's own time ``runs`` times; return the timing and the rows.
+
+    A locking statement runs in a transaction rolled back each time, as the claim would be
+    committed or undone.
+    """
+
+    def once(connection: psycopg.Connection[Any], query: str) -> list[Any]:
+        if "FOR UPDATE" not in query:
+            return connection.execute(query, params).fetchall()
+        with connection.transaction(force_rollback=True):
+            return connection.execute(query, params).fetchall()
+
     with fresh_connection() as connection:
         connection.execute("SELECT 1")  # the connection's own start-up is not the query's
         started = time.perf_counter()
-        rows = connection.execute(statement, params).fetchall()
+        rows = once(connection, statement)
         cold = (time.perf_counter() - started) * 1000
-        warm = []
+        warm, server = [], []
         for _ in range(runs):
             started = time.perf_counter()
-            connection.execute(statement, params).fetchall()
+            once(connection, statement)
             warm.append((time.perf_counter() - started) * 1000)
-    return Timing(label, len(rows), cold, warm), rows
+        for _ in range(runs):
+            # TIMING OFF: the plan's total without timing every node of it.
+            (document,) = once(
+                connection, f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {statement}"
+            )
+            server.append(document[0][0]["Planning Time"] + document[0][0]["Execution Time"])
+    return Timing(label, len(rows), cold, warm, server), rows
 
 
 def orm_timing(label: str, evaluate: Callable[[], int], *, runs: int) -> Timing:
@@ -405,6 +428,15 @@ def sql_of(queryset: Any) -> tuple[str, tuple[Any, ...]]:
 
     statement, params = queryset.query.get_compiler(connection=connection).as_sql()
     return statement, tuple(params)
+
+
+def sql_of_claim(build: Callable[[], Any]) -> tuple[str, tuple[Any, ...]]:
+    """Return the SQL of a ``select_for_update`` query (Django compiles it only inside a
+    transaction)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        return sql_of(build())
 
 
 def relation_sizes() -> dict[str, str]:
@@ -465,7 +497,6 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
 
     # A QuerySet keeps its rows once read: each run builds its own.
     selector = pull_schedules_due(now=now, limit=RUN_BATCH)
-    claiming = claiming_form()
     backlog = pull_schedules_due(now=now, limit=args.schedules)
     floor = (
         f"SELECT id, next_run_at FROM {FLOOR_TABLE} "  # noqa: S608
@@ -507,7 +538,11 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     floor_backlog, floor_backlog_rows = sql_timing(
         "bare floor, every due row", floor, (now, args.schedules), runs=args.runs
     )
-    timings += [floor_sql, backlog_timing, floor_backlog]
+    claiming_sql, claiming_params = sql_of_claim(claiming_form)
+    claiming_timing, _ = sql_timing(
+        f"claiming form's SQL, LIMIT {RUN_BATCH}", claiming_sql, claiming_params, runs=args.runs
+    )
+    timings += [claiming_timing, floor_sql, backlog_timing, floor_backlog]
 
     problems = []
     hub_ids = [row[0] for row in hub_rows]
@@ -518,8 +553,6 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     if len(backlog_rows) != due:
         problems.append(f"{len(backlog_rows):,} due rows found, {due:,} counted")
 
-    with transaction.atomic():  # Django compiles FOR UPDATE only inside a transaction
-        claiming_sql, claiming_params = sql_of(claiming)
     plans = [
         (f"selector, LIMIT {RUN_BATCH}", selector_sql, selector_params),
         (f"claiming form, LIMIT {RUN_BATCH}", claiming_sql, claiming_params),
@@ -548,13 +581,16 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         f"{due:,} due), VACUUM (ANALYZE)d; median of {args.runs} warm runs; load average "
         f"{'/'.join(f'{v:.1f}' for v in os.getloadavg())}\n"
     )
-    print("| query | rows | cold (new connection) | warm, median | warm, min-max |")
-    print("|---|---|---|---|---|")
+    print(
+        "| query | rows | cold (new connection) | warm, median | warm, min-max "
+        "| server's own, median |"
+    )
+    print("|---|---|---|---|---|---|")
     for timing in timings:
         print(
             f"| {timing.label} | {timing.rows:,} | {timing.cold_ms:.2f} ms | "
             f"**{timing.median_ms:.2f} ms** | {min(timing.warm_ms):.2f}-"
-            f"{max(timing.warm_ms):.2f} ms |"
+            f"{max(timing.warm_ms):.2f} ms | {timing.server} |"
         )
     print(
         f"\nselector's SQL / bare floor, LIMIT {RUN_BATCH}: "
