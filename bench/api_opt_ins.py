@@ -8,11 +8,13 @@ concurrent HTTP clients (httpx, one thread and one keep-alive connection each): 
 distinct member (the demographics and card number of a member of South's sandbox), one
 previous payer (South, by NPI), valid, each with an ``Idempotency-Key`` of its own. Each
 creates the member, an HRex Consent, an OptInRecord, an ExchangeRequest with its timeline
-and audit events, and the kept idempotency key, and enqueues the request's first task once
+and audit events, the run-off pull's schedule (the coverage ended days ago) and the kept
+idempotency key, and enqueues the request's first task once
 its transaction commits. The report gives the throughput (opt-ins/s), the latency
 p50/p95/p99/max, the errors by status (there must be none), and then counts in the database
-that exactly ``--opt-ins`` OptInRecords and ExchangeRequests exist (nothing lost, nothing
-doubled), each response's ids among them, and the tasks waiting in Redis.
+that exactly ``--opt-ins`` OptInRecords, ExchangeRequests, members, pull schedules and kept
+keys exist (nothing lost, nothing doubled), that the ids answered are theirs, and that as
+many tasks wait in Redis.
 
 Then a replay: ``--replays`` (1,000) of the same POSTs, spread over the run, sent again with
 their keys; each must come back ``Idempotent-Replayed: true`` with the first answer's ids,
@@ -347,7 +349,7 @@ def broker_waiting() -> dict[str, int]:
 def database_check(*, north: Any, hub: Phase, opt_ins: int) -> list[str]:
     """Check in the database that each opt-in was written once; return the problems found."""
     from api.models import IdempotencyKey
-    from exchange.models import ExchangeRequest, OptInRecord
+    from exchange.models import ExchangeRequest, OptInRecord, PullSchedule
 
     problems = []
     records = OptInRecord.objects.for_payer(north.payer)
@@ -358,6 +360,8 @@ def database_check(*, north: Any, hub: Phase, opt_ins: int) -> list[str]:
         "members with an opt-in": records.values("member").distinct().count(),
         "ExchangeRequests of an opt-in": requests.filter(opt_in_record__isnull=False).count(),
         "idempotency keys kept": IdempotencyKey.objects.for_payer(north.payer).count(),
+        # Each previous coverage ended days ago: its run-off pull is scheduled (schedules.py).
+        "pull schedules opened": PullSchedule.objects.for_payer(north.payer).count(),
     }
     for what, count in counts.items():
         print(f"  {what}: {count:,}")
@@ -529,8 +533,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             print("\n".join((workdir / log).read_text().splitlines()[-40:]))
         return 1
     print(
-        f"\nchecked: {len(posts):,} OptInRecords, ExchangeRequests, members and idempotency "
-        f"keys, one per POST, the answered ids theirs; {len(posts):,} tasks waiting in Redis "
+        f"\nchecked: {len(posts):,} OptInRecords, ExchangeRequests, members, idempotency "
+        f"keys and pull schedules, one per POST, the answered ids theirs; {len(posts):,} tasks waiting in Redis "
         f"(purged); {len(replay.answers):,} replays answered with the first ids, marked "
         "Idempotent-Replayed, counts unchanged; no errors"
     )
