@@ -224,10 +224,16 @@ class Answer:
 
 @dataclass
 class Phase:
-    """A batch of POSTs sent by the clients: its answers and its wall time."""
+    """A batch of POSTs sent by the clients: its answers, its wall time, and the CPU time
+    the server's worker processes spent meanwhile."""
 
     answers: list[Answer]
     wall_s: float
+    server_cpu_s: float
+
+    @property
+    def cpu_ms_per_post(self) -> float:
+        return self.server_cpu_s * 1000 / len(self.answers)
 
     @property
     def throughput(self) -> float:
@@ -240,8 +246,29 @@ class Phase:
         return Counter(answer.status for answer in self.answers)
 
 
+def workers_cpu_s(master: int) -> float:
+    """Return the CPU seconds (user + system) used so far by the worker processes of the
+    gunicorn whose master is ``master`` (from /proc, the children of the master)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After "pid (comm) ": state, ppid, ... utime and stime are the 12th and 13th.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that ended meanwhile
+        if int(fields[1]) == master:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def posts_send(
-    *, base: str, posts: Sequence[Post], indices: Sequence[int], clients: int, token: Token | None
+    *,
+    base: str,
+    posts: Sequence[Post],
+    indices: Sequence[int],
+    clients: int,
+    token: Token | None,
+    server: subprocess.Popen[bytes],
 ) -> Phase:
     """Send ``posts[i]`` for each of ``indices`` from ``clients`` threads (each with its own
     keep-alive connection, taking the next POST when its last one is answered)."""
@@ -289,10 +316,12 @@ def posts_send(
     with ThreadPoolExecutor(max_workers=clients) as pool:
         futures = [pool.submit(client) for _ in range(clients)]
         start.wait()
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), workers_cpu_s(server.pid)
         answers = [answer for future in futures for answer in future.result()]
-        wall_s = time.perf_counter() - began
-    return Phase(answers=sorted(answers, key=lambda answer: answer.index), wall_s=wall_s)
+        wall_s, cpu = time.perf_counter() - began, workers_cpu_s(server.pid) - cpu
+    return Phase(
+        answers=sorted(answers, key=lambda answer: answer.index), wall_s=wall_s, server_cpu_s=cpu
+    )
 
 
 # --- the report ---
@@ -313,7 +342,7 @@ def phase_line(label: str, phase: Phase) -> str:
         f"| {label} | {len(phase.answers):,} | {phase.wall_s:.1f} s | "
         f"**{phase.throughput:,.0f}/s** | {_percentile(ms, 0.50):.1f} / "
         f"{_percentile(ms, 0.95):.1f} / {_percentile(ms, 0.99):.1f} / {ms[-1]:.0f} ms | "
-        f"{statistics.fmean(ms):.1f} ms | {statuses} |"
+        f"{statistics.fmean(ms):.1f} ms | {phase.cpu_ms_per_post:.1f} ms | {statuses} |"
     )
 
 
@@ -413,10 +442,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             "Southern Cross Health", *SOUTH_SANDBOX_ARGS,
             "--members", str(args.opt_ins + EXTRA_SANDBOX_MEMBERS),
         ) as sandbox,
-        gunicorn_serving("hub.wsgi", port=hub_port, log=workdir / "hub.log", **serving),
+        gunicorn_serving("hub.wsgi", port=hub_port, log=workdir / "hub.log", **serving) as hub_server,
         gunicorn_serving(
             "bench.api_opt_ins:bare_app", port=bare_port, log=workdir / "bare.log", **serving
-        ),
+        ) as bare_server,
     ):  # fmt: skip
         north = tenant_create(name="North Star Health", slug="north", npi=NORTH_NPI)
         south = tenant_create(name="Southern Cross Health", slug="south", npi=SOUTH_NPI)
@@ -451,11 +480,19 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             send = {"posts": posts, "clients": args.clients}
             load = {"before": loadavg()}
             bare_before = posts_send(
-                base=f"http://127.0.0.1:{bare_port}", indices=everything, token=None, **send
+                base=f"http://127.0.0.1:{bare_port}",
+                indices=everything,
+                token=None,
+                server=bare_server,
+                **send,
             )
             print(phase_line("bare floor, before", bare_before), flush=True)
             hub = posts_send(
-                base=f"http://127.0.0.1:{hub_port}", indices=everything, token=token, **send
+                base=f"http://127.0.0.1:{hub_port}",
+                indices=everything,
+                token=token,
+                server=hub_server,
+                **send,
             )
             load["hub"] = loadavg()
             print(phase_line("hub", hub), flush=True)
@@ -469,6 +506,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 base=f"http://127.0.0.1:{hub_port}",
                 indices=spread[: args.replays],
                 token=token,
+                server=hub_server,
                 **send,
             )
             print(phase_line("hub, replays", replay), flush=True)
@@ -477,7 +515,11 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 ExchangeRequest.objects.for_payer(north.payer).count(),
             )
             bare_after = posts_send(
-                base=f"http://127.0.0.1:{bare_port}", indices=everything, token=None, **send
+                base=f"http://127.0.0.1:{bare_port}",
+                indices=everything,
+                token=None,
+                server=bare_server,
+                **send,
             )
             load["after"] = loadavg()
             print(phase_line("bare floor, after", bare_after), flush=True)
@@ -512,8 +554,11 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         f"(1/5/15 min) before {load['before']}, after the hub {load['hub']}, "
         f"at the end {load['after']}\n"
     )
-    print("| phase | POSTs | wall | throughput | latency p50 / p95 / p99 / max | mean | statuses |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| phase | POSTs | wall | throughput | latency p50 / p95 / p99 / max | mean "
+        "| server workers' CPU per POST | statuses |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for label, phase in (
         ("bare floor (orjson WSGI app), before", bare_before),
         ("**hub**, `POST /api/v1/opt-ins`", hub),
