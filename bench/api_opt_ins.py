@@ -11,7 +11,9 @@ creates the member, an HRex Consent, an OptInRecord, an ExchangeRequest with its
 and audit events, the run-off pull's schedule (the coverage ended days ago) and the kept
 idempotency key, and enqueues the request's first task once
 its transaction commits. The report gives the throughput (opt-ins/s), the latency
-p50/p95/p99/max, the errors by status (there must be none), and then counts in the database
+p50/p95/p99/max, the CPU time the server's worker processes spent per POST (user + system,
+read from /proc for the gunicorn master's children; PostgreSQL's own share is not in it), the
+errors by status (there must be none), and then counts in the database
 that exactly ``--opt-ins`` OptInRecords, ExchangeRequests, members, pull schedules and kept
 keys exist (nothing lost, nothing doubled), that the ids answered are theirs, and that as
 many tasks wait in Redis.

@@ -21,9 +21,10 @@ that has settled.
 
 Then, at the moment of the fill, each query is timed, median of ``--runs`` (21) runs, on a
 connection that has run it before ("warm"), and once as the first query of a new connection
-(a new PostgreSQL backend: empty catalog caches, nothing planned; "cold"; the data pages
-are wherever the fill and the vacuum left them, in shared buffers or the OS's page cache,
-and the plan's BUFFERS say which: the server is shared and is not restarted):
+(a new PostgreSQL backend: empty catalog caches, nothing planned; "cold"). Cold is no
+more than that: the server is shared and is not restarted, nor the OS's page cache
+dropped, so the data pages are wherever the fill and the vacuum left them (the plans,
+taken after the timings, show them all in shared buffers). The queries:
 
 - the selector, as Django runs it: ``list(pull_schedules_due(now=..., limit=RUN_BATCH))``
   (SQL plus building the model instances);
@@ -32,6 +33,10 @@ and the plan's BUFFERS say which: the server is shared and is not restarted):
 - the claiming form ``pull_schedules_run`` runs (``select_for_update(skip_locked=True)``,
   ``select_related`` of the payers and the consent), in a transaction rolled back;
 - all the due rows at once (no limit short of them), the worst case of a backlog.
+
+Each SQL's time is taken on the client (sent, run, every row fetched and parsed by psycopg)
+and, apart, on the server: planning plus execution by ``EXPLAIN (ANALYZE, TIMING OFF)``,
+median of as many runs; the difference is the rows' way to the client.
 
 The bare floor, in the same run: the same query shape (``WHERE next_run_at <= now ORDER BY
 next_run_at LIMIT n``) over a table with only (id, next_run_at) and a plain B-tree index on
