@@ -15,7 +15,7 @@ previous pull's ``records_as_of`` and delivers only what changed.
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import httpx
@@ -252,10 +252,10 @@ def _recurring_pulls_follow(
     assert (schedules["west"].kind, schedules["south"].kind) == (PullKind.REFRESH, PullKind.RUN_OFF)
     for slug, schedule in schedules.items():
         assert schedule.watermark == first_pull[slug].records_as_of is not None
+    south_end = timezone.localdate() - timedelta(days=3)
+    assert first_pull["south"].coverage_end == south_end
     assert schedules["south"].next_run_at == timezone.make_aware(
-        timezone.datetime.combine(
-            first_pull["south"].coverage_end + timedelta(days=60), timezone.datetime.min.time()
-        )
+        datetime.combine(south_end + timedelta(days=60), time.min)
     )
     # Nothing is due on the hub's own clock: a second beat finds nothing to do.
     assert pull_schedules_run() == []
