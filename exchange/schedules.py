@@ -40,7 +40,7 @@ from exchange.models import (
     PullSchedule,
     PullScheduleEnd,
 )
-from exchange.state_machine import ENDED
+from exchange.state_machine import IN_PROGRESS
 from hub.audit import audit_record, audit_record_many
 from hub.models import Payer, PayerStatus, User
 from hub.tenancy import get_for_payer_or_404
@@ -159,7 +159,8 @@ def pull_schedules_run(*, now: datetime | None = None, limit: int = RUN_BATCH) -
     the requests opened, committed, for the caller to enqueue.
 
     A schedule whose consent was withdrawn or has ended, or whose former payer left the hub,
-    ends instead; one whose last pull is still under way waits a day.
+    ends instead; one whose last pull is still under way waits a day (a failed one is not:
+    the watermark stayed, so this run asks for what it missed too).
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -180,7 +181,7 @@ def pull_schedules_run(*, now: datetime | None = None, limit: int = RUN_BATCH) -
             elif last is None:
                 # Its run 0 was removed with its member's data: nothing left to repeat.
                 _schedule_end(schedule, reason=PullScheduleEnd.CONSENT_ENDED, now=now)
-            elif last.status not in ENDED:
+            elif last.status in IN_PROGRESS:
                 schedule.next_run_at = now + _BUSY_POSTPONE
                 schedule.save(update_fields=["next_run_at"])
             else:

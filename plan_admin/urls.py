@@ -2,7 +2,15 @@
 
 from django.urls import path
 
-from plan_admin.views import cohorts, directory, integration, reports, requests, webhooks
+from plan_admin.views import (
+    cohorts,
+    directory,
+    integration,
+    reports,
+    requests,
+    schedules,
+    webhooks,
+)
 
 app_name = "plan_admin"
 urlpatterns = [
@@ -51,6 +59,14 @@ urlpatterns = [
         "cohorts/<int:cohort_id>/jobs/<int:job_id>/retry/",
         cohorts.cohort_chunk_retry,
         name="cohort-chunk-retry",
+    ),
+    path("recurring-pulls/", schedules.schedule_list, name="schedule-list"),
+    path("recurring-pulls/export.csv", schedules.schedule_export, name="schedule-export"),
+    path("recurring-pulls/settings/", schedules.pull_settings_save, name="pull-settings-save"),
+    path(
+        "recurring-pulls/<int:schedule_id>/<slug:action>/",
+        schedules.schedule_action,
+        name="schedule-action",
     ),
     path("compliance/", reports.compliance, name="compliance"),
     path("as-former-payer/", reports.as_former_payer, name="as-former-payer"),

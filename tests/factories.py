@@ -27,6 +27,8 @@ from exchange.models import (
     MemberLaunch,
     OptInMethod,
     OptInRecord,
+    PullKind,
+    PullSchedule,
     RegistrationMethod,
     WebhookAttempt,
     WebhookEndpoint,
@@ -112,6 +114,18 @@ class ExchangeRequestFactory(factory.django.DjangoModelFactory[ExchangeRequest])
     card_member_id = "CARD-0001"
     coverage_start = date(2021, 1, 1)
     coverage_end = date(2025, 12, 31)
+
+
+class PullScheduleFactory(factory.django.DjangoModelFactory[PullSchedule]):
+    class Meta:
+        model = PullSchedule
+
+    consent = factory.SubFactory(ConsentFactory)
+    member = factory.SelfAttribute("consent.member")
+    payer = factory.SelfAttribute("consent.payer")
+    former_payer = factory.SelfAttribute("consent.former_payer")
+    kind = PullKind.REFRESH
+    next_run_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=90))
 
 
 class OptInRecordFactory(factory.django.DjangoModelFactory[OptInRecord]):

@@ -35,6 +35,7 @@ from tests.factories import (
     FhirEndpointFactory,
     OnboardingRequestFactory,
     PayerFactory,
+    PullScheduleFactory,
     SigningKeyFactory,
     UserFactory,
 )
@@ -155,6 +156,16 @@ PAGES = {
         _cohort_member_at,
         SIGNED_IN_QUERIES + 8,
         _links(rb"/p/north/admin/requests/\d+/"),
+    ),
+    # Its count, the filter form's payers, the page of schedules with members and payers.
+    "plan-admin recurring pulls": ListPage(
+        "/p/north/admin/recurring-pulls/",
+        "admin",
+        lambda n, s: PullScheduleFactory(
+            consent__member=UserFactory(payer=n.payer), consent__former_payer=s.payer
+        ),
+        SIGNED_IN_QUERIES + 3,
+        _links(rb'action="/p/north/admin/recurring-pulls/\d+/pause/"'),
     ),
     # The payers with their endpoints (one query, subqueries inside), the last delivery from
     # each (one grouped query), the onboarding requests.

@@ -26,6 +26,7 @@ _SECTIONS = (
     ("Requests", "plan_admin:request-list", {"plan_admin:request-list", "plan_admin:request-detail"}),
     ("Cohorts", "plan_admin:cohort-list", {"plan_admin:cohort-list", "plan_admin:cohort-detail",
                                            "plan_admin:cohort-upload"}),
+    ("Recurring pulls", "plan_admin:schedule-list", {"plan_admin:schedule-list"}),
     ("Compliance", "plan_admin:compliance", {"plan_admin:compliance"}),
     ("Requests to us", "plan_admin:as-former-payer", {"plan_admin:as-former-payer"}),
 )  # fmt: skip
