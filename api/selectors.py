@@ -59,7 +59,9 @@ def exchange_requests_of_payer(
 
 def exchange_request_get(*, payer: Payer, request_id: int) -> ExchangeRequest:
     return get_for_payer_or_404(
-        ExchangeRequest.objects.select_related("former_payer", "member"), payer, pk=request_id
+        ExchangeRequest.objects.select_related("former_payer", "member", "schedule"),
+        payer,
+        pk=request_id,
     )
 
 

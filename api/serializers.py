@@ -20,6 +20,7 @@ from exchange.models import (
     ExchangeStatus,
     OptInMethod,
     OptInRecord,
+    PullSchedule,
 )
 from hub.models import Payer
 
@@ -231,11 +232,57 @@ class ReasonOutSerializer(serializers.Serializer[Any]):
     message = serializers.CharField()
 
 
+class RecordsWindowSerializer(serializers.Serializer[ExchangeRequest]):
+    changed_since = serializers.DateTimeField(
+        source="records_since",
+        allow_null=True,
+        help_text="Only records changed after this were asked for (_since: the last pull "
+        "delivered); null for the whole record.",
+    )
+    as_of = serializers.DateTimeField(
+        source="records_as_of",
+        allow_null=True,
+        help_text="When the records were read; the next pull asks for what changed since. "
+        "Null until retrieval begins.",
+    )
+
+
+class ScheduleOutSerializer(serializers.ModelSerializer[PullSchedule]):
+    next_pull_at = serializers.DateTimeField(source="next_run_at", allow_null=True)
+    changed_since = serializers.DateTimeField(
+        source="watermark",
+        allow_null=True,
+        help_text="The next pull asks for what changed since this (null: nothing delivered yet).",
+    )
+
+    class Meta:
+        model = PullSchedule
+        fields = [
+            "id",
+            "kind",
+            "runs",
+            "next_pull_at",
+            "changed_since",
+            "paused_at",
+            "ended_at",
+            "end_reason",
+        ]
+
+
 class RequestDetailSerializer(RequestSummarySerializer):
     opt_in = serializers.IntegerField(source="opt_in_record_id", allow_null=True)
     member_id = serializers.CharField(source="member.plan_member_id")
     reason = serializers.SerializerMethodField()
     events = EventOutSerializer(many=True, source="events.all")
+    records_window = RecordsWindowSerializer(source="*")
+    schedule = ScheduleOutSerializer(
+        allow_null=True,
+        help_text="The recurring pulls this request belongs to (CMS-0057-F: concurrent coverage "
+        "at least quarterly, a run-off after coverage ends); null when not scheduled.",
+    )
+    schedule_run = serializers.IntegerField(
+        allow_null=True, help_text="Which pull of the schedule this is: 0 the first."
+    )
 
     class Meta(RequestSummarySerializer.Meta):
         fields = [
@@ -248,6 +295,9 @@ class RequestDetailSerializer(RequestSummarySerializer):
             "coverage_start",
             "coverage_end",
             "reason",
+            "records_window",
+            "schedule",
+            "schedule_run",
             "events",
         ]
 
