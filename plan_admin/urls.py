@@ -2,7 +2,15 @@
 
 from django.urls import path
 
-from plan_admin.views import cohorts, directory, integration, reports, requests, webhooks
+from plan_admin.views import (
+    cohorts,
+    directory,
+    education,
+    integration,
+    reports,
+    requests,
+    webhooks,
+)
 
 app_name = "plan_admin"
 urlpatterns = [
@@ -53,5 +61,11 @@ urlpatterns = [
         name="cohort-chunk-retry",
     ),
     path("compliance/", reports.compliance, name="compliance"),
+    path("member-education/", education.member_education_page, name="member-education"),
+    path(
+        "member-education/publish/",
+        education.member_education_publish,
+        name="member-education-publish",
+    ),
     path("as-former-payer/", reports.as_former_payer, name="as-former-payer"),
 ]

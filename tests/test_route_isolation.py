@@ -55,6 +55,7 @@ from tests.factories import (
     HolderRegistrationFactory,
     IdempotencyKeyFactory,
     IdentityProviderFactory,
+    MemberEducationTextFactory,
     MemberLaunchFactory,
     OnboardingRequestFactory,
     OptInRecordFactory,
@@ -196,6 +197,9 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         ConsentNotificationFactory(subscription=subscription, last_error="northwind hook"),
         MemberLaunchFactory(exchange_request=request),
         OptInRecordFactory(member=north.member, education_text_version="northwind-2026-01"),
+        MemberEducationTextFactory(
+            published_by=north.admin, body="Northwind's own words on payer-to-payer exchange."
+        ),
         IdempotencyKeyFactory(payer=north.payer, response_body={"note": "northwind opt-in"}),
         cohort,
         BulkJobFactory(

@@ -27,6 +27,8 @@ _SECTIONS = (
     ("Cohorts", "plan_admin:cohort-list", {"plan_admin:cohort-list", "plan_admin:cohort-detail",
                                            "plan_admin:cohort-upload"}),
     ("Compliance", "plan_admin:compliance", {"plan_admin:compliance"}),
+    ("Member education", "plan_admin:member-education", {"plan_admin:member-education",
+                                                         "plan_admin:member-education-publish"}),
     ("Requests to us", "plan_admin:as-former-payer", {"plan_admin:as-former-payer"}),
 )  # fmt: skip
 
