@@ -305,7 +305,9 @@ class WebhookRotateForm(forms.Form):
 class MemberEducationForm(forms.Form):
     """A new version of the member-education text (exchange/education.py checks the label)."""
 
-    title = forms.CharField(label="Title", max_length=200)
+    title = forms.CharField(
+        label="Title", max_length=200, error_messages={"required": "Give the text a title."}
+    )
     body = forms.CharField(
         label="Text",
         max_length=20_000,
