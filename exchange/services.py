@@ -307,13 +307,17 @@ def exchange_request_withdraw(
     """
     consent = exchange_request.consent
     payer_id = exchange_request.payer_id
+    record_id = exchange_request.opt_in_record_id
     with transaction.atomic():
+        if record_id is not None:
+            # Locked first (as the API's withdrawal of the whole opt-in does), so of two of
+            # its consents withdrawn at once the later sees the earlier's withdrawal.
+            OptInRecord.objects.for_payer(payer_id).select_for_update().filter(pk=record_id).first()
         if not consent_revoke(consent=consent):
             return
         # The opt-out names the member-education text current now (42 CFR 422.121(b)); the
         # opt-in it withdraws is withdrawn once none of its consents is left active.
         education_text_version = member_education_version_current(payer=payer_id)
-        record_id = exchange_request.opt_in_record_id
         if (
             record_id is not None
             and not ExchangeRequest.objects.for_payer(payer_id)

@@ -157,7 +157,7 @@ class ConsentForm(UswdsFormMixin, forms.Form):
     # The version of the member-education text the page showed, carried back so the opt-in
     # records what the member read (42 CFR 422.121(b)); the template writes it, not the
     # field, so a page shown again carries the text it shows then.
-    education_version = forms.CharField(max_length=100, required=False)
+    education_version = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, payer: Payer, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
