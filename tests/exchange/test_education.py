@@ -2,9 +2,11 @@
 versions numbered or labelled and never changed, the text current at a moment, each payer
 its own; the opt-out recorded with the version current then."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from exchange.education import (
@@ -18,10 +20,12 @@ from exchange.education import (
     member_education_version_problem,
     opt_in_withdrawal_record,
 )
-from exchange.models import MemberEducationText, OptInRecord
+from exchange.models import MemberEducationText, OptInMethod, OptInRecord
+from exchange.services import exchange_request_withdraw
 from hub.models import AuditEvent
 from tests.conftest import Tenant
-from tests.factories import OptInRecordFactory
+from tests.exchange.test_services import _in_own_connection, _wait_until_a_query_waits_on_a_lock
+from tests.factories import ConsentFactory, ExchangeRequestFactory, OptInRecordFactory, PayerFactory
 
 
 def _publish(tenant: Tenant, version: str = "", title: str = "Your records, your choice") -> str:
@@ -186,3 +190,42 @@ def test_another_payer_cannot_record_an_opt_out_of_north_s(north: Tenant, south:
     record = OptInRecordFactory(member=north.member)
     assert not opt_in_withdrawal_record(payer=south.payer, opt_in_record_id=record.pk)
     assert OptInRecord.objects.for_payer(north.payer).get().withdrawn_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_consents_of_one_opt_in_withdrawn_at_once_record_the_opt_out(
+    north: Tenant, south: Tenant
+) -> None:
+    record = OptInRecordFactory(member=north.member, method=OptInMethod.PORTAL)
+    first, second = (
+        ExchangeRequestFactory(
+            consent=ConsentFactory(member=north.member, former_payer=former),
+            opt_in_record=record,
+        )
+        for former in (south.payer, PayerFactory(slug="west", name="Western Mutual"))
+    )
+    failures: list[BaseException] = []
+    first_withdrawn, release_first = threading.Event(), threading.Event()
+
+    def withdraw_first_and_hold() -> None:
+        with transaction.atomic():
+            exchange_request_withdraw(exchange_request=first, actor=north.member)
+            first_withdrawn.set()
+            release_first.wait(timeout=10)
+
+    def withdraw_second() -> None:
+        exchange_request_withdraw(exchange_request=second, actor=north.member)
+
+    holder = _in_own_connection(withdraw_first_and_hold, failures)
+    assert first_withdrawn.wait(timeout=10)
+    # The second waits for the first's transaction, then sees its consent withdrawn.
+    other = _in_own_connection(withdraw_second, failures)
+    _wait_until_a_query_waits_on_a_lock()
+    release_first.set()
+    holder.join(timeout=10)
+    other.join(timeout=10)
+
+    assert failures == []
+    record.refresh_from_db()
+    assert record.withdrawn_at is not None
+    assert record.withdrawal_education_text_version == HUB_DEFAULT_VERSION
