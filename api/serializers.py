@@ -121,7 +121,10 @@ class AttestationInSerializer(serializers.Serializer[Any]):
         required=False,
         allow_blank=True,
         default="",
-        help_text="The version of the member-education text shown at the opt-in, if any.",
+        help_text="The version of the member-education text the member was shown at or before "
+        "the opt-in (CMS-0057-F). Once your plan publishes its texts in the hub, one of their "
+        "versions (or hub-default-1, the hub's text shown before the first); left out, the "
+        "version current at obtained_at is recorded.",
     )
 
 
@@ -334,6 +337,9 @@ class AttestationOutSerializer(serializers.Serializer[OptInRecord]):
 
 class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
     member_id = serializers.CharField(source="member.plan_member_id")
+    withdrawal_education_text_version = serializers.CharField(
+        help_text="Once withdrawn: the version of the member-education text current then."
+    )
     consent = serializers.SerializerMethodField()
     attestation = AttestationOutSerializer(source="*")
     requests = serializers.SerializerMethodField()
@@ -349,6 +355,7 @@ class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
             "attestation",
             "created_at",
             "withdrawn_at",
+            "withdrawal_education_text_version",
             "requests",
             "links",
         ]

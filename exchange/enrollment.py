@@ -22,6 +22,11 @@ from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
 from exchange.consents.services import ConsentGiven, consents_create
+from exchange.education import (
+    member_education_version_current,
+    member_education_version_problem,
+    opt_in_withdrawal_record,
+)
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
 from exchange.models import (
@@ -312,7 +317,8 @@ class OptInAttestation:
 
     obtained_at: datetime
     method: OptInMethod
-    # The version of the member-education text shown at the opt-in, if the payer says.
+    # The version of the member-education text shown at the opt-in, if the payer says;
+    # otherwise the version current at ``obtained_at`` is recorded (exchange/education.py).
     education_text_version: str
 
 
@@ -382,12 +388,15 @@ def opt_in_create(
         open_requests = _open_requests(new_payer=new_payer, member=member, coverages=coverages)
         if open_requests:
             raise OptInRefused(open_requests)
+        education_text_version = attestation.education_text_version or (
+            member_education_version_current(payer=new_payer, at=attestation.obtained_at)
+        )
         record = OptInRecord.objects.create(
             payer=new_payer,
             member=member,
             obtained_at=attestation.obtained_at,
             method=attestation.method,
-            education_text_version=attestation.education_text_version,
+            education_text_version=education_text_version,
             policy=policy,
             new_coverage_start=enrollee.new_coverage_start,
             attested_by=actor_label,
@@ -411,7 +420,7 @@ def opt_in_create(
             changes={
                 "method": attestation.method,
                 "obtained_at": attestation.obtained_at.isoformat(),
-                "education_text_version": attestation.education_text_version,
+                "education_text_version": education_text_version,
                 "policy": policy,
                 "requests": [request.pk for request in requests],
                 "member_new_to_the_hub": member.pk in created_ids,
@@ -442,6 +451,10 @@ def _opt_in_problems(
         problems.append(
             OptInProblem("attestation.obtained_at", "The opt-in cannot be obtained in the future.")
         )
+    if unknown := member_education_version_problem(
+        payer=new_payer, version=attestation.education_text_version
+    ):
+        problems.append(OptInProblem("attestation.education_text_version", unknown))
     if consent_ends_on is not None and consent_ends_on < today:
         problems.append(
             OptInProblem(
@@ -568,11 +581,8 @@ def opt_in_withdraw(
     (exchange/services.py ``exchange_request_withdraw``). Withdrawing again changes nothing."""
     record = get_for_payer_or_404(OptInRecord.objects.all(), payer, pk=opt_in_id)
     with transaction.atomic():
-        claimed = (
-            OptInRecord.objects.for_payer(payer)
-            .filter(pk=record.pk, withdrawn_at__isnull=True)
-            .update(withdrawn_at=timezone.now())
-        )
+        # Recorded with the member-education text current now (42 CFR 422.121(b)).
+        claimed = opt_in_withdrawal_record(payer=payer, opt_in_record_id=record.pk)
         if not claimed:
             record.refresh_from_db()
             return record

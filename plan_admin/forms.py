@@ -337,3 +337,25 @@ class WebhookRotateForm(forms.Form):
         max_value=168,
         initial=24,
     )
+
+
+class MemberEducationForm(forms.Form):
+    """A new version of the member-education text (exchange/education.py checks the label)."""
+
+    title = forms.CharField(
+        label="Title", max_length=200, error_messages={"required": "Give the text a title."}
+    )
+    body = forms.CharField(
+        label="Text",
+        max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 14}),
+        help_text="Plain language: the benefits of payer-to-payer exchange, the member's right "
+        "to opt in and to withdraw, and how to do each. Separate paragraphs with a blank line.",
+        error_messages={"required": "Write the text members will read."},
+    )
+    version = forms.CharField(
+        label="Version label",
+        max_length=50,
+        required=False,
+        help_text="Leave it empty to number versions 1, 2, 3…; or give your own, e.g. 2027-01.",
+    )

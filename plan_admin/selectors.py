@@ -132,7 +132,13 @@ def exchange_request_for_admin(*, payer: Payer, request_id: int) -> ExchangeRequ
     its cohort line if a roster made it."""
     return get_for_payer_or_404(
         ExchangeRequest.objects.select_related(
-            "payer", "member", "former_payer", "consent", "cohort_member__cohort", "schedule"
+            "payer",
+            "member",
+            "former_payer",
+            "consent",
+            "opt_in_record",
+            "cohort_member__cohort",
+            "schedule",
         ),
         payer,
         pk=request_id,

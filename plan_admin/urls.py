@@ -5,6 +5,7 @@ from django.urls import path
 from plan_admin.views import (
     cohorts,
     directory,
+    education,
     integration,
     reports,
     requests,
@@ -69,5 +70,11 @@ urlpatterns = [
         name="schedule-action",
     ),
     path("compliance/", reports.compliance, name="compliance"),
+    path("member-education/", education.member_education_page, name="member-education"),
+    path(
+        "member-education/publish/",
+        education.member_education_publish,
+        name="member-education-publish",
+    ),
     path("as-former-payer/", reports.as_former_payer, name="as-former-payer"),
 ]

@@ -24,6 +24,7 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
     HolderRegistration,
+    MemberEducationText,
     MemberLaunch,
     OptInMethod,
     OptInRecord,
@@ -354,6 +355,18 @@ class WebhookEndpointFactory(factory.django.DjangoModelFactory[WebhookEndpoint])
     payer = factory.SubFactory(PayerFactory)
     url = factory.Sequence(lambda n: f"https://hooks.example-payer.com/{n}")
     event_types = factory.LazyFunction(lambda: [REQUEST_STATUS_CHANGED])
+
+
+class MemberEducationTextFactory(factory.django.DjangoModelFactory[MemberEducationText]):
+    class Meta:
+        model = MemberEducationText
+
+    published_by = factory.SubFactory(UserFactory, role=Role.PLAN_ADMIN)
+    payer = factory.SelfAttribute("published_by.payer")
+    version = factory.Sequence(lambda n: str(n + 1))
+    title = "Bringing your records with you"
+    body = "Your former plan can send us your records.\n\nYou may opt in, and withdraw."
+    published_at = factory.LazyFunction(timezone.now)
 
 
 class WebhookSecretFactory(factory.django.DjangoModelFactory[WebhookSecret]):

@@ -56,6 +56,7 @@ from tests.factories import (
     HolderRegistrationFactory,
     IdempotencyKeyFactory,
     IdentityProviderFactory,
+    MemberEducationTextFactory,
     MemberLaunchFactory,
     OnboardingRequestFactory,
     OptInRecordFactory,
@@ -200,6 +201,9 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         MemberLaunchFactory(exchange_request=request),
         PullScheduleFactory(consent=request.consent),
         OptInRecordFactory(member=north.member, education_text_version="northwind-2026-01"),
+        MemberEducationTextFactory(
+            published_by=north.admin, body="Northwind's own words on payer-to-payer exchange."
+        ),
         IdempotencyKeyFactory(payer=north.payer, response_body={"note": "northwind opt-in"}),
         cohort,
         BulkJobFactory(

@@ -28,6 +28,8 @@ _SECTIONS = (
                                            "plan_admin:cohort-upload"}),
     ("Recurring pulls", "plan_admin:schedule-list", {"plan_admin:schedule-list"}),
     ("Compliance", "plan_admin:compliance", {"plan_admin:compliance"}),
+    ("Member education", "plan_admin:member-education", {"plan_admin:member-education",
+                                                         "plan_admin:member-education-publish"}),
     ("Requests to us", "plan_admin:as-former-payer", {"plan_admin:as-former-payer"}),
 )  # fmt: skip
 
