@@ -18,6 +18,7 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
+    MemberAuthorizationLink,
     OptInMethod,
     OptInRecord,
 )
@@ -75,6 +76,16 @@ class MemberInSerializer(serializers.Serializer[Any]):
     )
     birth_date = serializers.DateField()
     gender = serializers.ChoiceField(choices=ADMINISTRATIVE_GENDERS)
+    email = serializers.EmailField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=254,
+        help_text="Where the hub emails the member a link to allow the transfer at a previous "
+        "or concurrent payer that offers only member-authorized access (the member signs in "
+        "there; no payer-to-payer path). Required when the opt-in names such a payer; its "
+        "request then awaits the member's authorization (`awaiting_authorization`).",
+    )
 
 
 class NewCoverageInSerializer(serializers.Serializer[Any]):
@@ -171,6 +182,7 @@ class OptInInSerializer(serializers.Serializer[Any]):
                 birth_date=member["birth_date"],
                 gender=member["gender"],
                 new_coverage_start=data["new_coverage"]["start"],
+                email=member["email"].strip(),
             ),
             "coverages": coverages,
             "policy": CONSENT_CHOICES[data["consent"]["choice"]],
@@ -231,10 +243,26 @@ class ReasonOutSerializer(serializers.Serializer[Any]):
     message = serializers.CharField()
 
 
+class AuthorizationLinkOutSerializer(serializers.Serializer[MemberAuthorizationLink]):
+    """The email that sends the member the link to allow the transfer (exchange/member_links/)."""
+
+    status = serializers.ChoiceField(
+        choices=["pending", "sent", "not_sent"],
+        help_text="`pending`: not sent yet, tries go on; `sent`; `not_sent`: no more tries "
+        "(see `problem`), reach the member another way.",
+    )
+    sent_at = serializers.DateTimeField(allow_null=True)
+    attempts = serializers.IntegerField(help_text="Tries made so far.")
+    problem = serializers.CharField(
+        source="last_error", help_text="Why the last try failed, or why none is made; or empty."
+    )
+
+
 class RequestDetailSerializer(RequestSummarySerializer):
     opt_in = serializers.IntegerField(source="opt_in_record_id", allow_null=True)
     member_id = serializers.CharField(source="member.plan_member_id")
     reason = serializers.SerializerMethodField()
+    authorization_link = serializers.SerializerMethodField()
     events = EventOutSerializer(many=True, source="events.all")
 
     class Meta(RequestSummarySerializer.Meta):
@@ -248,6 +276,7 @@ class RequestDetailSerializer(RequestSummarySerializer):
             "coverage_start",
             "coverage_end",
             "reason",
+            "authorization_link",
             "events",
         ]
 
@@ -257,6 +286,16 @@ class RequestDetailSerializer(RequestSummarySerializer):
         if not obj.reason_code:
             return None
         return {"code": obj.reason_code, "message": obj.reason_message}
+
+    @extend_schema_field(AuthorizationLinkOutSerializer(allow_null=True))
+    def get_authorization_link(self, obj: ExchangeRequest) -> dict[str, Any] | None:
+        """Whether and when the member was emailed the link to allow the transfer: for a
+        request of an opt-in whose former payer offers only member-authorized access (the
+        request awaits the member's authorization); null for any other request."""
+        link: MemberAuthorizationLink | None = getattr(obj, "member_link", None)
+        if link is None:
+            return None
+        return dict(AuthorizationLinkOutSerializer(link).data)
 
 
 class FileOutSerializer(serializers.Serializer[Any]):

@@ -324,6 +324,7 @@ CELERY_BEAT_SCHEDULE = {
     "resume-stuck-bulk-jobs": {"task": "exchange.bulk_jobs_resume_stuck", "schedule": 60},
     "sweep-webhook-messages": {"task": "exchange.sweep_webhook_messages", "schedule": 60},
     "alert-request-deadlines": {"task": "exchange.deadlines_alert", "schedule": 15 * 60},
+    "sweep-member-links": {"task": "exchange.sweep_member_links", "schedule": 5 * 60},
 }
 # CMS-0057-F gives a week: plan administrators are alerted this long before a request that
 # is not delivered is due, and again once it is overdue (exchange/deadlines.py).
@@ -363,4 +364,5 @@ CELERY_TASK_ROUTES = {
     "exchange.deliver_batch": {"queue": "deliver"},
     "exchange.notify_consent_subscriber": {"queue": "deliver"},
     "exchange.webhook_send": {"queue": "deliver"},
+    "exchange.member_link_send": {"queue": "deliver"},
 }
