@@ -27,6 +27,9 @@ from hub.models import Payer
 # The consent choices as the API names them (hub/settings.py names their OpenAPI enum).
 CONSENT_CHOICE_NAMES = list(CONSENT_CHOICES)
 _CONSENT_CHOICE_OF_POLICY = {policy: choice for choice, policy in CONSENT_CHOICES.items()}
+# Where the email with a member's authorization link stands (MemberAuthorizationLink.status;
+# hub/settings.py names their OpenAPI enum).
+AUTHORIZATION_LINK_STATUSES = ["pending", "sent", "not_sent"]
 # Other payers one opt-in may name, of each kind: a member's last five years and today.
 MAX_OTHER_PAYERS = 20
 # ISO 8601 with its UTC offset: when the member opted in is a moment, not a wall-clock time.
@@ -247,7 +250,7 @@ class AuthorizationLinkOutSerializer(serializers.Serializer[MemberAuthorizationL
     """The email that sends the member the link to allow the transfer (exchange/member_links/)."""
 
     status = serializers.ChoiceField(
-        choices=["pending", "sent", "not_sent"],
+        choices=AUTHORIZATION_LINK_STATUSES,
         help_text="`pending`: not sent yet, tries go on; `sent`; `not_sent`: no more tries "
         "(see `problem`), reach the member another way.",
     )

@@ -236,7 +236,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES"},
+    "ENUM_NAME_OVERRIDES": {
+        "ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES",
+        "AuthorizationLinkStatusEnum": "api.serializers.AUTHORIZATION_LINK_STATUSES",
+        # A request's status keeps its name next to the link's (both fields are "status").
+        "StatusEnum": "exchange.models.ExchangeStatus",
+    },
     # The deploy check would build a schema of every DRF view of the root URLconf, the plan
     # administrators' API included, which is not published; the published one (api.urls)
     # is validated, warnings failing, by tests/api/test_schema.py.
@@ -338,6 +343,9 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "payer-hub@localhost")
+# Seconds a mail server may take to answer: well within the claim a try of a member's
+# authorization link holds (exchange/member_links/sending.py), so no second try overlaps it.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 # A request whose work has not moved for this long is resumed by the reaper (or failed
 # after EXCHANGE_MAX_RESUMES resumptions).
 EXCHANGE_STUCK_AFTER_SECONDS = env_int("EXCHANGE_STUCK_AFTER_SECONDS", 15 * 60, minimum=1)
