@@ -8,6 +8,7 @@ from email.message import Message
 from typing import Any
 
 import pytest
+from celery.exceptions import Retry
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -18,6 +19,9 @@ from exchange.member_links.sending import (
     member_authorization_links_due,
 )
 from exchange.member_links.tasks import SWEEP_GRACE, member_authorization_links_sweep
+from exchange.member_links.tasks import (
+    member_authorization_link_send as member_authorization_link_send_task,
+)
 from exchange.models import (
     AuthorizationMode,
     ConsentPolicy,
@@ -250,3 +254,24 @@ def test_a_worker_mails_the_link_once_the_opt_in_commits_and_the_sweep_sends_an_
     assert {link.status for link in MemberAuthorizationLink.objects.for_payer(north.payer)} == {
         "sent"
     }
+
+
+def test_the_task_asks_celery_to_retry_when_the_next_try_is_near_and_leaves_later_ones_to_the_sweep(
+    north: Tenant, south: Tenant, settings: Settings
+) -> None:
+    link = _waiting_link(north, south)
+    _mail_to(settings, None)
+    # The first retry is a minute away: the task itself tries again.
+    with pytest.raises(Retry):
+        member_authorization_link_send_task(link.pk, north.payer.pk)
+    assert _state(link) == ("pending", 1)
+    # From the fourth failure on, the wait (2 h and more) is longer than a task waits: the
+    # task ends, and the sweep sends the link when it is due (the broker's visibility
+    # timeout would otherwise hand the waiting task out twice).
+    MemberAuthorizationLink.objects.for_payer(north.payer).filter(pk=link.pk).update(
+        attempts=3, next_attempt_at=timezone.now()
+    )
+    member_authorization_link_send_task(link.pk, north.payer.pk)
+    assert _state(link) == ("pending", 4)
+    assert link.next_attempt_at is not None
+    assert link.next_attempt_at - timezone.now() > timedelta(hours=1)
