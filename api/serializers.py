@@ -351,7 +351,8 @@ class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
 
     @extend_schema_field(RequestSummarySerializer(many=True))
     def get_requests(self, obj: OptInRecord) -> list[dict[str, Any]]:
-        """One request per previous or concurrent payer, opened by the payer-to-payer path."""
+        """One request per previous or concurrent payer, opened by the payer-to-payer path, or
+        awaiting the member's authorization where that payer offers only member sign-in."""
         return list(
             RequestSummarySerializer(
                 self.context["exchange_requests"], many=True, context=self.context

@@ -334,8 +334,9 @@ CELERY_BEAT_SCHEDULE = {
 # CMS-0057-F gives a week: plan administrators are alerted this long before a request that
 # is not delivered is due, and again once it is overdue (exchange/deadlines.py).
 EXCHANGE_DUE_SOON_HOURS = env_int("EXCHANGE_DUE_SOON_HOURS", 48, minimum=1)
-# Mail to plan administrators (deadline alerts). The console backend writes to the worker's
-# log; set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST etc.
+# Mail to plan administrators (deadline alerts) and members (authorization links). The
+# console backend writes to the worker's log; set
+# EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST etc.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
