@@ -18,6 +18,7 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
+    MemberAuthorizationLink,
     OptInMethod,
     OptInRecord,
     PullSchedule,
@@ -27,6 +28,9 @@ from hub.models import Payer
 # The consent choices as the API names them (hub/settings.py names their OpenAPI enum).
 CONSENT_CHOICE_NAMES = list(CONSENT_CHOICES)
 _CONSENT_CHOICE_OF_POLICY = {policy: choice for choice, policy in CONSENT_CHOICES.items()}
+# Where the email with a member's authorization link stands (MemberAuthorizationLink.status;
+# hub/settings.py names their OpenAPI enum).
+AUTHORIZATION_LINK_STATUSES = ["pending", "sent", "not_sent"]
 # Other payers one opt-in may name, of each kind: a member's last five years and today.
 MAX_OTHER_PAYERS = 20
 # ISO 8601 with its UTC offset: when the member opted in is a moment, not a wall-clock time.
@@ -76,6 +80,16 @@ class MemberInSerializer(serializers.Serializer[Any]):
     )
     birth_date = serializers.DateField()
     gender = serializers.ChoiceField(choices=ADMINISTRATIVE_GENDERS)
+    email = serializers.EmailField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=254,
+        help_text="Where the hub emails the member a link to allow the transfer at a previous "
+        "or concurrent payer that offers only member-authorized access (the member signs in "
+        "there; no payer-to-payer path). Required when the opt-in names such a payer; its "
+        "request then awaits the member's authorization (`awaiting_authorization`).",
+    )
 
 
 class NewCoverageInSerializer(serializers.Serializer[Any]):
@@ -175,6 +189,7 @@ class OptInInSerializer(serializers.Serializer[Any]):
                 birth_date=member["birth_date"],
                 gender=member["gender"],
                 new_coverage_start=data["new_coverage"]["start"],
+                email=member["email"].strip(),
             ),
             "coverages": coverages,
             "policy": CONSENT_CHOICES[data["consent"]["choice"]],
@@ -272,10 +287,26 @@ class ScheduleOutSerializer(serializers.ModelSerializer[PullSchedule]):
         ]
 
 
+class AuthorizationLinkOutSerializer(serializers.Serializer[MemberAuthorizationLink]):
+    """The email that sends the member the link to allow the transfer (exchange/member_links/)."""
+
+    status = serializers.ChoiceField(
+        choices=AUTHORIZATION_LINK_STATUSES,
+        help_text="`pending`: not sent yet, tries go on; `sent`; `not_sent`: no more tries "
+        "(see `problem`), reach the member another way.",
+    )
+    sent_at = serializers.DateTimeField(allow_null=True)
+    attempts = serializers.IntegerField(help_text="Tries made so far.")
+    problem = serializers.CharField(
+        source="last_error", help_text="Why the last try failed, or why none is made; or empty."
+    )
+
+
 class RequestDetailSerializer(RequestSummarySerializer):
     opt_in = serializers.IntegerField(source="opt_in_record_id", allow_null=True)
     member_id = serializers.CharField(source="member.plan_member_id")
     reason = serializers.SerializerMethodField()
+    authorization_link = serializers.SerializerMethodField()
     events = EventOutSerializer(many=True, source="events.all")
     records_window = RecordsWindowSerializer(source="*")
     schedule = ScheduleOutSerializer(
@@ -301,6 +332,7 @@ class RequestDetailSerializer(RequestSummarySerializer):
             "records_window",
             "schedule",
             "schedule_run",
+            "authorization_link",
             "events",
         ]
 
@@ -310,6 +342,16 @@ class RequestDetailSerializer(RequestSummarySerializer):
         if not obj.reason_code:
             return None
         return {"code": obj.reason_code, "message": obj.reason_message}
+
+    @extend_schema_field(AuthorizationLinkOutSerializer(allow_null=True))
+    def get_authorization_link(self, obj: ExchangeRequest) -> dict[str, Any] | None:
+        """Whether and when the member was emailed the link to allow the transfer: for a
+        request of an opt-in whose former payer offers only member-authorized access (the
+        request awaits the member's authorization); null for any other request."""
+        link: MemberAuthorizationLink | None = getattr(obj, "member_link", None)
+        if link is None:
+            return None
+        return dict(AuthorizationLinkOutSerializer(link).data)
 
 
 class FileOutSerializer(serializers.Serializer[Any]):
@@ -366,7 +408,8 @@ class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
 
     @extend_schema_field(RequestSummarySerializer(many=True))
     def get_requests(self, obj: OptInRecord) -> list[dict[str, Any]]:
-        """One request per previous or concurrent payer, opened by the payer-to-payer path."""
+        """One request per previous or concurrent payer, opened by the payer-to-payer path, or
+        awaiting the member's authorization where that payer offers only member sign-in."""
         return list(
             RequestSummarySerializer(
                 self.context["exchange_requests"], many=True, context=self.context

@@ -840,3 +840,47 @@ class PullSchedule(TenantOwned):
 
     def __str__(self) -> str:
         return f"Schedule {self.pk} ({self.kind})"
+
+
+class MemberAuthorizationLink(TenantOwned):
+    """The email that sends a member the link to allow a transfer at their former payer.
+
+    An opt-in opens requests with no member sign-in (exchange/enrollment.py); when a former
+    payer offers only member-authorized access (SMART App Launch standalone), the member must
+    sign in there, so the hub mails them the link to the request's page in their plan's
+    portal. An outbox row, written with the request in the opt-in's transaction and sent once
+    that commits (exchange/member_links/); ``next_attempt_at`` is when a try is next due.
+    """
+
+    exchange_request = models.OneToOneField(
+        ExchangeRequest, on_delete=models.CASCADE, related_name="member_link"
+    )
+    # The address the payer system gave with the opt-in: a personal identifier, encrypted.
+    email = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Not sent, and no more tries: the mail server refused the address, every try failed, or
+    # the request no longer awaited the member (``last_error`` says which).
+    given_up_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(sent_at__isnull=True, given_up_at__isnull=True),
+                name="member_link_owed",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Authorization link of request {self.exchange_request_id}"
+
+    @property
+    def status(self) -> str:
+        """``sent``; ``not_sent`` once no more tries are made; ``pending`` until then."""
+        if self.sent_at is not None:
+            return "sent"
+        return "not_sent" if self.given_up_at is not None else "pending"
