@@ -24,6 +24,7 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
     HolderRegistration,
+    MemberAuthorizationLink,
     MemberEducationText,
     MemberLaunch,
     OptInMethod,
@@ -127,6 +128,15 @@ class PullScheduleFactory(factory.django.DjangoModelFactory[PullSchedule]):
     former_payer = factory.SelfAttribute("consent.former_payer")
     kind = PullKind.REFRESH
     next_run_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=90))
+
+
+class MemberAuthorizationLinkFactory(factory.django.DjangoModelFactory[MemberAuthorizationLink]):
+    class Meta:
+        model = MemberAuthorizationLink
+
+    exchange_request = factory.SubFactory(ExchangeRequestFactory)
+    payer = factory.SelfAttribute("exchange_request.payer")
+    email = "member@example.com"
 
 
 class OptInRecordFactory(factory.django.DjangoModelFactory[OptInRecord]):

@@ -56,6 +56,7 @@ from tests.factories import (
     HolderRegistrationFactory,
     IdempotencyKeyFactory,
     IdentityProviderFactory,
+    MemberAuthorizationLinkFactory,
     MemberEducationTextFactory,
     MemberLaunchFactory,
     OnboardingRequestFactory,
@@ -200,6 +201,7 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         ConsentNotificationFactory(subscription=subscription, last_error="northwind hook"),
         MemberLaunchFactory(exchange_request=request),
         PullScheduleFactory(consent=request.consent),
+        MemberAuthorizationLinkFactory(exchange_request=request, email="northwind@example.com"),
         OptInRecordFactory(member=north.member, education_text_version="northwind-2026-01"),
         MemberEducationTextFactory(
             published_by=north.admin, body="Northwind's own words on payer-to-payer exchange."
