@@ -335,32 +335,33 @@ class PullScheduleActionRefused(ValueError):
 
 def pull_schedule_pause(*, payer: Payer, schedule_id: int, actor: User) -> PullSchedule:
     """Pause a live schedule: no run starts until it is resumed."""
-    schedule = get_for_payer_or_404(PullSchedule.objects.all(), payer, pk=schedule_id)
-    if schedule.ended_at is not None:
-        raise PullScheduleActionRefused("This schedule has ended; there is nothing to pause.")
-    claimed = (
-        PullSchedule.objects.for_payer(payer)
-        .filter(pk=schedule.pk, ended_at__isnull=True, paused_at__isnull=True)
-        .update(paused_at=timezone.now(), paused_by=actor.get_username())
-    )
-    if claimed:
-        audit_record(action="pull_schedule.pause", obj=schedule, payer=payer, actor=actor)
-    schedule.refresh_from_db()
-    return schedule
+    return _pull_schedule_hold(payer=payer, schedule_id=schedule_id, actor=actor, paused=True)
 
 
 def pull_schedule_resume(*, payer: Payer, schedule_id: int, actor: User) -> PullSchedule:
     """Resume a paused schedule; a run that fell due meanwhile starts at the next beat."""
+    return _pull_schedule_hold(payer=payer, schedule_id=schedule_id, actor=actor, paused=False)
+
+
+def _pull_schedule_hold(
+    *, payer: Payer, schedule_id: int, actor: User, paused: bool
+) -> PullSchedule:
+    """Pause or resume the schedule, claimed by a conditional UPDATE (doing it twice changes
+    nothing); audit the change."""
     schedule = get_for_payer_or_404(PullSchedule.objects.all(), payer, pk=schedule_id)
     if schedule.ended_at is not None:
-        raise PullScheduleActionRefused("This schedule has ended; it cannot be resumed.")
-    claimed = (
+        raise PullScheduleActionRefused("This schedule has ended; it cannot be paused or resumed.")
+    changed = (
         PullSchedule.objects.for_payer(payer)
-        .filter(pk=schedule.pk, ended_at__isnull=True, paused_at__isnull=False)
-        .update(paused_at=None, paused_by="")
+        .filter(pk=schedule.pk, ended_at__isnull=True, paused_at__isnull=paused)
+        .update(
+            paused_at=timezone.now() if paused else None,
+            paused_by=actor.get_username() if paused else "",
+        )
     )
-    if claimed:
-        audit_record(action="pull_schedule.resume", obj=schedule, payer=payer, actor=actor)
+    if changed:
+        action = "pull_schedule.pause" if paused else "pull_schedule.resume"
+        audit_record(action=action, obj=schedule, payer=payer, actor=actor)
     schedule.refresh_from_db()
     return schedule
 
