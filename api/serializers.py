@@ -39,7 +39,13 @@ class PayerReferenceField(serializers.Field[Payer, str, str, Any]):
     default_error_messages = {"invalid": "Give the payer's 10-digit NPI or its hub slug."}
 
     def to_internal_value(self, data: Any) -> Payer:
-        if not isinstance(data, str) or not data.strip() or len(data) > 100:
+        # Printable only: a NUL or a lone surrogate would reach PostgreSQL, which refuses it.
+        if (
+            not isinstance(data, str)
+            or not data.strip()
+            or len(data) > 100
+            or not data.isprintable()
+        ):
             self.fail("invalid")
         reference = data.strip()
         payer = payer_by_reference(reference)

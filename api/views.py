@@ -5,9 +5,10 @@ The caller's payer is the token's (api/authentication.py); every lookup is scope
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, status
-from rest_framework.pagination import CursorPagination
+from rest_framework import exceptions, generics, status
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -43,6 +44,7 @@ def _problems(*codes: int) -> dict[Any, OpenApiResponse]:
         401: "No access token, or one expired or not issued by this hub.",
         403: "The access token lacks the operation's scope.",
         404: "No such object of your payer.",
+        409: "The member's opt-in for a payer named is open already; each is named in `errors`.",
         422: "Fields are missing or not acceptable; each is named in `errors`.",
     }
     return {
@@ -57,7 +59,9 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     OpenApiParameter.HEADER,
     required=False,
     description="A key of your choosing (a UUID): the same POST sent again with it gets the "
-    "first response replayed and creates nothing new; the key with another body is a 422.",
+    "first response replayed (`Idempotent-Replayed: true`) and creates nothing new; the key "
+    "with another body is a 422. Keys are kept "
+    f"{settings.API_IDEMPOTENCY_KEY_HOURS} hours; after that the key starts a new POST.",
 )
 
 
@@ -76,6 +80,16 @@ class RequestCursor(CursorPagination):
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
+    invalid_cursor_message = "Give the cursor as a page's next or previous link has it."
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        # DRF answers a cursor it cannot read with a 404; it is a bad query parameter (422).
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError(
+                {self.cursor_query_param: [self.invalid_cursor_message]}
+            ) from None
 
 
 def _opt_in_answer(
@@ -102,10 +116,11 @@ class OptInCollection(PayerSystemView):
         "at their first sign-in), writes an HRex Consent and opens one payer-to-payer request "
         "per previous and concurrent payer, due one week after the later of the new coverage's "
         "start and the opt-in (CMS-0057-F); the attestation is kept as the opt-in record. All "
-        "of it, or nothing.",
+        "of it, or nothing. An opt-in of the member for a payer whose request is still open "
+        "(the same opt-in sent again, or twice at once) is a 409 naming that payer.",
         request=OptInInSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: OptInOutSerializer, **_problems(400, 401, 403, 422)},
+        responses={201: OptInOutSerializer, **_problems(400, 401, 403, 409, 422)},
         tags=["opt-ins"],
     )
     def post(self, request: Request) -> Response:

@@ -237,6 +237,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES"},
+    # api/urls.py's ids: what its path converter takes.
+    "PATH_CONVERTER_OVERRIDES": {
+        "object_id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+    },
     # The deploy check would build a schema of every DRF view of the root URLconf, the plan
     # administrators' API included, which is not published; the published one (api.urls)
     # is validated, warnings failing, by tests/api/test_schema.py.
@@ -324,7 +328,11 @@ CELERY_BEAT_SCHEDULE = {
     "resume-stuck-bulk-jobs": {"task": "exchange.bulk_jobs_resume_stuck", "schedule": 60},
     "sweep-webhook-messages": {"task": "exchange.sweep_webhook_messages", "schedule": 60},
     "alert-request-deadlines": {"task": "exchange.deadlines_alert", "schedule": 15 * 60},
+    "purge-api-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 60 * 60},
 }
+# How long the payer-system API keeps an Idempotency-Key and its response (api/idempotency.py):
+# a POST sent again within it is answered as the first was; after it, it is a new POST.
+API_IDEMPOTENCY_KEY_HOURS = env_int("API_IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # CMS-0057-F gives a week: plan administrators are alerted this long before a request that
 # is not delivered is due, and again once it is overdue (exchange/deadlines.py).
 EXCHANGE_DUE_SOON_HOURS = env_int("EXCHANGE_DUE_SOON_HOURS", 48, minimum=1)
