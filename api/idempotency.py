@@ -3,7 +3,7 @@
 
 A payer system that is not sure its POST arrived sends it again with the same key: the
 first response is replayed (``Idempotent-Replayed: true``) and nothing is created twice.
-The same key with another method, path or body is a 422 naming the header. Keys are kept
+The same key with another method, path, query or body is a 422 naming the header. Keys are kept
 per payer, so two payers' systems may use the same key. Only successful responses are
 kept: a refused POST created nothing, and may be sent again, corrected, with its key.
 The header is optional; without it every POST is taken as new.
@@ -99,10 +99,12 @@ def _kept(*, payer: Payer, key: str, kept_since: datetime) -> IdempotencyKey | N
 
 
 def _fingerprint(request: Request) -> str:
-    """Return the sha256 of the method, the path and the body as canonical JSON (the same
-    JSON sent with other spacing or key order is the same request)."""
+    """Return the sha256 of the method, the path with its query (a cohort posted as NDJSON
+    names its former payer there) and the body as canonical JSON (the same JSON sent with
+    other spacing or key order is the same request)."""
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+    target = request.get_full_path()
+    return hashlib.sha256(f"{request.method} {target}\n{body}".encode()).hexdigest()
 
 
 def _replayed(kept: IdempotencyKey, fingerprint: str) -> Response:

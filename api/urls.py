@@ -38,6 +38,8 @@ v1 = [
         views.RequestDeliveries.as_view(),
         name="request-deliveries",
     ),
+    path("cohorts", views.CohortCollection.as_view(), name="cohorts"),
+    path("cohorts/<object_id:cohort_id>", views.CohortDetail.as_view(), name="cohort-detail"),
     # The schema covers this URLconf only: the plan administrators' API is another audience.
     path("schema/", SpectacularAPIView.as_view(urlconf="api.urls"), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

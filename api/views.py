@@ -6,15 +6,20 @@ The caller's payer is the token's (api/authentication.py); every lookup is scope
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import selectors
 from api.authentication import (
+    CohortsRead,
+    CohortsWrite,
     DeliveriesRead,
     OptInsRead,
     OptInsWrite,
@@ -23,9 +28,14 @@ from api.authentication import (
     payer_system,
 )
 from api.idempotency import HEADER, idempotent_post
-from api.problems import PROBLEM_JSON, problem_exception_handler
+from api.parsers import NDJSON, NdjsonParser
+from api.problems import PROBLEM_JSON, problem_exception_handler, problem_response
 from api.serializers import (
     PROBLEM,
+    CohortDetailSerializer,
+    CohortInSerializer,
+    CohortQuerySerializer,
+    CohortSummarySerializer,
     DeliveryOutSerializer,
     OptInInSerializer,
     OptInOutSerializer,
@@ -33,8 +43,10 @@ from api.serializers import (
     RequestFilterSerializer,
     RequestSummarySerializer,
 )
+from exchange.bulk.roster import RosterRefused, roster_of_members
+from exchange.bulk.services import CohortRefused, cohorts_create
 from exchange.enrollment import opt_in_create, opt_in_withdraw
-from exchange.models import OptInRecord
+from exchange.models import Cohort, OptInRecord
 from hub.audit import client_address
 
 
@@ -74,7 +86,7 @@ class PayerSystemView(APIView):
         return problem_exception_handler
 
 
-class RequestCursor(CursorPagination):
+class IdCursor(CursorPagination):
     # Ids only grow: a stable order that new requests do not shift between pages.
     ordering = "-id"
     page_size = 50
@@ -90,6 +102,16 @@ class RequestCursor(CursorPagination):
             raise exceptions.ValidationError(
                 {self.cursor_query_param: [self.invalid_cursor_message]}
             ) from None
+
+
+CURSOR_PARAMETERS = [
+    OpenApiParameter(
+        "cursor", str, description="Where a page starts: as given in `next`/`previous`."
+    ),
+    OpenApiParameter(
+        "page_size", int, description=f"Items a page, at most {IdCursor.max_page_size}."
+    ),
+]
 
 
 def _opt_in_answer(
@@ -187,7 +209,7 @@ class OptInWithdraw(PayerSystemView):
 
 class RequestCollection(PayerSystemView, generics.GenericAPIView[Any]):
     permission_classes = [RequestsRead]
-    pagination_class = RequestCursor
+    pagination_class = IdCursor
     serializer_class = RequestSummarySerializer
 
     @extend_schema(
@@ -196,14 +218,7 @@ class RequestCollection(PayerSystemView, generics.GenericAPIView[Any]):
         description="Scope `hub/requests.read`. Cursor-paginated: follow `next`.",
         parameters=[
             RequestFilterSerializer,
-            OpenApiParameter(
-                "cursor", str, description="Where a page starts: as given in `next`/`previous`."
-            ),
-            OpenApiParameter(
-                "page_size",
-                int,
-                description=f"Requests a page, at most {RequestCursor.max_page_size}.",
-            ),
+            *CURSOR_PARAMETERS,
         ],
         responses={200: RequestSummarySerializer(many=True), **_problems(401, 403, 422)},
         tags=["requests"],
@@ -259,3 +274,149 @@ class RequestDeliveries(PayerSystemView):
             payer=payer, exchange_request=exchange_request
         )
         return Response(DeliveryOutSerializer(deliveries, many=True).data)
+
+
+# --- Cohorts ------------------------------------------------------------------------------
+
+
+def _cohort_answer(
+    request: Request, cohort: Cohort, *, status_code: int = status.HTTP_200_OK
+) -> Response:
+    payer = payer_system(request).payer
+    serializer = CohortDetailSerializer(
+        cohort,
+        context={
+            "request": request,
+            "members_by_status": selectors.cohort_members_by_status(payer=payer, cohort=cohort),
+            "jobs": selectors.cohort_jobs(payer=payer, cohort=cohort),
+        },
+    )
+    return Response(serializer.data, status=status_code)
+
+
+def _roster_refused(exc: RosterRefused, *, ndjson: bool) -> Response:
+    """Return the 422 naming each member at fault: ``members[i].field`` in a JSON body, the
+    field and its ``line`` in an NDJSON one (a number of 0 is the post as a whole)."""
+    errors: list[dict[str, Any]] = []
+    for problem in exc.problems:
+        if ndjson:
+            error: dict[str, Any] = {"field": problem.column or "body", "message": problem.message}
+            if problem.line:
+                error["line"] = problem.line
+        elif problem.line:
+            member = f"members[{problem.line - 1}]"
+            field = f"{member}.{problem.column}" if problem.column else member
+            error = {"field": field, "message": problem.message}
+        else:
+            error = {"field": problem.column or "members", "message": problem.message}
+        errors.append(error)
+    return problem_response(
+        422,
+        "The cohort was refused; nothing was recorded. Fix the members listed and post it again.",
+        errors=errors,
+    )
+
+
+class CohortCollection(PayerSystemView, generics.GenericAPIView[Any]):
+    pagination_class = IdCursor
+    serializer_class = CohortSummarySerializer
+    parser_classes = [JSONParser, NdjsonParser]
+
+    def get_permissions(self) -> list[Any]:
+        return [CohortsWrite()] if self.request.method == "POST" else [CohortsRead()]
+
+    @extend_schema(
+        operation_id="cohort_create",
+        summary="Post a cohort: members asked of one former payer in bulk",
+        description="Scope `hub/cohorts.write`. As a roster a plan administrator uploads: each "
+        "member gets an HRex Consent and a payer-to-payer request on the rule's clock, and "
+        "the hub asks the former payer for all of them with `$bulk-member-match` and a bulk "
+        "export (PDex STU 2.2). Post JSON (`former_payer`, `name`, `members`) or NDJSON, one "
+        f"member a line, with `former_payer` and `name` in the query (`Content-Type: {NDJSON}`). "
+        "Every member is checked first; any at fault refuses the whole post with a 422 naming "
+        "each (`members[i].field`, or the `line` and field), and nothing is recorded.",
+        request={"application/json": CohortInSerializer, NDJSON: OpenApiTypes.STR},
+        parameters=[
+            IDEMPOTENCY_PARAMETER,
+            OpenApiParameter(
+                "former_payer",
+                str,
+                description="NDJSON bodies only: the former payer's 10-digit NPI or its hub slug.",
+            ),
+            OpenApiParameter("name", str, description="NDJSON bodies only: the cohort's name."),
+        ],
+        responses={201: CohortDetailSerializer, **_problems(400, 401, 403, 422)},
+        tags=["cohorts"],
+    )
+    def post(self, request: Request) -> Response:
+        system = payer_system(request)
+
+        def respond() -> Response:
+            data: Any = request.data
+            ndjson = isinstance(data, str)  # api/parsers.py
+            given: serializers.Serializer[Any] = (
+                CohortQuerySerializer(data=request.query_params)
+                if ndjson
+                else CohortInSerializer(data=data)
+            )
+            given.is_valid(raise_exception=True)
+            former_payer = given.validated_data["former_payer"]
+            members = data if ndjson else given.validated_data["members"]
+            try:
+                roster = roster_of_members(
+                    members=members,
+                    former_payer=former_payer,
+                    new_payer=system.payer,
+                    now=timezone.now(),
+                )
+                (cohort,) = cohorts_create(
+                    new_payer=system.payer,
+                    created_by=None,
+                    roster=roster,
+                    name=given.validated_data["name"].strip()
+                    or f"Posted on {timezone.localdate().isoformat()}",
+                    roster_name=f"POST /api/v1/cohorts ({roster.format})",
+                    client_address=client_address(request),
+                    actor_label=system.actor_label,
+                )
+            except RosterRefused as exc:
+                return _roster_refused(exc, ndjson=ndjson)
+            except CohortRefused as exc:
+                return problem_response(
+                    422,
+                    "The cohort was refused; nothing was recorded.",
+                    errors=[{"field": "former_payer", "message": str(exc)}],
+                )
+            return _cohort_answer(request, cohort, status_code=status.HTTP_201_CREATED)
+
+        return idempotent_post(request=request, payer=system.payer, respond=respond)
+
+    @extend_schema(
+        operation_id="cohort_list",
+        summary="List your cohorts, newest first",
+        description="Scope `hub/cohorts.read`. Cursor-paginated: follow `next`.",
+        parameters=CURSOR_PARAMETERS,
+        responses={200: CohortSummarySerializer(many=True), **_problems(401, 403, 422)},
+        tags=["cohorts"],
+    )
+    def get(self, request: Request) -> Response:
+        cohorts = selectors.cohorts_of_payer(payer=payer_system(request).payer)
+        page = self.paginate_queryset(cohorts)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class CohortDetail(PayerSystemView):
+    permission_classes = [CohortsRead]
+
+    @extend_schema(
+        operation_id="cohort_read",
+        summary="Read a cohort: its state, its members' states, its jobs",
+        description="Scope `hub/cohorts.read`. How many members' requests are in each state "
+        "(follow each in `GET /api/v1/requests`), and each match and export job at the former "
+        "payer.",
+        responses={200: CohortDetailSerializer, **_problems(401, 403, 404)},
+        tags=["cohorts"],
+    )
+    def get(self, request: Request, cohort_id: int) -> Response:
+        payer = payer_system(request).payer
+        return _cohort_answer(request, selectors.cohort_get(payer=payer, cohort_id=cohort_id))

@@ -236,7 +236,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES"},
+    "ENUM_NAME_OVERRIDES": {
+        "ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES",
+        # Requests and cohorts both have a status.
+        "ExchangeStatusEnum": "exchange.models.ExchangeStatus",
+        "CohortStatusEnum": "exchange.models.CohortStatus",
+    },
     # api/urls.py's ids: what its path converter takes.
     "PATH_CONVERTER_OVERRIDES": {
         "object_id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}

@@ -34,10 +34,10 @@ def test_the_keys_last_a_day_unless_configured() -> None:
 
 
 def test_a_post_sent_again_within_the_day_is_replayed(north: Tenant, systems: PayerSystems) -> None:
-    client = systems.client(north.payer)
-    first = client.post("/api/v1/opt-ins", opt_in_body(), **{"Idempotency-Key": KEY})
+    client, body = systems.client(north.payer), opt_in_body()
+    first = client.post("/api/v1/opt-ins", body, **{"Idempotency-Key": KEY})
     _age(KEY, settings.API_IDEMPOTENCY_KEY_HOURS - 0.5)
-    again = client.post("/api/v1/opt-ins", opt_in_body(), **{"Idempotency-Key": KEY})
+    again = client.post("/api/v1/opt-ins", body, **{"Idempotency-Key": KEY})
     assert again.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
@@ -45,13 +45,13 @@ def test_a_post_sent_again_within_the_day_is_replayed(north: Tenant, systems: Pa
 
 
 def test_after_expiry_the_key_is_a_new_post(north: Tenant, systems: PayerSystems) -> None:
-    client = systems.client(north.payer)
-    first = client.post("/api/v1/opt-ins", opt_in_body(), **{"Idempotency-Key": KEY})
+    client, body = systems.client(north.payer), opt_in_body()
+    first = client.post("/api/v1/opt-ins", body, **{"Idempotency-Key": KEY})
     assert client.post(first.json()["links"]["withdraw"]).status_code == 200
     _age(KEY, settings.API_IDEMPOTENCY_KEY_HOURS + 0.5)
 
     # Taken as new: the member's withdrawn opt-in does not stand in the way of a second one.
-    again = client.post("/api/v1/opt-ins", opt_in_body(), **{"Idempotency-Key": KEY})
+    again = client.post("/api/v1/opt-ins", body, **{"Idempotency-Key": KEY})
 
     assert again.status_code == 201, again.json()
     assert "Idempotent-Replayed" not in again
@@ -60,16 +60,16 @@ def test_after_expiry_the_key_is_a_new_post(north: Tenant, systems: PayerSystems
     # The key now answers with the new response, for another day.
     (kept,) = IdempotencyKey.objects.for_payer(north.payer).filter(key=KEY)
     assert kept.response_body["id"] == again.json()["id"]
-    replay = client.post("/api/v1/opt-ins", opt_in_body(), **{"Idempotency-Key": KEY})
+    replay = client.post("/api/v1/opt-ins", body, **{"Idempotency-Key": KEY})
     assert replay["Idempotent-Replayed"] == "true"
 
 
 def test_after_expiry_another_body_with_the_key_is_no_longer_a_422(
     north: Tenant, systems: PayerSystems
 ) -> None:
-    client = systems.client(north.payer)
-    client.post("/api/v1/opt-ins", opt_in_body(), **{"Idempotency-Key": KEY})
-    other = opt_in_body(member={**opt_in_body()["member"], "member_id": "NSH-000043"})
+    client, body = systems.client(north.payer), opt_in_body()
+    client.post("/api/v1/opt-ins", body, **{"Idempotency-Key": KEY})
+    other = {**body, "member": {**body["member"], "member_id": "NSH-000043"}}
     assert client.post("/api/v1/opt-ins", other, **{"Idempotency-Key": KEY}).status_code == 422
     _age(KEY, settings.API_IDEMPOTENCY_KEY_HOURS + 0.5)
     assert client.post("/api/v1/opt-ins", other, **{"Idempotency-Key": KEY}).status_code == 201
