@@ -112,8 +112,8 @@ def _replayed(kept: IdempotencyKey, fingerprint: str) -> Response:
         raise exceptions.ValidationError(
             {
                 HEADER: [
-                    "This key was used with another request (another path or body); "
-                    "use a new key for a new request."
+                    f"The key {kept.key!r} was used with another request (another path, query "
+                    "or body); use a new key for a new request."
                 ]
             }
         )

@@ -70,7 +70,11 @@ def test_after_expiry_another_body_with_the_key_is_no_longer_a_422(
     client, body = systems.client(north.payer), opt_in_body()
     client.post("/api/v1/opt-ins", body, **{"Idempotency-Key": KEY})
     other = {**body, "member": {**body["member"], "member_id": "NSH-000043"}}
-    assert client.post("/api/v1/opt-ins", other, **{"Idempotency-Key": KEY}).status_code == 422
+    refused = client.post("/api/v1/opt-ins", other, **{"Idempotency-Key": KEY})
+    assert refused.status_code == 422
+    (error,) = refused.json()["errors"]
+    assert error["field"] == "Idempotency-Key"
+    assert f"The key '{KEY}' was used with another request" in error["message"]
     _age(KEY, settings.API_IDEMPOTENCY_KEY_HOURS + 0.5)
     assert client.post("/api/v1/opt-ins", other, **{"Idempotency-Key": KEY}).status_code == 201
 
