@@ -43,6 +43,7 @@ def exchange_requests_of_payer(
     former_payer: Payer | None = None,
     member_id: str | None = None,
     opt_in_id: int | None = None,
+    cohort_id: int | None = None,
 ) -> QuerySet[ExchangeRequest]:
     """Return the payer's requests, filtered as asked."""
     requests = ExchangeRequest.objects.for_payer(payer).select_related("former_payer", "member")
@@ -54,6 +55,8 @@ def exchange_requests_of_payer(
         requests = requests.filter(member__plan_member_id=member_id)
     if opt_in_id is not None:
         requests = requests.filter(opt_in_record_id=opt_in_id)
+    if cohort_id is not None:
+        requests = requests.filter(cohort_member__cohort_id=cohort_id)
     return requests
 
 

@@ -3,6 +3,7 @@
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -348,6 +349,9 @@ class RequestFilterSerializer(serializers.Serializer[Any]):
         required=False, max_length=100, help_text="The member's id at your plan."
     )
     opt_in = serializers.IntegerField(required=False, min_value=1)
+    cohort = serializers.IntegerField(
+        required=False, min_value=1, help_text="Only the members' requests of this cohort."
+    )
 
 
 # --- Cohorts ------------------------------------------------------------------------------
@@ -451,9 +455,18 @@ class CohortSummarySerializer(serializers.ModelSerializer[Cohort]):
             "links",
         ]
 
-    @extend_schema_field(inline_serializer("CohortLinks", fields={"self": serializers.URLField()}))
+    @extend_schema_field(
+        inline_serializer(
+            "CohortLinks",
+            fields={"self": serializers.URLField(), "requests": serializers.URLField()},
+        )
+    )
     def get_links(self, obj: Cohort) -> dict[str, str]:
-        return {"self": _absolute(self.context, "api:cohort-detail", cohort_id=obj.pk)}
+        requests = f"{_absolute(self.context, 'api:requests')}?{urlencode({'cohort': obj.pk})}"
+        return {
+            "self": _absolute(self.context, "api:cohort-detail", cohort_id=obj.pk),
+            "requests": requests,
+        }
 
 
 class CohortDetailSerializer(CohortSummarySerializer):

@@ -232,6 +232,7 @@ class RequestCollection(PayerSystemView, generics.GenericAPIView[Any]):
             former_payer=filters.validated_data.get("former_payer"),
             member_id=filters.validated_data.get("member_id"),
             opt_in_id=filters.validated_data.get("opt_in"),
+            cohort_id=filters.validated_data.get("cohort"),
         )
         page = self.paginate_queryset(requests)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

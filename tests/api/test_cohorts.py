@@ -9,14 +9,24 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from api.models import IdempotencyKey
 from exchange.bulk.roster import CSV_COLUMNS
-from exchange.models import Cohort, CohortMember, Consent, ExchangeRequest
+from exchange.models import (
+    BulkJobKind,
+    BulkJobState,
+    Cohort,
+    CohortMember,
+    Consent,
+    ExchangeRequest,
+)
+from exchange.models import ExchangeStatus as S
 from hub.models import AuditEvent, FhirEndpoint, Payer, Role, User
 from plan_admin.views.cohorts import ROSTER_EXAMPLE
 from tests.api.payer_systems import PayerSystemClient, PayerSystems
 from tests.conftest import Tenant
+from tests.factories import BulkJobFactory, CohortMemberFactory
 
 pytestmark = pytest.mark.usefixtures("south_holds_records")
 SOUTH_NPI = "1245319599"
@@ -261,3 +271,45 @@ def test_each_cohort_operation_needs_its_scope(
     assert scope_missing in response.json()["detail"]
     anonymous = PayerSystemClient(token="")
     assert anonymous.get("/api/v1/cohorts").status_code == 401
+
+
+def test_a_cohort_tells_its_members_states_and_jobs_and_links_to_its_requests(
+    north: Tenant, south: Tenant, systems: PayerSystems
+) -> None:
+    client = systems.client(north.payer)
+    created = client.post(
+        "/api/v1/cohorts", {"former_payer": "south", "members": _example_members()}
+    ).json()
+    cohort = Cohort.objects.for_payer(north.payer).get(pk=created["id"])
+    first, *_ = (
+        ExchangeRequest.objects.for_payer(north.payer)
+        .filter(cohort_member__cohort=cohort)
+        .order_by("pk")
+    )
+    ExchangeRequest.objects.for_payer(north.payer).filter(pk=first.pk).update(status=S.NO_MATCH)
+    BulkJobFactory(cohort=cohort, sequence=1, state=BulkJobState.DONE, finished_at=timezone.now())
+    BulkJobFactory(
+        cohort=cohort,
+        kind=BulkJobKind.DATA_EXPORT,
+        sequence=1,
+        state=BulkJobState.FAILED,
+        reason_code="holder_error",
+        reason_message="The former payer's export failed.",
+    )
+    # Another cohort's request, not to be listed with this one's.
+    CohortMemberFactory(cohort__payer=north.payer, cohort__former_payer=south.payer)
+
+    detail = client.get(created["links"]["self"]).json()
+
+    assert detail["members_by_status"] == {"consented": 2, "no_match": 1}
+    assert [(j["kind"], j["sequence"], j["state"], j["reason"]) for j in detail["jobs"]] == [
+        ("data_export", 1, "failed", {"code": "holder_error", "message": "The former payer's export failed."}),
+        ("member_match", 1, "done", None),
+    ]  # fmt: skip
+    listed = Client().get(detail["links"]["requests"], **client._headers({})).json()
+    members = CohortMember.objects.for_payer(north.payer).filter(cohort=cohort)
+    assert {r["id"] for r in listed["results"]} == {m.exchange_request_id for m in members}
+    assert (
+        systems.client(south.payer).get(f"/api/v1/requests?cohort={cohort.pk}").json()["results"]
+        == []
+    )

@@ -32,9 +32,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from exchange.models import Cohort
 from tests.api.conftest import opt_in_body
 from tests.api.payer_systems import PayerSystemClient, PayerSystems
 from tests.conftest import Tenant
+from tests.factories import BulkJobFactory
 
 # Generated requests per operation. Kept small so the file runs in about a minute on a
 # shared two-core machine; for a longer hunt run e.g.
@@ -135,9 +137,17 @@ def test_every_operation_on_north_s_own_objects_answers_as_its_schema_says(
     request_id = opt_in["requests"][0]["id"]
     cohort_body = {"former_payer": "south", "members": [_member()]}
     cohort = north_system.post("/api/v1/cohorts", cohort_body).json()
+    # A cohort further on: a job done, one failed with its reason.
+    made = Cohort.objects.for_payer(north.payer).get(pk=cohort["id"])
+    BulkJobFactory(cohort=made, sequence=1, state="done")
+    BulkJobFactory(
+        cohort=made, kind="data_export", sequence=1,
+        state="failed", reason_code="holder_error", reason_message="The export failed.",
+    )  # fmt: skip
     calls: list[tuple[str, str, Callable[[Any], Any]]] = [
         ("GET", "/opt-ins/{opt_in_id}", lambda op: op.Case(path_parameters={"opt_in_id": opt_in["id"]})),
         ("GET", "/requests", lambda op: op.Case(query={"opt_in": opt_in["id"], "page_size": 1})),
+        ("GET", "/requests", lambda op: op.Case(query={"cohort": cohort["id"]})),
         ("GET", "/requests/{request_id}", lambda op: op.Case(path_parameters={"request_id": request_id})),
         (
             "GET",
@@ -159,6 +169,8 @@ def test_every_operation_on_north_s_own_objects_answers_as_its_schema_says(
             headers={"Authorization": f"Bearer {north_system.token}"}, checks=CHECKS
         )
         assert 200 <= response.status_code < 300, (method, path, response.text)
+        if path == "/cohorts/{cohort_id}":
+            assert len(response.json()["jobs"]) == 2
 
 
 def _member() -> dict[str, Any]:
