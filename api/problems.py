@@ -28,6 +28,7 @@ _TITLES = {
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
     409: ("conflict", "The request conflicts with what the hub holds"),
+    413: ("content-too-large", "The request is too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("invalid-fields", "Some fields are not acceptable"),
     429: ("too-many-requests", "Too many requests"),

@@ -43,7 +43,7 @@ from api.serializers import (
     RequestFilterSerializer,
     RequestSummarySerializer,
 )
-from exchange.bulk.roster import RosterRefused, roster_of_members
+from exchange.bulk.roster import MAX_MEMBERS, RosterRefused, roster_of_members
 from exchange.bulk.services import CohortRefused, cohorts_create
 from exchange.enrollment import opt_in_create, opt_in_withdraw
 from exchange.models import Cohort, OptInRecord
@@ -57,12 +57,18 @@ def _problems(*codes: int) -> dict[Any, OpenApiResponse]:
         403: "The access token lacks the operation's scope.",
         404: "No such object of your payer.",
         409: "The member's opt-in for a payer named is open already; each is named in `errors`.",
+        413: f"The body is larger than {COHORT_MAX_BYTES // 2**20} MiB; post fewer members at once.",
         422: "Fields are missing or not acceptable; each is named in `errors`.",
     }
     return {
         (code, PROBLEM_JSON): OpenApiResponse(PROBLEM, description=described[code])
         for code in codes
     }
+
+
+# A cohort's body, read whole: MAX_MEMBERS members of some 1 KiB each at most (a roster row
+# is about 300 bytes), so a runaway upload is refused before it is read.
+COHORT_MAX_BYTES = MAX_MEMBERS * 1024
 
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
@@ -346,13 +352,20 @@ class CohortCollection(PayerSystemView, generics.GenericAPIView[Any]):
             ),
             OpenApiParameter("name", str, description="NDJSON bodies only: the cohort's name."),
         ],
-        responses={201: CohortDetailSerializer, **_problems(400, 401, 403, 422)},
+        responses={201: CohortDetailSerializer, **_problems(400, 401, 403, 413, 422)},
         tags=["cohorts"],
     )
     def post(self, request: Request) -> Response:
         system = payer_system(request)
 
         def respond() -> Response:
+            length = request.META.get("CONTENT_LENGTH") or "0"
+            if not length.isdigit() or int(length) > COHORT_MAX_BYTES:
+                return problem_response(
+                    413,
+                    f"The body is larger than {COHORT_MAX_BYTES // 2**20} MiB; post at most "
+                    f"{MAX_MEMBERS:,} members at once, or fewer.",
+                )
             data: Any = request.data
             ndjson = isinstance(data, str)  # api/parsers.py
             given: serializers.Serializer[Any] = (

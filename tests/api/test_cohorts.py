@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from api import views
 from api.models import IdempotencyKey
 from exchange.bulk.roster import CSV_COLUMNS
 from exchange.models import (
@@ -313,3 +314,17 @@ def test_a_cohort_tells_its_members_states_and_jobs_and_links_to_its_requests(
         systems.client(south.payer).get(f"/api/v1/requests?cohort={cohort.pk}").json()["results"]
         == []
     )
+
+
+def test_a_body_too_large_is_a_413_read_no_further(
+    north: Tenant, systems: PayerSystems, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(views, "COHORT_MAX_BYTES", 1000)
+    before = _counts(north.payer)
+    response = systems.client(north.payer).post(
+        "/api/v1/cohorts", {"former_payer": "south", "members": _example_members()}
+    )
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
+    assert "post at most 20,000 members at once" in response.json()["detail"]
+    assert _counts(north.payer) == before
