@@ -114,3 +114,36 @@ def test_another_payer_s_client_cannot_see_the_opt_in_taken(
     other = systems.client(south.payer)
     assert other.get(f"/api/v1/opt-ins/{taken['id']}").status_code == 404
     assert other.get(f"/api/v1/requests/{taken['requests'][0]['id']}").status_code == 404
+
+
+def test_two_cohorts_of_the_same_new_members_posted_at_once_are_both_taken(
+    north: Tenant, systems: PayerSystems, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = systems.client(north.payer)
+    members = [
+        {
+            "member_id": f"NSH-4000{n}",
+            "family_name": "Person",
+            "given_names": "Pat",
+            "birth_date": "1980-01-0" + str(n),
+            "gender": "unknown",
+            "former_member_id": f"SCH-{n}",
+            "former_coverage_start": "2020-01-01",
+            "former_coverage_end": "2024-12-31",
+            "new_coverage_start": "2025-01-01",
+            "consent": "everything",
+            "opted_in_at": "2024-12-01T10:00:00Z",
+        }
+        for n in (1, 2, 3)
+    ]
+    body = {"former_payer": "south", "members": members}
+    answers = _at_once(
+        monkeypatch, [lambda: client.post("/api/v1/cohorts", body) for _ in range(2)]
+    )
+
+    assert [answer.status_code for answer in answers] == [201, 201]
+    users = User.objects.filter(
+        payer=north.payer, role=Role.MEMBER, plan_member_id__startswith="NSH-4000"
+    )
+    assert users.count() == 3
+    assert ExchangeRequest.objects.for_payer(north.payer).filter(member__in=users).count() == 6
