@@ -3,6 +3,7 @@
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -10,10 +11,12 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from api.selectors import payer_by_reference
-from exchange.bulk.roster import CONSENT_CHOICES
+from exchange.bulk.roster import CONSENT_CHOICES, CSV_COLUMN_HELP, MAX_MEMBERS
 from exchange.enrollment import Enrollee, OptInAttestation, OtherCoverage
 from exchange.member_match import ADMINISTRATIVE_GENDERS
 from exchange.models import (
+    BulkJob,
+    Cohort,
     ConsentPolicy,
     ExchangeEvent,
     ExchangeRequest,
@@ -44,7 +47,13 @@ class PayerReferenceField(serializers.Field[Payer, str, str, Any]):
     default_error_messages = {"invalid": "Give the payer's 10-digit NPI or its hub slug."}
 
     def to_internal_value(self, data: Any) -> Payer:
-        if not isinstance(data, str) or not data.strip() or len(data) > 100:
+        # Printable only: a NUL or a lone surrogate would reach PostgreSQL, which refuses it.
+        if (
+            not isinstance(data, str)
+            or not data.strip()
+            or len(data) > 100
+            or not data.isprintable()
+        ):
             self.fail("invalid")
         reference = data.strip()
         payer = payer_by_reference(reference)
@@ -440,6 +449,142 @@ class RequestFilterSerializer(serializers.Serializer[Any]):
         required=False, max_length=100, help_text="The member's id at your plan."
     )
     opt_in = serializers.IntegerField(required=False, min_value=1)
+    cohort = serializers.IntegerField(
+        required=False, min_value=1, help_text="Only the members' requests of this cohort."
+    )
+
+
+# --- Cohorts ------------------------------------------------------------------------------
+
+
+class CohortMemberInSerializer(serializers.Serializer[Any]):
+    """One member of a cohort: a roster row (exchange/bulk/roster.py) without the former payer,
+    which the cohort names once. Documents the shape; the roster's own checks read it."""
+
+    member_id = serializers.CharField(max_length=100, help_text=CSV_COLUMN_HELP["member_id"])
+    family_name = serializers.CharField(max_length=150)
+    given_names = serializers.CharField(
+        max_length=150, help_text="The member's given names, separated by spaces."
+    )
+    birth_date = serializers.DateField()
+    gender = serializers.ChoiceField(choices=ADMINISTRATIVE_GENDERS)
+    former_member_id = serializers.CharField(
+        max_length=100, help_text=CSV_COLUMN_HELP["former_member_id"]
+    )
+    former_coverage_start = serializers.DateField(
+        help_text=CSV_COLUMN_HELP["former_coverage_start"]
+    )
+    former_coverage_end = serializers.DateField(
+        required=False, allow_null=True, help_text=CSV_COLUMN_HELP["former_coverage_end"]
+    )
+    new_coverage_start = serializers.DateField(help_text=CSV_COLUMN_HELP["new_coverage_start"])
+    consent = serializers.ChoiceField(
+        choices=CONSENT_CHOICE_NAMES, help_text=CSV_COLUMN_HELP["consent"]
+    )
+    opted_in_at = serializers.DateTimeField(help_text=CSV_COLUMN_HELP["opted_in_at"])
+
+
+@extend_schema_field(CohortMemberInSerializer(many=True))
+class CohortMembersField(serializers.ListField):
+    """The members, read whole by the roster's checks, which name each one at fault."""
+
+
+class CohortNameField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            max_length=150,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="How you and your plan administrators will know the cohort; "
+            "by default the day it was posted.",
+            **kwargs,
+        )
+
+
+class CohortInSerializer(serializers.Serializer[Any]):
+    """A cohort posted as JSON: one former payer, its members."""
+
+    former_payer = PayerReferenceField(
+        help_text="The former (or concurrent) payer's 10-digit NPI or its hub slug; it must "
+        "take part in the hub and offer payer-to-payer bulk access."
+    )
+    name = CohortNameField()
+    members = CohortMembersField(min_length=1, max_length=MAX_MEMBERS)
+
+
+class CohortQuerySerializer(serializers.Serializer[Any]):
+    """What a cohort posted as NDJSON says in its query: the former payer and a name."""
+
+    former_payer = PayerReferenceField(
+        help_text="For an NDJSON body: the former payer's 10-digit NPI or its hub slug."
+    )
+    name = CohortNameField()
+
+
+class CohortJobOutSerializer(serializers.ModelSerializer[BulkJob]):
+    reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BulkJob
+        fields = ["kind", "sequence", "state", "state_changed_at", "finished_at", "reason"]
+
+    @extend_schema_field(ReasonOutSerializer(allow_null=True))
+    def get_reason(self, obj: BulkJob) -> dict[str, str] | None:
+        """Why the job failed or was cancelled."""
+        if not obj.reason_code:
+            return None
+        return {"code": obj.reason_code, "message": obj.reason_message}
+
+
+class CohortSummarySerializer(serializers.ModelSerializer[Cohort]):
+    former_payer = PayerOutSerializer()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cohort
+        fields = [
+            "id",
+            "name",
+            "former_payer",
+            "status",
+            "status_changed_at",
+            "created_at",
+            "finished_at",
+            "member_count",
+            "links",
+        ]
+
+    @extend_schema_field(
+        inline_serializer(
+            "CohortLinks",
+            fields={"self": serializers.URLField(), "requests": serializers.URLField()},
+        )
+    )
+    def get_links(self, obj: Cohort) -> dict[str, str]:
+        requests = f"{_absolute(self.context, 'api:requests')}?{urlencode({'cohort': obj.pk})}"
+        return {
+            "self": _absolute(self.context, "api:cohort-detail", cohort_id=obj.pk),
+            "requests": requests,
+        }
+
+
+class CohortDetailSerializer(CohortSummarySerializer):
+    members_by_status = serializers.SerializerMethodField()
+    jobs = serializers.SerializerMethodField()
+
+    class Meta(CohortSummarySerializer.Meta):
+        fields = [*CohortSummarySerializer.Meta.fields, "path", "members_by_status", "jobs"]
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_members_by_status(self, obj: Cohort) -> dict[str, int]:
+        """How many members' requests are in each state (a state no member is in is left out)."""
+        return dict(self.context["members_by_status"])
+
+    @extend_schema_field(CohortJobOutSerializer(many=True))
+    def get_jobs(self, obj: Cohort) -> list[dict[str, Any]]:
+        """Its $bulk-member-match and export jobs at the former payer, by chunk."""
+        return list(CohortJobOutSerializer(self.context["jobs"], many=True).data)
 
 
 class FieldErrorSerializer(serializers.Serializer[Any]):
@@ -447,6 +592,10 @@ class FieldErrorSerializer(serializers.Serializer[Any]):
         help_text="The path of the field in the body (a.b[0].c), or the header's name."
     )
     message = serializers.CharField()
+    line = serializers.IntegerField(
+        required=False,
+        help_text="For an NDJSON body: the line of the member at fault (from 1).",
+    )
 
 
 # An RFC 9457 problem document (api/problems.py). Declared by fields: a Serializer cannot

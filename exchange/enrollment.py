@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
@@ -87,7 +87,7 @@ class MemberOptIn:
 
 
 def members_find_or_create(
-    *, payer: Payer, opt_ins: Sequence[MemberOptIn]
+    *, payer: Payer, opt_ins: Sequence[MemberOptIn], _retry: bool = True
 ) -> tuple[dict[str, User], set[int]]:
     """Return the member User of each member id of ``opt_ins`` at ``payer`` (found by its
     member id, else created to be claimed at the member's first sign-in, members/sign_in.py),
@@ -121,7 +121,16 @@ def members_find_or_create(
         user.set_unusable_password()
         _demographics_set(user, people[member_id])
         created.append(user)
-    User.objects.bulk_create(created, batch_size=_BATCH_SIZE)
+    try:
+        with transaction.atomic():
+            User.objects.bulk_create(created, batch_size=_BATCH_SIZE)
+    except IntegrityError:
+        # Another transaction created some of these members at the same moment (two opt-ins
+        # of one new member posted at once) and has committed: their usernames, derived from
+        # the member id, are taken. Found now, they are used as members found; once only.
+        if not _retry:
+            raise
+        return members_find_or_create(payer=payer, opt_ins=opt_ins, _retry=False)
     users |= {user.plan_member_id: user for user in created}
     return users, {user.pk for user in created}
 
@@ -342,11 +351,16 @@ class OptInProblem:
 
 
 class OptInRefused(ValueError):
-    """The opt-in cannot be taken; ``problems`` names each field at fault. Nothing is written."""
+    """The opt-in cannot be taken; ``problems`` names each field at fault. Nothing is written.
 
-    def __init__(self, problems: list[OptInProblem]) -> None:
+    ``conflict`` when the opt-in is sound but the member's opt-in for these payers is open
+    already (sent twice, or twice at once): nothing to fix in it, only to withdraw the first.
+    """
+
+    def __init__(self, problems: list[OptInProblem], *, conflict: bool = False) -> None:
         super().__init__(problems[0].message)
         self.problems = problems
+        self.conflict = conflict
 
 
 def opt_in_create(
@@ -407,7 +421,7 @@ def opt_in_create(
         member = User.objects.select_for_update().get(pk=users[enrollee.member_id].pk)
         open_requests = _open_requests(new_payer=new_payer, member=member, coverages=coverages)
         if open_requests:
-            raise OptInRefused(open_requests)
+            raise OptInRefused(open_requests, conflict=True)
         education_text_version = attestation.education_text_version or (
             member_education_version_current(payer=new_payer, at=attestation.obtained_at)
         )

@@ -239,8 +239,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES",
         "AuthorizationLinkStatusEnum": "api.serializers.AUTHORIZATION_LINK_STATUSES",
-        # A request's status keeps its name next to the link's (both fields are "status").
-        "StatusEnum": "exchange.models.ExchangeStatus",
+        # Requests and cohorts both have a status.
+        "ExchangeStatusEnum": "exchange.models.ExchangeStatus",
+        "CohortStatusEnum": "exchange.models.CohortStatus",
+    },
+    # api/urls.py's ids: what its path converter takes.
+    "PATH_CONVERTER_OVERRIDES": {
+        "object_id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
     },
     # The deploy check would build a schema of every DRF view of the root URLconf, the plan
     # administrators' API included, which is not published; the published one (api.urls)
@@ -332,7 +337,11 @@ CELERY_BEAT_SCHEDULE = {
     # Recurring pulls (quarterly refresh, run-off) that fell due (exchange/schedules.py).
     "run-pull-schedules": {"task": "exchange.pull_schedules_run", "schedule": 5 * 60},
     "sweep-member-links": {"task": "exchange.sweep_member_links", "schedule": 5 * 60},
+    "purge-api-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 60 * 60},
 }
+# How long the payer-system API keeps an Idempotency-Key and its response (api/idempotency.py):
+# a POST sent again within it is answered as the first was; after it, it is a new POST.
+API_IDEMPOTENCY_KEY_HOURS = env_int("API_IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # CMS-0057-F gives a week: plan administrators are alerted this long before a request that
 # is not delivered is due, and again once it is overdue (exchange/deadlines.py).
 EXCHANGE_DUE_SOON_HOURS = env_int("EXCHANGE_DUE_SOON_HOURS", 48, minimum=1)

@@ -237,7 +237,7 @@ def test_a_duplicate_opt_in_is_refused_while_the_first_is_open(
     assert first.status_code == 201
     before = _counts(north.payer)
     again = client.post("/api/v1/opt-ins", opt_in_body())
-    assert again.status_code == 422
+    assert again.status_code == 409
     errors = {e["field"]: e["message"] for e in again.json()["errors"]}
     assert set(errors) == {"previous_payers[0].payer", "concurrent_payers[0].payer"}
     assert "already open" in errors["previous_payers[0].payer"]
@@ -321,7 +321,7 @@ def test_an_open_portal_request_of_the_member_counts_as_a_duplicate(
     north.member.save()
     ExchangeRequestFactory(consent__member=north.member, consent__former_payer=south.payer)
     response = systems.client(north.payer).post("/api/v1/opt-ins", opt_in_body())
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert [e["field"] for e in response.json()["errors"]] == ["previous_payers[0].payer"]
 
 
