@@ -44,7 +44,7 @@ v1 = [
     path("schema/", SpectacularAPIView.as_view(urlconf="api.urls"), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     # Last: any other path is a problem document too, not the portal's HTML 404.
-    re_path(r"^.*$", no_such_path),
+    re_path(r"^.*$", no_such_path, name="no-such-path"),
 ]
 
 urlpatterns = [path("api/v1/", include(v1))]
