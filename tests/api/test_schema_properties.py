@@ -40,7 +40,7 @@ from tests.factories import BulkJobFactory
 
 # Generated requests per operation. Kept small so the file runs in about a minute on a
 # shared two-core machine; for a longer hunt run e.g.
-#   API_PROPERTY_EXAMPLES=500 /work/hubtest.sh <db> <redis> tests/api/test_schema_properties.py
+#   API_PROPERTY_EXAMPLES=500 make test PYTEST_ARGS=tests/api/test_schema_properties.py
 EXAMPLES = int(os.environ.get("API_PROPERTY_EXAMPLES", "25"))
 CHECKS: list[CheckFunction] = [
     not_a_server_error,
