@@ -93,3 +93,11 @@ class RequestsRead(ScopeRequired):
 
 class DeliveriesRead(ScopeRequired):
     scope = "hub/deliveries.read"
+
+
+class CohortsWrite(ScopeRequired):
+    scope = "hub/cohorts.write"
+
+
+class CohortsRead(ScopeRequired):
+    scope = "hub/cohorts.read"

@@ -22,6 +22,8 @@ class IdempotencyKey(TenantOwned):
         constraints = [
             models.UniqueConstraint(fields=["payer", "key"], name="api_idempotency_payer_key")
         ]
+        # The hourly purge finds expired keys by age (api/idempotency.py).
+        indexes = [models.Index(fields=["created_at"], name="api_idempotency_created")]
 
     def __str__(self) -> str:
         return f"Idempotency key {self.pk}"

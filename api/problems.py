@@ -6,10 +6,12 @@ in the request body, e.g. ``previous_payers[0].coverage_start``, or a header's n
 ``message``. Field problems are 422; a body that is not JSON is 400.
 """
 
+import json
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -25,6 +27,8 @@ _TITLES = {
     404: ("not-found", "No such object"),
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "The request conflicts with what the hub holds"),
+    413: ("content-too-large", "The request is too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("invalid-fields", "Some fields are not acceptable"),
     429: ("too-many-requests", "Too many requests"),
@@ -39,24 +43,53 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Return the problem document of ``status_code``."""
+    return Response(
+        problem_body(status_code, detail, errors=errors),
+        status=status_code,
+        headers=headers,
+        content_type=PROBLEM_JSON,
+    )
+
+
+def problem_body(
+    status_code: int, detail: str, *, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Return the body of the problem document of ``status_code``."""
     slug, title = _TITLES.get(status_code, ("error", "Error"))
-    body: dict[str, Any] = {
+    return {
         "type": f"{_TYPE_BASE}{slug}",
         "title": title,
         "status": status_code,
         "detail": detail,
         "errors": errors or [],
     }
-    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_JSON)
+
+
+# No session, so no cross-site request to forge: a POST to an unknown path is a 404 as a GET.
+@csrf_exempt
+def no_such_path(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Answer a URL under ``/api/v1/`` that names no operation (or an id that is not one)
+    with a problem document, as every other error of the API, rather than the portal's
+    HTML page."""
+    body = problem_body(404, "No operation of the API has this path; see /api/v1/docs/.")
+    return HttpResponse(json.dumps(body), status=404, content_type=PROBLEM_JSON)
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's exception handler for the API's views: each error as a problem document."""
     if isinstance(exc, OptInRefused):
+        errors = [{"field": p.field, "message": p.message} for p in exc.problems]
+        if exc.conflict:
+            return problem_response(
+                409,
+                "The member's opt-in for these payers is open already; nothing was recorded. "
+                "Withdraw the open one to start over.",
+                errors=errors,
+            )
         return problem_response(
             422,
             "The opt-in was refused; nothing was recorded. Fix the fields listed and send it again.",
-            errors=[{"field": p.field, "message": p.message} for p in exc.problems],
+            errors=errors,
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
-from exchange.models import Delivery, ExchangeRequest, OptInRecord
+from exchange.models import BulkJob, Cohort, Delivery, ExchangeRequest, OptInRecord
 from hub.models import AuditEvent, Payer
 from hub.tenancy import get_for_payer_or_404
 
@@ -43,6 +43,7 @@ def exchange_requests_of_payer(
     former_payer: Payer | None = None,
     member_id: str | None = None,
     opt_in_id: int | None = None,
+    cohort_id: int | None = None,
 ) -> QuerySet[ExchangeRequest]:
     """Return the payer's requests, filtered as asked."""
     requests = ExchangeRequest.objects.for_payer(payer).select_related("former_payer", "member")
@@ -54,12 +55,16 @@ def exchange_requests_of_payer(
         requests = requests.filter(member__plan_member_id=member_id)
     if opt_in_id is not None:
         requests = requests.filter(opt_in_record_id=opt_in_id)
+    if cohort_id is not None:
+        requests = requests.filter(cohort_member__cohort_id=cohort_id)
     return requests
 
 
 def exchange_request_get(*, payer: Payer, request_id: int) -> ExchangeRequest:
     return get_for_payer_or_404(
-        ExchangeRequest.objects.select_related("former_payer", "member"), payer, pk=request_id
+        ExchangeRequest.objects.select_related("former_payer", "member", "schedule"),
+        payer,
+        pk=request_id,
     )
 
 
@@ -118,3 +123,29 @@ def exchange_request_deliveries(
         )
         for delivery in deliveries
     ]
+
+
+def cohorts_of_payer(*, payer: Payer) -> QuerySet[Cohort]:
+    return Cohort.objects.for_payer(payer).select_related("former_payer")
+
+
+def cohort_get(*, payer: Payer, cohort_id: int) -> Cohort:
+    return get_for_payer_or_404(Cohort.objects.select_related("former_payer"), payer, pk=cohort_id)
+
+
+def cohort_members_by_status(*, payer: Payer, cohort: Cohort) -> dict[str, int]:
+    """Return how many of the cohort's members' requests are in each state (those in none
+    are left out)."""
+    counted = (
+        ExchangeRequest.objects.for_payer(payer)
+        .filter(cohort_member__cohort=cohort)
+        .values_list("status")
+        .annotate(members=Count("pk"))
+        .order_by("status")
+    )
+    return dict(counted)
+
+
+def cohort_jobs(*, payer: Payer, cohort: Cohort) -> list[BulkJob]:
+    """Return the cohort's match and export jobs at its former payer, by chunk."""
+    return list(BulkJob.objects.for_payer(payer).filter(cohort=cohort).order_by("sequence", "kind"))

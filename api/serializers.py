@@ -3,6 +3,7 @@
 import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -10,22 +11,29 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from api.selectors import payer_by_reference
-from exchange.bulk.roster import CONSENT_CHOICES
+from exchange.bulk.roster import CONSENT_CHOICES, CSV_COLUMN_HELP, MAX_MEMBERS
 from exchange.enrollment import Enrollee, OptInAttestation, OtherCoverage
 from exchange.member_match import ADMINISTRATIVE_GENDERS
 from exchange.models import (
+    BulkJob,
+    Cohort,
     ConsentPolicy,
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
+    MemberAuthorizationLink,
     OptInMethod,
     OptInRecord,
+    PullSchedule,
 )
 from hub.models import Payer
 
 # The consent choices as the API names them (hub/settings.py names their OpenAPI enum).
 CONSENT_CHOICE_NAMES = list(CONSENT_CHOICES)
 _CONSENT_CHOICE_OF_POLICY = {policy: choice for choice, policy in CONSENT_CHOICES.items()}
+# Where the email with a member's authorization link stands (MemberAuthorizationLink.status;
+# hub/settings.py names their OpenAPI enum).
+AUTHORIZATION_LINK_STATUSES = ["pending", "sent", "not_sent"]
 # Other payers one opt-in may name, of each kind: a member's last five years and today.
 MAX_OTHER_PAYERS = 20
 # ISO 8601 with its UTC offset: when the member opted in is a moment, not a wall-clock time.
@@ -39,7 +47,13 @@ class PayerReferenceField(serializers.Field[Payer, str, str, Any]):
     default_error_messages = {"invalid": "Give the payer's 10-digit NPI or its hub slug."}
 
     def to_internal_value(self, data: Any) -> Payer:
-        if not isinstance(data, str) or not data.strip() or len(data) > 100:
+        # Printable only: a NUL or a lone surrogate would reach PostgreSQL, which refuses it.
+        if (
+            not isinstance(data, str)
+            or not data.strip()
+            or len(data) > 100
+            or not data.isprintable()
+        ):
             self.fail("invalid")
         reference = data.strip()
         payer = payer_by_reference(reference)
@@ -75,6 +89,16 @@ class MemberInSerializer(serializers.Serializer[Any]):
     )
     birth_date = serializers.DateField()
     gender = serializers.ChoiceField(choices=ADMINISTRATIVE_GENDERS)
+    email = serializers.EmailField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=254,
+        help_text="Where the hub emails the member a link to allow the transfer at a previous "
+        "or concurrent payer that offers only member-authorized access (the member signs in "
+        "there; no payer-to-payer path). Required when the opt-in names such a payer; its "
+        "request then awaits the member's authorization (`awaiting_authorization`).",
+    )
 
 
 class NewCoverageInSerializer(serializers.Serializer[Any]):
@@ -120,7 +144,10 @@ class AttestationInSerializer(serializers.Serializer[Any]):
         required=False,
         allow_blank=True,
         default="",
-        help_text="The version of the member-education text shown at the opt-in, if any.",
+        help_text="The version of the member-education text the member was shown at or before "
+        "the opt-in (CMS-0057-F). Once your plan publishes its texts in the hub, one of their "
+        "versions (or hub-default-1, the hub's text shown before the first); left out, the "
+        "version current at obtained_at is recorded.",
     )
 
 
@@ -171,6 +198,7 @@ class OptInInSerializer(serializers.Serializer[Any]):
                 birth_date=member["birth_date"],
                 gender=member["gender"],
                 new_coverage_start=data["new_coverage"]["start"],
+                email=member["email"].strip(),
             ),
             "coverages": coverages,
             "policy": CONSENT_CHOICES[data["consent"]["choice"]],
@@ -231,11 +259,73 @@ class ReasonOutSerializer(serializers.Serializer[Any]):
     message = serializers.CharField()
 
 
+class RecordsWindowSerializer(serializers.Serializer[ExchangeRequest]):
+    changed_since = serializers.DateTimeField(
+        source="records_since",
+        allow_null=True,
+        help_text="Only records changed after this were asked for (_since: the last pull "
+        "delivered); null for the whole record.",
+    )
+    as_of = serializers.DateTimeField(
+        source="records_as_of",
+        allow_null=True,
+        help_text="When the records were read; the next pull asks for what changed since. "
+        "Null until retrieval begins.",
+    )
+
+
+class ScheduleOutSerializer(serializers.ModelSerializer[PullSchedule]):
+    next_pull_at = serializers.DateTimeField(source="next_run_at", allow_null=True)
+    changed_since = serializers.DateTimeField(
+        source="watermark",
+        allow_null=True,
+        help_text="The next pull asks for what changed since this (null: nothing delivered yet).",
+    )
+
+    class Meta:
+        model = PullSchedule
+        fields = [
+            "id",
+            "kind",
+            "runs",
+            "next_pull_at",
+            "changed_since",
+            "paused_at",
+            "ended_at",
+            "end_reason",
+        ]
+
+
+class AuthorizationLinkOutSerializer(serializers.Serializer[MemberAuthorizationLink]):
+    """The email that sends the member the link to allow the transfer (exchange/member_links/)."""
+
+    status = serializers.ChoiceField(
+        choices=AUTHORIZATION_LINK_STATUSES,
+        help_text="`pending`: not sent yet, tries go on; `sent`; `not_sent`: no more tries "
+        "(see `problem`), reach the member another way.",
+    )
+    sent_at = serializers.DateTimeField(allow_null=True)
+    attempts = serializers.IntegerField(help_text="Tries made so far.")
+    problem = serializers.CharField(
+        source="last_error", help_text="Why the last try failed, or why none is made; or empty."
+    )
+
+
 class RequestDetailSerializer(RequestSummarySerializer):
     opt_in = serializers.IntegerField(source="opt_in_record_id", allow_null=True)
     member_id = serializers.CharField(source="member.plan_member_id")
     reason = serializers.SerializerMethodField()
+    authorization_link = serializers.SerializerMethodField()
     events = EventOutSerializer(many=True, source="events.all")
+    records_window = RecordsWindowSerializer(source="*")
+    schedule = ScheduleOutSerializer(
+        allow_null=True,
+        help_text="The recurring pulls this request belongs to (CMS-0057-F: concurrent coverage "
+        "at least quarterly, a run-off after coverage ends); null when not scheduled.",
+    )
+    schedule_run = serializers.IntegerField(
+        allow_null=True, help_text="Which pull of the schedule this is: 0 the first."
+    )
 
     class Meta(RequestSummarySerializer.Meta):
         fields = [
@@ -248,6 +338,10 @@ class RequestDetailSerializer(RequestSummarySerializer):
             "coverage_start",
             "coverage_end",
             "reason",
+            "records_window",
+            "schedule",
+            "schedule_run",
+            "authorization_link",
             "events",
         ]
 
@@ -257,6 +351,16 @@ class RequestDetailSerializer(RequestSummarySerializer):
         if not obj.reason_code:
             return None
         return {"code": obj.reason_code, "message": obj.reason_message}
+
+    @extend_schema_field(AuthorizationLinkOutSerializer(allow_null=True))
+    def get_authorization_link(self, obj: ExchangeRequest) -> dict[str, Any] | None:
+        """Whether and when the member was emailed the link to allow the transfer: for a
+        request of an opt-in whose former payer offers only member-authorized access (the
+        request awaits the member's authorization); null for any other request."""
+        link: MemberAuthorizationLink | None = getattr(obj, "member_link", None)
+        if link is None:
+            return None
+        return dict(AuthorizationLinkOutSerializer(link).data)
 
 
 class FileOutSerializer(serializers.Serializer[Any]):
@@ -284,6 +388,9 @@ class AttestationOutSerializer(serializers.Serializer[OptInRecord]):
 
 class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
     member_id = serializers.CharField(source="member.plan_member_id")
+    withdrawal_education_text_version = serializers.CharField(
+        help_text="Once withdrawn: the version of the member-education text current then."
+    )
     consent = serializers.SerializerMethodField()
     attestation = AttestationOutSerializer(source="*")
     requests = serializers.SerializerMethodField()
@@ -299,6 +406,7 @@ class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
             "attestation",
             "created_at",
             "withdrawn_at",
+            "withdrawal_education_text_version",
             "requests",
             "links",
         ]
@@ -309,7 +417,8 @@ class OptInOutSerializer(serializers.ModelSerializer[OptInRecord]):
 
     @extend_schema_field(RequestSummarySerializer(many=True))
     def get_requests(self, obj: OptInRecord) -> list[dict[str, Any]]:
-        """One request per previous or concurrent payer, opened by the payer-to-payer path."""
+        """One request per previous or concurrent payer, opened by the payer-to-payer path, or
+        awaiting the member's authorization where that payer offers only member sign-in."""
         return list(
             RequestSummarySerializer(
                 self.context["exchange_requests"], many=True, context=self.context
@@ -340,6 +449,142 @@ class RequestFilterSerializer(serializers.Serializer[Any]):
         required=False, max_length=100, help_text="The member's id at your plan."
     )
     opt_in = serializers.IntegerField(required=False, min_value=1)
+    cohort = serializers.IntegerField(
+        required=False, min_value=1, help_text="Only the members' requests of this cohort."
+    )
+
+
+# --- Cohorts ------------------------------------------------------------------------------
+
+
+class CohortMemberInSerializer(serializers.Serializer[Any]):
+    """One member of a cohort: a roster row (exchange/bulk/roster.py) without the former payer,
+    which the cohort names once. Documents the shape; the roster's own checks read it."""
+
+    member_id = serializers.CharField(max_length=100, help_text=CSV_COLUMN_HELP["member_id"])
+    family_name = serializers.CharField(max_length=150)
+    given_names = serializers.CharField(
+        max_length=150, help_text="The member's given names, separated by spaces."
+    )
+    birth_date = serializers.DateField()
+    gender = serializers.ChoiceField(choices=ADMINISTRATIVE_GENDERS)
+    former_member_id = serializers.CharField(
+        max_length=100, help_text=CSV_COLUMN_HELP["former_member_id"]
+    )
+    former_coverage_start = serializers.DateField(
+        help_text=CSV_COLUMN_HELP["former_coverage_start"]
+    )
+    former_coverage_end = serializers.DateField(
+        required=False, allow_null=True, help_text=CSV_COLUMN_HELP["former_coverage_end"]
+    )
+    new_coverage_start = serializers.DateField(help_text=CSV_COLUMN_HELP["new_coverage_start"])
+    consent = serializers.ChoiceField(
+        choices=CONSENT_CHOICE_NAMES, help_text=CSV_COLUMN_HELP["consent"]
+    )
+    opted_in_at = serializers.DateTimeField(help_text=CSV_COLUMN_HELP["opted_in_at"])
+
+
+@extend_schema_field(CohortMemberInSerializer(many=True))
+class CohortMembersField(serializers.ListField):
+    """The members, read whole by the roster's checks, which name each one at fault."""
+
+
+class CohortNameField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            max_length=150,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="How you and your plan administrators will know the cohort; "
+            "by default the day it was posted.",
+            **kwargs,
+        )
+
+
+class CohortInSerializer(serializers.Serializer[Any]):
+    """A cohort posted as JSON: one former payer, its members."""
+
+    former_payer = PayerReferenceField(
+        help_text="The former (or concurrent) payer's 10-digit NPI or its hub slug; it must "
+        "take part in the hub and offer payer-to-payer bulk access."
+    )
+    name = CohortNameField()
+    members = CohortMembersField(min_length=1, max_length=MAX_MEMBERS)
+
+
+class CohortQuerySerializer(serializers.Serializer[Any]):
+    """What a cohort posted as NDJSON says in its query: the former payer and a name."""
+
+    former_payer = PayerReferenceField(
+        help_text="For an NDJSON body: the former payer's 10-digit NPI or its hub slug."
+    )
+    name = CohortNameField()
+
+
+class CohortJobOutSerializer(serializers.ModelSerializer[BulkJob]):
+    reason = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BulkJob
+        fields = ["kind", "sequence", "state", "state_changed_at", "finished_at", "reason"]
+
+    @extend_schema_field(ReasonOutSerializer(allow_null=True))
+    def get_reason(self, obj: BulkJob) -> dict[str, str] | None:
+        """Why the job failed or was cancelled."""
+        if not obj.reason_code:
+            return None
+        return {"code": obj.reason_code, "message": obj.reason_message}
+
+
+class CohortSummarySerializer(serializers.ModelSerializer[Cohort]):
+    former_payer = PayerOutSerializer()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cohort
+        fields = [
+            "id",
+            "name",
+            "former_payer",
+            "status",
+            "status_changed_at",
+            "created_at",
+            "finished_at",
+            "member_count",
+            "links",
+        ]
+
+    @extend_schema_field(
+        inline_serializer(
+            "CohortLinks",
+            fields={"self": serializers.URLField(), "requests": serializers.URLField()},
+        )
+    )
+    def get_links(self, obj: Cohort) -> dict[str, str]:
+        requests = f"{_absolute(self.context, 'api:requests')}?{urlencode({'cohort': obj.pk})}"
+        return {
+            "self": _absolute(self.context, "api:cohort-detail", cohort_id=obj.pk),
+            "requests": requests,
+        }
+
+
+class CohortDetailSerializer(CohortSummarySerializer):
+    members_by_status = serializers.SerializerMethodField()
+    jobs = serializers.SerializerMethodField()
+
+    class Meta(CohortSummarySerializer.Meta):
+        fields = [*CohortSummarySerializer.Meta.fields, "path", "members_by_status", "jobs"]
+
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField()))
+    def get_members_by_status(self, obj: Cohort) -> dict[str, int]:
+        """How many members' requests are in each state (a state no member is in is left out)."""
+        return dict(self.context["members_by_status"])
+
+    @extend_schema_field(CohortJobOutSerializer(many=True))
+    def get_jobs(self, obj: Cohort) -> list[dict[str, Any]]:
+        """Its $bulk-member-match and export jobs at the former payer, by chunk."""
+        return list(CohortJobOutSerializer(self.context["jobs"], many=True).data)
 
 
 class FieldErrorSerializer(serializers.Serializer[Any]):
@@ -347,6 +592,10 @@ class FieldErrorSerializer(serializers.Serializer[Any]):
         help_text="The path of the field in the body (a.b[0].c), or the header's name."
     )
     message = serializers.CharField()
+    line = serializers.IntegerField(
+        required=False,
+        help_text="For an NDJSON body: the line of the member at fault (from 1).",
+    )
 
 
 # An RFC 9457 problem document (api/problems.py). Declared by fields: a Serializer cannot

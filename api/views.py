@@ -5,15 +5,21 @@ The caller's payer is the token's (api/authentication.py); every lookup is scope
 
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, status
-from rest_framework.pagination import CursorPagination
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import selectors
 from api.authentication import (
+    CohortsRead,
+    CohortsWrite,
     DeliveriesRead,
     OptInsRead,
     OptInsWrite,
@@ -22,9 +28,14 @@ from api.authentication import (
     payer_system,
 )
 from api.idempotency import HEADER, idempotent_post
-from api.problems import PROBLEM_JSON, problem_exception_handler
+from api.parsers import NDJSON, NdjsonParser
+from api.problems import PROBLEM_JSON, problem_exception_handler, problem_response
 from api.serializers import (
     PROBLEM,
+    CohortDetailSerializer,
+    CohortInSerializer,
+    CohortQuerySerializer,
+    CohortSummarySerializer,
     DeliveryOutSerializer,
     OptInInSerializer,
     OptInOutSerializer,
@@ -32,8 +43,10 @@ from api.serializers import (
     RequestFilterSerializer,
     RequestSummarySerializer,
 )
+from exchange.bulk.roster import MAX_MEMBERS, RosterRefused, roster_of_members
+from exchange.bulk.services import CohortRefused, cohorts_create
 from exchange.enrollment import opt_in_create, opt_in_withdraw
-from exchange.models import OptInRecord
+from exchange.models import Cohort, OptInRecord
 from hub.audit import client_address
 
 
@@ -43,6 +56,8 @@ def _problems(*codes: int) -> dict[Any, OpenApiResponse]:
         401: "No access token, or one expired or not issued by this hub.",
         403: "The access token lacks the operation's scope.",
         404: "No such object of your payer.",
+        409: "The member's opt-in for a payer named is open already; each is named in `errors`.",
+        413: f"The body is larger than {COHORT_MAX_BYTES // 2**20} MiB; post fewer members at once.",
         422: "Fields are missing or not acceptable; each is named in `errors`.",
     }
     return {
@@ -51,13 +66,20 @@ def _problems(*codes: int) -> dict[Any, OpenApiResponse]:
     }
 
 
+# A cohort's body, read whole: MAX_MEMBERS members of some 1 KiB each at most (a roster row
+# is about 300 bytes), so a runaway upload is refused before it is read.
+COHORT_MAX_BYTES = MAX_MEMBERS * 1024
+
+
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     HEADER,
     str,
     OpenApiParameter.HEADER,
     required=False,
     description="A key of your choosing (a UUID): the same POST sent again with it gets the "
-    "first response replayed and creates nothing new; the key with another body is a 422.",
+    "first response replayed (`Idempotent-Replayed: true`) and creates nothing new; the key "
+    "with another body is a 422. Keys are kept "
+    f"{settings.API_IDEMPOTENCY_KEY_HOURS} hours; after that the key starts a new POST.",
 )
 
 
@@ -70,12 +92,32 @@ class PayerSystemView(APIView):
         return problem_exception_handler
 
 
-class RequestCursor(CursorPagination):
+class IdCursor(CursorPagination):
     # Ids only grow: a stable order that new requests do not shift between pages.
     ordering = "-id"
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
+    invalid_cursor_message = "Give the cursor as a page's next or previous link has it."
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        # DRF answers a cursor it cannot read with a 404; it is a bad query parameter (422).
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError(
+                {self.cursor_query_param: [self.invalid_cursor_message]}
+            ) from None
+
+
+CURSOR_PARAMETERS = [
+    OpenApiParameter(
+        "cursor", str, description="Where a page starts: as given in `next`/`previous`."
+    ),
+    OpenApiParameter(
+        "page_size", int, description=f"Items a page, at most {IdCursor.max_page_size}."
+    ),
+]
 
 
 def _opt_in_answer(
@@ -102,10 +144,11 @@ class OptInCollection(PayerSystemView):
         "at their first sign-in), writes an HRex Consent and opens one payer-to-payer request "
         "per previous and concurrent payer, due one week after the later of the new coverage's "
         "start and the opt-in (CMS-0057-F); the attestation is kept as the opt-in record. All "
-        "of it, or nothing.",
+        "of it, or nothing. An opt-in of the member for a payer whose request is still open "
+        "(the same opt-in sent again, or twice at once) is a 409 naming that payer.",
         request=OptInInSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: OptInOutSerializer, **_problems(400, 401, 403, 422)},
+        responses={201: OptInOutSerializer, **_problems(400, 401, 403, 409, 422)},
         tags=["opt-ins"],
     )
     def post(self, request: Request) -> Response:
@@ -172,7 +215,7 @@ class OptInWithdraw(PayerSystemView):
 
 class RequestCollection(PayerSystemView, generics.GenericAPIView[Any]):
     permission_classes = [RequestsRead]
-    pagination_class = RequestCursor
+    pagination_class = IdCursor
     serializer_class = RequestSummarySerializer
 
     @extend_schema(
@@ -181,14 +224,7 @@ class RequestCollection(PayerSystemView, generics.GenericAPIView[Any]):
         description="Scope `hub/requests.read`. Cursor-paginated: follow `next`.",
         parameters=[
             RequestFilterSerializer,
-            OpenApiParameter(
-                "cursor", str, description="Where a page starts: as given in `next`/`previous`."
-            ),
-            OpenApiParameter(
-                "page_size",
-                int,
-                description=f"Requests a page, at most {RequestCursor.max_page_size}.",
-            ),
+            *CURSOR_PARAMETERS,
         ],
         responses={200: RequestSummarySerializer(many=True), **_problems(401, 403, 422)},
         tags=["requests"],
@@ -202,6 +238,7 @@ class RequestCollection(PayerSystemView, generics.GenericAPIView[Any]):
             former_payer=filters.validated_data.get("former_payer"),
             member_id=filters.validated_data.get("member_id"),
             opt_in_id=filters.validated_data.get("opt_in"),
+            cohort_id=filters.validated_data.get("cohort"),
         )
         page = self.paginate_queryset(requests)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -244,3 +281,156 @@ class RequestDeliveries(PayerSystemView):
             payer=payer, exchange_request=exchange_request
         )
         return Response(DeliveryOutSerializer(deliveries, many=True).data)
+
+
+# --- Cohorts ------------------------------------------------------------------------------
+
+
+def _cohort_answer(
+    request: Request, cohort: Cohort, *, status_code: int = status.HTTP_200_OK
+) -> Response:
+    payer = payer_system(request).payer
+    serializer = CohortDetailSerializer(
+        cohort,
+        context={
+            "request": request,
+            "members_by_status": selectors.cohort_members_by_status(payer=payer, cohort=cohort),
+            "jobs": selectors.cohort_jobs(payer=payer, cohort=cohort),
+        },
+    )
+    return Response(serializer.data, status=status_code)
+
+
+def _roster_refused(exc: RosterRefused, *, ndjson: bool) -> Response:
+    """Return the 422 naming each member at fault: ``members[i].field`` in a JSON body, the
+    field and its ``line`` in an NDJSON one (a number of 0 is the post as a whole)."""
+    errors: list[dict[str, Any]] = []
+    for problem in exc.problems:
+        if ndjson:
+            error: dict[str, Any] = {"field": problem.column or "body", "message": problem.message}
+            if problem.line:
+                error["line"] = problem.line
+        elif problem.line:
+            member = f"members[{problem.line - 1}]"
+            field = f"{member}.{problem.column}" if problem.column else member
+            error = {"field": field, "message": problem.message}
+        else:
+            error = {"field": problem.column or "members", "message": problem.message}
+        errors.append(error)
+    return problem_response(
+        422,
+        "The cohort was refused; nothing was recorded. Fix the members listed and post it again.",
+        errors=errors,
+    )
+
+
+class CohortCollection(PayerSystemView, generics.GenericAPIView[Any]):
+    pagination_class = IdCursor
+    serializer_class = CohortSummarySerializer
+    parser_classes = [JSONParser, NdjsonParser]
+
+    def get_permissions(self) -> list[Any]:
+        return [CohortsWrite()] if self.request.method == "POST" else [CohortsRead()]
+
+    @extend_schema(
+        operation_id="cohort_create",
+        summary="Post a cohort: members asked of one former payer in bulk",
+        description="Scope `hub/cohorts.write`. As a roster a plan administrator uploads: each "
+        "member gets an HRex Consent and a payer-to-payer request on the rule's clock, and "
+        "the hub asks the former payer for all of them with `$bulk-member-match` and a bulk "
+        "export (PDex STU 2.2). Post JSON (`former_payer`, `name`, `members`) or NDJSON, one "
+        f"member a line, with `former_payer` and `name` in the query (`Content-Type: {NDJSON}`). "
+        "Every member is checked first; any at fault refuses the whole post with a 422 naming "
+        "each (`members[i].field`, or the `line` and field), and nothing is recorded.",
+        request={"application/json": CohortInSerializer, NDJSON: OpenApiTypes.STR},
+        parameters=[
+            IDEMPOTENCY_PARAMETER,
+            OpenApiParameter(
+                "former_payer",
+                str,
+                description="NDJSON bodies only: the former payer's 10-digit NPI or its hub slug.",
+            ),
+            OpenApiParameter("name", str, description="NDJSON bodies only: the cohort's name."),
+        ],
+        responses={201: CohortDetailSerializer, **_problems(400, 401, 403, 413, 422)},
+        tags=["cohorts"],
+    )
+    def post(self, request: Request) -> Response:
+        system = payer_system(request)
+
+        def respond() -> Response:
+            length = request.META.get("CONTENT_LENGTH") or "0"
+            if not length.isdigit() or int(length) > COHORT_MAX_BYTES:
+                return problem_response(
+                    413,
+                    f"The body is larger than {COHORT_MAX_BYTES // 2**20} MiB; post at most "
+                    f"{MAX_MEMBERS:,} members at once, or fewer.",
+                )
+            data: Any = request.data
+            ndjson = isinstance(data, str)  # api/parsers.py
+            given: serializers.Serializer[Any] = (
+                CohortQuerySerializer(data=request.query_params)
+                if ndjson
+                else CohortInSerializer(data=data)
+            )
+            given.is_valid(raise_exception=True)
+            former_payer = given.validated_data["former_payer"]
+            members = data if ndjson else given.validated_data["members"]
+            try:
+                roster = roster_of_members(
+                    members=members,
+                    former_payer=former_payer,
+                    new_payer=system.payer,
+                    now=timezone.now(),
+                )
+                (cohort,) = cohorts_create(
+                    new_payer=system.payer,
+                    created_by=None,
+                    roster=roster,
+                    name=given.validated_data["name"].strip()
+                    or f"Posted on {timezone.localdate().isoformat()}",
+                    roster_name=f"POST /api/v1/cohorts ({roster.format})",
+                    client_address=client_address(request),
+                    actor_label=system.actor_label,
+                )
+            except RosterRefused as exc:
+                return _roster_refused(exc, ndjson=ndjson)
+            except CohortRefused as exc:
+                return problem_response(
+                    422,
+                    "The cohort was refused; nothing was recorded.",
+                    errors=[{"field": "former_payer", "message": str(exc)}],
+                )
+            return _cohort_answer(request, cohort, status_code=status.HTTP_201_CREATED)
+
+        return idempotent_post(request=request, payer=system.payer, respond=respond)
+
+    @extend_schema(
+        operation_id="cohort_list",
+        summary="List your cohorts, newest first",
+        description="Scope `hub/cohorts.read`. Cursor-paginated: follow `next`.",
+        parameters=CURSOR_PARAMETERS,
+        responses={200: CohortSummarySerializer(many=True), **_problems(401, 403, 422)},
+        tags=["cohorts"],
+    )
+    def get(self, request: Request) -> Response:
+        cohorts = selectors.cohorts_of_payer(payer=payer_system(request).payer)
+        page = self.paginate_queryset(cohorts)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class CohortDetail(PayerSystemView):
+    permission_classes = [CohortsRead]
+
+    @extend_schema(
+        operation_id="cohort_read",
+        summary="Read a cohort: its state, its members' states, its jobs",
+        description="Scope `hub/cohorts.read`. How many members' requests are in each state "
+        "(follow each in `GET /api/v1/requests`), and each match and export job at the former "
+        "payer.",
+        responses={200: CohortDetailSerializer, **_problems(401, 403, 404)},
+        tags=["cohorts"],
+    )
+    def get(self, request: Request, cohort_id: int) -> Response:
+        payer = payer_system(request).payer
+        return _cohort_answer(request, selectors.cohort_get(payer=payer, cohort_id=cohort_id))

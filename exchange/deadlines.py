@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mass_mail
 from django.db import transaction
+from django.db.models import Count, Q
 
 from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.state_machine import IN_PROGRESS
@@ -40,6 +41,29 @@ class _Owed:
     request_id: int
     status: str
     due_by: datetime
+
+
+@dataclass(frozen=True)
+class DeadlinesOwed:
+    """How many of a payer's requests not yet delivered are due soon, and overdue."""
+
+    due_soon: int
+    overdue: int
+
+
+def deadlines_owed(*, payer: Payer, now: datetime) -> DeadlinesOwed:
+    """Return the payer's requests due soon and overdue now (the portal's standing alert, one
+    query on the (payer, due_by) index)."""
+    due_soon_until = now + timedelta(hours=settings.EXCHANGE_DUE_SOON_HOURS)
+    counts = (
+        ExchangeRequest.objects.for_payer(payer)
+        .filter(status__in=OWING, due_by__lte=due_soon_until)
+        .aggregate(
+            overdue=Count("pk", filter=Q(due_by__lte=now)),
+            due_soon=Count("pk", filter=Q(due_by__gt=now)),
+        )
+    )
+    return DeadlinesOwed(due_soon=counts["due_soon"], overdue=counts["overdue"])
 
 
 def deadlines_alert(*, now: datetime) -> dict[str, int]:

@@ -11,19 +11,25 @@ the rule's clock, a timeline event and an audit event.
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
 from exchange.consents.services import ConsentGiven, consents_create
+from exchange.education import (
+    member_education_version_current,
+    member_education_version_problem,
+    opt_in_withdrawal_record,
+)
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
+from exchange.member_links.services import member_authorization_links_create
 from exchange.models import (
     AuthorizationMode,
     ConsentPolicy,
@@ -34,7 +40,11 @@ from exchange.models import (
     OptInRecord,
 )
 from exchange.schedules import pull_schedules_open
-from exchange.services import exchange_request_withdraw
+from exchange.services import (
+    ExchangeRequestRefused,
+    authorization_mode_for,
+    exchange_request_withdraw,
+)
 from exchange.state_machine import ENDED
 from exchange.tasks import exchange_request_advance
 from hub.audit import audit_record, audit_record_many
@@ -69,10 +79,15 @@ class MemberOptIn:
     new_coverage_start: date
     policy: ConsentPolicy
     opted_in_at: datetime
+    # Payer-to-payer, unless the former payer offers only the member's own sign-in there.
+    # (Keyword-only: a roster's member, exchange/bulk/roster.py, adds fields after it.)
+    authorization_mode: AuthorizationMode = field(
+        default=AuthorizationMode.BACKEND_SERVICES, kw_only=True
+    )
 
 
 def members_find_or_create(
-    *, payer: Payer, opt_ins: Sequence[MemberOptIn]
+    *, payer: Payer, opt_ins: Sequence[MemberOptIn], _retry: bool = True
 ) -> tuple[dict[str, User], set[int]]:
     """Return the member User of each member id of ``opt_ins`` at ``payer`` (found by its
     member id, else created to be claimed at the member's first sign-in, members/sign_in.py),
@@ -106,7 +121,16 @@ def members_find_or_create(
         user.set_unusable_password()
         _demographics_set(user, people[member_id])
         created.append(user)
-    User.objects.bulk_create(created, batch_size=_BATCH_SIZE)
+    try:
+        with transaction.atomic():
+            User.objects.bulk_create(created, batch_size=_BATCH_SIZE)
+    except IntegrityError:
+        # Another transaction created some of these members at the same moment (two opt-ins
+        # of one new member posted at once) and has committed: their usernames, derived from
+        # the member id, are taken. Found now, they are used as members found; once only.
+        if not _retry:
+            raise
+        return members_find_or_create(payer=payer, opt_ins=opt_ins, _retry=False)
     users |= {user.plan_member_id: user for user in created}
     return users, {user.pk for user in created}
 
@@ -185,7 +209,7 @@ def enrollment_requests_create(
                 former_payer=opt_in.former_payer,
                 consent=consent,
                 opt_in_record=opt_in_record,
-                authorization_mode=AuthorizationMode.BACKEND_SERVICES,
+                authorization_mode=opt_in.authorization_mode,
                 status=ExchangeStatus.CONSENTED,
                 status_changed_at=now,
                 opted_in_at=opt_in.opted_in_at,
@@ -287,6 +311,9 @@ class Enrollee:
     birth_date: date
     gender: str
     new_coverage_start: date
+    # Where the hub mails the member the link to allow a transfer at a former payer that
+    # offers only member-authorized access (exchange/member_links/); "" if not given.
+    email: str = ""
 
 
 @dataclass(frozen=True)
@@ -312,7 +339,8 @@ class OptInAttestation:
 
     obtained_at: datetime
     method: OptInMethod
-    # The version of the member-education text shown at the opt-in, if the payer says.
+    # The version of the member-education text shown at the opt-in, if the payer says;
+    # otherwise the version current at ``obtained_at`` is recorded (exchange/education.py).
     education_text_version: str
 
 
@@ -323,11 +351,16 @@ class OptInProblem:
 
 
 class OptInRefused(ValueError):
-    """The opt-in cannot be taken; ``problems`` names each field at fault. Nothing is written."""
+    """The opt-in cannot be taken; ``problems`` names each field at fault. Nothing is written.
 
-    def __init__(self, problems: list[OptInProblem]) -> None:
+    ``conflict`` when the opt-in is sound but the member's opt-in for these payers is open
+    already (sent twice, or twice at once): nothing to fix in it, only to withdraw the first.
+    """
+
+    def __init__(self, problems: list[OptInProblem], *, conflict: bool = False) -> None:
         super().__init__(problems[0].message)
         self.problems = problems
+        self.conflict = conflict
 
 
 def opt_in_create(
@@ -341,8 +374,10 @@ def opt_in_create(
     actor_label: str,
     client_address: str | None = None,
 ) -> OptInRecord:
-    """Record the opt-in a payer system attests and open one payer-to-payer request per other
-    payer, each enqueued once the transaction commits; all of them, or nothing.
+    """Record the opt-in a payer system attests and open one request per other payer, all of
+    them or nothing: payer-to-payer, enqueued once the transaction commits; or, where the
+    former payer offers only member-authorized access, awaiting the member's sign-in there,
+    with the link mailed to the member once it commits (exchange/member_links/).
 
     Raises OptInRefused naming every field at fault.
     """
@@ -356,8 +391,12 @@ def opt_in_create(
         now=now,
         today=today,
     )
+    problems += _member_email_problems(
+        new_payer=new_payer, coverages=coverages, email=enrollee.email
+    )
     if problems:
         raise OptInRefused(problems)
+    modes = {c.former_payer.pk: authorization_mode_for(c.former_payer) for c in coverages}
     opt_ins = [
         MemberOptIn(
             member_id=enrollee.member_id,
@@ -372,6 +411,7 @@ def opt_in_create(
             new_coverage_start=enrollee.new_coverage_start,
             policy=policy,
             opted_in_at=attestation.obtained_at,
+            authorization_mode=modes[coverage.former_payer.pk],
         )
         for coverage in coverages
     ]
@@ -381,13 +421,16 @@ def opt_in_create(
         member = User.objects.select_for_update().get(pk=users[enrollee.member_id].pk)
         open_requests = _open_requests(new_payer=new_payer, member=member, coverages=coverages)
         if open_requests:
-            raise OptInRefused(open_requests)
+            raise OptInRefused(open_requests, conflict=True)
+        education_text_version = attestation.education_text_version or (
+            member_education_version_current(payer=new_payer, at=attestation.obtained_at)
+        )
         record = OptInRecord.objects.create(
             payer=new_payer,
             member=member,
             obtained_at=attestation.obtained_at,
             method=attestation.method,
-            education_text_version=attestation.education_text_version,
+            education_text_version=education_text_version,
             policy=policy,
             new_coverage_start=enrollee.new_coverage_start,
             attested_by=actor_label,
@@ -411,15 +454,29 @@ def opt_in_create(
             changes={
                 "method": attestation.method,
                 "obtained_at": attestation.obtained_at.isoformat(),
-                "education_text_version": attestation.education_text_version,
+                "education_text_version": education_text_version,
                 "policy": policy,
                 "requests": [request.pk for request in requests],
                 "member_new_to_the_hub": member.pk in created_ids,
             },
             client_address=client_address,
         )
+        asks_member = [
+            r for r in requests if r.authorization_mode == AuthorizationMode.MEMBER_AUTHORIZED
+        ]
+        if asks_member:
+            member_authorization_links_create(
+                payer=new_payer,
+                exchange_requests=asks_member,
+                email=enrollee.email,
+                actor_label=actor_label,
+                client_address=client_address,
+            )
         for request in requests:
-            transaction.on_commit(partial(exchange_request_advance.delay, request.pk, new_payer.pk))
+            if request not in asks_member:
+                transaction.on_commit(
+                    partial(exchange_request_advance.delay, request.pk, new_payer.pk)
+                )
     return record
 
 
@@ -442,6 +499,10 @@ def _opt_in_problems(
         problems.append(
             OptInProblem("attestation.obtained_at", "The opt-in cannot be obtained in the future.")
         )
+    if unknown := member_education_version_problem(
+        payer=new_payer, version=attestation.education_text_version
+    ):
+        problems.append(OptInProblem("attestation.education_text_version", unknown))
     if consent_ends_on is not None and consent_ends_on < today:
         problems.append(
             OptInProblem(
@@ -469,7 +530,7 @@ def _coverage_problems(
 ) -> list[OptInProblem]:
     where, former_payer = coverage.where, coverage.former_payer
     problems: list[OptInProblem] = []
-    refusal = _payer_to_payer_refusal(new_payer=new_payer, former_payer=former_payer)
+    refusal = _former_payer_refusal(new_payer=new_payer, former_payer=former_payer)
     if refusal:
         problems.append(OptInProblem(f"{where}.payer", refusal))
     start, end = coverage.coverage_start, coverage.coverage_end
@@ -519,8 +580,8 @@ def _years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
-def _payer_to_payer_refusal(*, new_payer: Payer, former_payer: Payer) -> str:
-    """Return why the hub cannot ask ``former_payer`` payer-to-payer, or "" if it can."""
+def _former_payer_refusal(*, new_payer: Payer, former_payer: Payer) -> str:
+    """Return why the hub cannot ask ``former_payer`` for the member's records, or "" if it can."""
     if former_payer.pk == new_payer.pk:
         return f"{former_payer.name} is your own plan."
     if former_payer.status != PayerStatus.PARTICIPATING:
@@ -529,14 +590,45 @@ def _payer_to_payer_refusal(*, new_payer: Payer, former_payer: Payer) -> str:
         endpoint = holder_endpoint_get(former_payer=former_payer)
     except FhirPermanentError as exc:
         return str(exc)
-    if not endpoint.offers_backend_services:
-        # Without SMART Backend Services the member would have to sign in at the former
-        # payer (a later slice sends them a link); this path asks with no member sign-in.
+    if not endpoint.offers_backend_services and not endpoint.offers_member_authorization:
         return (
-            f"{former_payer.name} does not offer payer-to-payer access (SMART Backend "
-            "Services), which an opt-in without the member's sign-in needs."
+            f"{former_payer.name} offers neither payer-to-payer access (SMART Backend "
+            "Services) nor the member's own sign-in there (SMART App Launch)."
         )
     return ""
+
+
+def _member_email_problems(
+    *, new_payer: Payer, coverages: Sequence[OtherCoverage], email: str
+) -> list[OptInProblem]:
+    """Return the problem of an opt-in naming a former payer the member must sign in at
+    to allow the transfer, without the address to send them the link to do it."""
+    signs_in = [
+        c.former_payer.name
+        for c in coverages
+        if not _former_payer_refusal(new_payer=new_payer, former_payer=c.former_payer)
+        and _asks_the_member(c.former_payer)
+    ]
+    if not signs_in or email:
+        return []
+    return [
+        OptInProblem(
+            "member.email",
+            f"{' and '.join(signs_in)} {'shares' if len(signs_in) == 1 else 'share'} records "
+            "only once the member signs in there and "
+            "allows it (member-authorized access, SMART App Launch); give the member's email "
+            "address, so the hub can send them the link to do it.",
+        )
+    ]
+
+
+def _asks_the_member(former_payer: Payer) -> bool:
+    """Return whether the hub can reach ``former_payer``'s records only by the member's own
+    sign-in there (exchange/services.py ``authorization_mode_for`` decides)."""
+    try:
+        return authorization_mode_for(former_payer) == AuthorizationMode.MEMBER_AUTHORIZED
+    except ExchangeRequestRefused:
+        return False  # _former_payer_refusal names why
 
 
 def _open_requests(
@@ -568,11 +660,8 @@ def opt_in_withdraw(
     (exchange/services.py ``exchange_request_withdraw``). Withdrawing again changes nothing."""
     record = get_for_payer_or_404(OptInRecord.objects.all(), payer, pk=opt_in_id)
     with transaction.atomic():
-        claimed = (
-            OptInRecord.objects.for_payer(payer)
-            .filter(pk=record.pk, withdrawn_at__isnull=True)
-            .update(withdrawn_at=timezone.now())
-        )
+        # Recorded with the member-education text current now (42 CFR 422.121(b)).
+        claimed = opt_in_withdrawal_record(payer=payer, opt_in_record_id=record.pk)
         if not claimed:
             record.refresh_from_db()
             return record

@@ -4,6 +4,8 @@
 asked for the data and receives it. The *former* payer is a plain reference.
 """
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -111,15 +113,19 @@ class OptInRecord(TenantOwned):
     member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     obtained_at = models.DateTimeField()
     method = models.CharField(max_length=20, choices=OptInMethod.choices)
-    # The version of the member-education text the member was shown, as the payer names it;
-    # a later step ties it to the text the plan administrator publishes.
+    # The version of the member-education text the member was shown (MemberEducationText,
+    # or the hub's default; exchange/education.py).
     education_text_version = models.CharField(max_length=100, blank=True)
     policy = models.CharField(max_length=10, choices=ConsentPolicy.choices)
-    new_coverage_start = models.DateField()
-    # Who attested it: the payer system's client id (the audit event's actor label).
+    # None for a member's own request in the portal: the member is not asked for it.
+    new_coverage_start = models.DateField(null=True, blank=True)
+    # Who attested it: the payer system's client id (the audit event's actor label), or the
+    # member's username for an opt-in given in the portal.
     attested_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The opt-out: when, and the member-education text current then (42 CFR 422.121(b)).
     withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawal_education_text_version = models.CharField(max_length=100, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["payer", "-created_at"], name="optin_payer_created")]
@@ -128,13 +134,54 @@ class OptInRecord(TenantOwned):
         return f"Opt-in {self.pk}"
 
 
+class MemberEducationText(TenantOwned):
+    """One published version of the payer's plain-language explanation of payer-to-payer
+    exchange: its benefits, the member's right to opt in and to withdraw, and how.
+
+    CMS-0057-F has the new payer give it at or before the opt-in request, annually and on
+    its website (42 CFR 422.121(b)), and opt-ins and opt-outs name the version given, so
+    a version never changes once published: a new one is published instead
+    (exchange/education.py). The hub's default text stands in until the first.
+    """
+
+    # "1", "2", … numbered by the hub, or the administrator's own label; unique per payer.
+    version = models.CharField(max_length=50)
+    title = models.CharField(max_length=200)
+    # Plain text; paragraphs are separated by a blank line.
+    body = models.TextField()
+    published_at = models.DateTimeField()
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-published_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["payer", "version"], name="education_version_per_payer")
+        ]
+        indexes = [
+            models.Index(fields=["payer", "-published_at"], name="education_payer_published")
+        ]
+
+    def __str__(self) -> str:
+        return f"Member education version {self.version}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError(
+                "A published member-education text never changes; publish a new version."
+            )
+        super().save(*args, **kwargs)
+
+
 class ExchangeRequest(TenantOwned):
     """One member's request for their records held by one former (or concurrent) payer."""
 
     member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     former_payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+")
     consent = models.ForeignKey(Consent, on_delete=models.PROTECT, related_name="exchange_requests")
-    # The opt-in a payer system posted, when the request came from one (exchange/enrollment.py).
+    # The opt-in it was opened with: posted by a payer system (exchange/enrollment.py) or
+    # given by the member in the portal (exchange/services.py); none for a roster's.
     opt_in_record = models.ForeignKey(
         OptInRecord,
         on_delete=models.PROTECT,
@@ -793,3 +840,47 @@ class PullSchedule(TenantOwned):
 
     def __str__(self) -> str:
         return f"Schedule {self.pk} ({self.kind})"
+
+
+class MemberAuthorizationLink(TenantOwned):
+    """The email that sends a member the link to allow a transfer at their former payer.
+
+    An opt-in opens requests with no member sign-in (exchange/enrollment.py); when a former
+    payer offers only member-authorized access (SMART App Launch standalone), the member must
+    sign in there, so the hub mails them the link to the request's page in their plan's
+    portal. An outbox row, written with the request in the opt-in's transaction and sent once
+    that commits (exchange/member_links/); ``next_attempt_at`` is when a try is next due.
+    """
+
+    exchange_request = models.OneToOneField(
+        ExchangeRequest, on_delete=models.CASCADE, related_name="member_link"
+    )
+    # The address the payer system gave with the opt-in: a personal identifier, encrypted.
+    email = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Not sent, and no more tries: the mail server refused the address, every try failed, or
+    # the request no longer awaited the member (``last_error`` says which).
+    given_up_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(sent_at__isnull=True, given_up_at__isnull=True),
+                name="member_link_owed",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Authorization link of request {self.exchange_request_id}"
+
+    @property
+    def status(self) -> str:
+        """``sent``; ``not_sent`` once no more tries are made; ``pending`` until then."""
+        if self.sent_at is not None:
+            return "sent"
+        return "not_sent" if self.given_up_at is not None else "pending"

@@ -40,7 +40,7 @@ from exchange.models import (
     PullSchedule,
     PullScheduleEnd,
 )
-from exchange.state_machine import ENDED
+from exchange.state_machine import IN_PROGRESS
 from hub.audit import audit_record, audit_record_many
 from hub.models import Payer, PayerStatus, User
 from hub.tenancy import get_for_payer_or_404
@@ -159,7 +159,8 @@ def pull_schedules_run(*, now: datetime | None = None, limit: int = RUN_BATCH) -
     the requests opened, committed, for the caller to enqueue.
 
     A schedule whose consent was withdrawn or has ended, or whose former payer left the hub,
-    ends instead; one whose last pull is still under way waits a day.
+    ends instead; one whose last pull is still under way waits a day (a failed one is not:
+    the watermark stayed, so this run asks for what it missed too).
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -180,7 +181,7 @@ def pull_schedules_run(*, now: datetime | None = None, limit: int = RUN_BATCH) -
             elif last is None:
                 # Its run 0 was removed with its member's data: nothing left to repeat.
                 _schedule_end(schedule, reason=PullScheduleEnd.CONSENT_ENDED, now=now)
-            elif last.status not in ENDED:
+            elif last.status in IN_PROGRESS:
                 schedule.next_run_at = now + _BUSY_POSTPONE
                 schedule.save(update_fields=["next_run_at"])
             else:
@@ -334,32 +335,33 @@ class PullScheduleActionRefused(ValueError):
 
 def pull_schedule_pause(*, payer: Payer, schedule_id: int, actor: User) -> PullSchedule:
     """Pause a live schedule: no run starts until it is resumed."""
-    schedule = get_for_payer_or_404(PullSchedule.objects.all(), payer, pk=schedule_id)
-    if schedule.ended_at is not None:
-        raise PullScheduleActionRefused("This schedule has ended; there is nothing to pause.")
-    claimed = (
-        PullSchedule.objects.for_payer(payer)
-        .filter(pk=schedule.pk, ended_at__isnull=True, paused_at__isnull=True)
-        .update(paused_at=timezone.now(), paused_by=actor.get_username())
-    )
-    if claimed:
-        audit_record(action="pull_schedule.pause", obj=schedule, payer=payer, actor=actor)
-    schedule.refresh_from_db()
-    return schedule
+    return _pull_schedule_hold(payer=payer, schedule_id=schedule_id, actor=actor, paused=True)
 
 
 def pull_schedule_resume(*, payer: Payer, schedule_id: int, actor: User) -> PullSchedule:
     """Resume a paused schedule; a run that fell due meanwhile starts at the next beat."""
+    return _pull_schedule_hold(payer=payer, schedule_id=schedule_id, actor=actor, paused=False)
+
+
+def _pull_schedule_hold(
+    *, payer: Payer, schedule_id: int, actor: User, paused: bool
+) -> PullSchedule:
+    """Pause or resume the schedule, claimed by a conditional UPDATE (doing it twice changes
+    nothing); audit the change."""
     schedule = get_for_payer_or_404(PullSchedule.objects.all(), payer, pk=schedule_id)
     if schedule.ended_at is not None:
-        raise PullScheduleActionRefused("This schedule has ended; it cannot be resumed.")
-    claimed = (
+        raise PullScheduleActionRefused("This schedule has ended; it cannot be paused or resumed.")
+    changed = (
         PullSchedule.objects.for_payer(payer)
-        .filter(pk=schedule.pk, ended_at__isnull=True, paused_at__isnull=False)
-        .update(paused_at=None, paused_by="")
+        .filter(pk=schedule.pk, ended_at__isnull=True, paused_at__isnull=paused)
+        .update(
+            paused_at=timezone.now() if paused else None,
+            paused_by=actor.get_username() if paused else "",
+        )
     )
-    if claimed:
-        audit_record(action="pull_schedule.resume", obj=schedule, payer=payer, actor=actor)
+    if changed:
+        action = "pull_schedule.pause" if paused else "pull_schedule.resume"
+        audit_record(action=action, obj=schedule, payer=payer, actor=actor)
     schedule.refresh_from_db()
     return schedule
 

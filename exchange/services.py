@@ -15,12 +15,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from exchange.consents.services import consent_create, consent_revoke
+from exchange.education import (
+    member_education_text_shown,
+    member_education_version_current,
+    opt_in_withdrawal_record,
+)
 from exchange.models import (
     AuthorizationMode,
     ConsentPolicy,
+    ConsentStatus,
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
+    OptInMethod,
+    OptInRecord,
 )
 from exchange.payloads.storage import PayloadStorage
 from exchange.retrieval import records_retrieval_reset
@@ -50,10 +58,12 @@ def exchange_request_create(
     coverage_end: date | None,
     policy: ConsentPolicy,
     client_address: str | None = None,
+    opt_in_record: OptInRecord | None = None,
 ) -> ExchangeRequest:
     """Record the member's consent and open a request to ``former_payer``, due in 7 days.
 
-    The request is enqueued for its first step once the transaction commits.
+    ``opt_in_record`` is the record of the opt-in it is opened with. The request is
+    enqueued for its first step once the transaction commits.
     """
     if not member.is_member or member.payer is None:
         raise ExchangeRequestRefused("only a member of a payer can request their records")
@@ -87,6 +97,7 @@ def exchange_request_create(
             member=member,
             former_payer=former_payer,
             consent=consent,
+            opt_in_record=opt_in_record,
             authorization_mode=authorization_mode,
             status=ExchangeStatus.CONSENTED,
             status_changed_at=now,
@@ -143,16 +154,37 @@ def exchange_requests_create(
     member: User,
     coverages: list[FormerCoverage],
     policy: ConsentPolicy,
+    education_text_version: str,
     client_address: str | None = None,
 ) -> list[ExchangeRequest]:
     """Open one request per former payer in one go: all of them, or none (CMS-0057-F asks
-    for every previous payer of the last five years and every concurrent one)."""
+    for every previous payer of the last five years and every concurrent one).
+
+    The member's opt-in is recorded with ``education_text_version``, the member-education
+    text shown with the consent (42 CFR 422.121(b)): one the payer published, or the hub's
+    default, even if a newer one was published since — it is what the member read.
+    """
     if not coverages:
         raise ExchangeRequestRefused("choose at least one former plan")
     if len({coverage.former_payer.pk for coverage in coverages}) != len(coverages):
         raise ExchangeRequestRefused("each former plan can be chosen only once")
+    if member.payer is None or not member_education_text_shown(
+        payer=member.payer, version=education_text_version
+    ):
+        raise ExchangeRequestRefused(
+            "the explanation of your rights you were shown is not one your plan published"
+        )
     with transaction.atomic():
-        return [
+        opt_in_record = OptInRecord.objects.create(
+            payer=member.payer,
+            member=member,
+            obtained_at=timezone.now(),
+            method=OptInMethod.PORTAL,
+            education_text_version=education_text_version,
+            policy=policy,
+            attested_by=member.get_username(),
+        )
+        requests = [
             exchange_request_create(
                 member=member,
                 former_payer=coverage.former_payer,
@@ -161,9 +193,24 @@ def exchange_requests_create(
                 coverage_end=coverage.coverage_end,
                 policy=policy,
                 client_address=client_address,
+                opt_in_record=opt_in_record,
             )
             for coverage in coverages
         ]
+        audit_record(
+            action="opt_in.create",
+            obj=opt_in_record,
+            payer=member.payer,
+            actor=member,
+            changes={
+                "method": OptInMethod.PORTAL,
+                "education_text_version": education_text_version,
+                "policy": policy,
+                "requests": [request.pk for request in requests],
+            },
+            client_address=client_address,
+        )
+        return requests
 
 
 def authorization_mode_for(former_payer: Payer) -> AuthorizationMode:
@@ -261,9 +308,25 @@ def exchange_request_withdraw(
     subscribed to the Consent are notified (exchange/consents/outbox.py).
     """
     consent = exchange_request.consent
+    payer_id = exchange_request.payer_id
+    record_id = exchange_request.opt_in_record_id
     with transaction.atomic():
+        if record_id is not None:
+            # Locked first (as the API's withdrawal of the whole opt-in does), so of two of
+            # its consents withdrawn at once the later sees the earlier's withdrawal.
+            OptInRecord.objects.for_payer(payer_id).select_for_update().filter(pk=record_id).first()
         if not consent_revoke(consent=consent):
             return
+        # The opt-out names the member-education text current now (42 CFR 422.121(b)); the
+        # opt-in it withdraws is withdrawn once none of its consents is left active.
+        education_text_version = member_education_version_current(payer=payer_id)
+        if (
+            record_id is not None
+            and not ExchangeRequest.objects.for_payer(payer_id)
+            .filter(opt_in_record_id=record_id, consent__status=ConsentStatus.ACTIVE)
+            .exists()
+        ):
+            opt_in_withdrawal_record(payer=payer_id, opt_in_record_id=record_id)
         # Locked, so a step's transition in flight commits first and is read here; otherwise
         # the conditional move below would find the request moved on, and leave it running
         # under a withdrawn consent.
@@ -286,9 +349,10 @@ def exchange_request_withdraw(
         audit_record(
             action="consent.withdraw",
             obj=consent,
-            payer=exchange_request.payer_id,
+            payer=payer_id,
             actor=actor,
             actor_label=actor_label,
+            changes={"education_text_version": education_text_version},
             client_address=client_address,
         )
 

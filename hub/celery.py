@@ -17,7 +17,9 @@ app = Celery("hub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Task modules of packages that are not Django apps of their own.
-app.autodiscover_tasks(["exchange.consents", "exchange.bulk", "exchange.webhooks"])
+app.autodiscover_tasks(
+    ["exchange.consents", "exchange.bulk", "exchange.webhooks", "exchange.member_links"]
+)
 
 
 @task_prerun.connect

@@ -236,7 +236,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES"},
+    "ENUM_NAME_OVERRIDES": {
+        "ConsentChoiceEnum": "api.serializers.CONSENT_CHOICE_NAMES",
+        "AuthorizationLinkStatusEnum": "api.serializers.AUTHORIZATION_LINK_STATUSES",
+        # Requests and cohorts both have a status.
+        "ExchangeStatusEnum": "exchange.models.ExchangeStatus",
+        "CohortStatusEnum": "exchange.models.CohortStatus",
+    },
+    # api/urls.py's ids: what its path converter takes.
+    "PATH_CONVERTER_OVERRIDES": {
+        "object_id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+    },
     # The deploy check would build a schema of every DRF view of the root URLconf, the plan
     # administrators' API included, which is not published; the published one (api.urls)
     # is validated, warnings failing, by tests/api/test_schema.py.
@@ -326,12 +336,18 @@ CELERY_BEAT_SCHEDULE = {
     "alert-request-deadlines": {"task": "exchange.deadlines_alert", "schedule": 15 * 60},
     # Recurring pulls (quarterly refresh, run-off) that fell due (exchange/schedules.py).
     "run-pull-schedules": {"task": "exchange.pull_schedules_run", "schedule": 5 * 60},
+    "sweep-member-links": {"task": "exchange.sweep_member_links", "schedule": 5 * 60},
+    "purge-api-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 60 * 60},
 }
+# How long the payer-system API keeps an Idempotency-Key and its response (api/idempotency.py):
+# a POST sent again within it is answered as the first was; after it, it is a new POST.
+API_IDEMPOTENCY_KEY_HOURS = env_int("API_IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # CMS-0057-F gives a week: plan administrators are alerted this long before a request that
 # is not delivered is due, and again once it is overdue (exchange/deadlines.py).
 EXCHANGE_DUE_SOON_HOURS = env_int("EXCHANGE_DUE_SOON_HOURS", 48, minimum=1)
-# Mail to plan administrators (deadline alerts). The console backend writes to the worker's
-# log; set EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST etc.
+# Mail to plan administrators (deadline alerts) and members (authorization links). The
+# console backend writes to the worker's log; set
+# EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and EMAIL_HOST etc.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
@@ -339,6 +355,9 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "payer-hub@localhost")
+# Seconds a mail server may take to answer: well within the claim a try of a member's
+# authorization link holds (exchange/member_links/sending.py), so no second try overlaps it.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 # A request whose work has not moved for this long is resumed by the reaper (or failed
 # after EXCHANGE_MAX_RESUMES resumptions).
 EXCHANGE_STUCK_AFTER_SECONDS = env_int("EXCHANGE_STUCK_AFTER_SECONDS", 15 * 60, minimum=1)
@@ -365,4 +384,5 @@ CELERY_TASK_ROUTES = {
     "exchange.deliver_batch": {"queue": "deliver"},
     "exchange.notify_consent_subscriber": {"queue": "deliver"},
     "exchange.webhook_send": {"queue": "deliver"},
+    "exchange.member_link_send": {"queue": "deliver"},
 }

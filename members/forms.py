@@ -9,7 +9,9 @@ from django.core.validators import RegexValidator
 from django.utils import timezone
 
 from directory import forms as directory_forms
+from exchange.education import EducationText, member_education_text_shown
 from exchange.models import ConsentPolicy
+from hub.models import Payer
 from hub.uswds import MARKED_BY_GROUP, uswds_control_class
 
 
@@ -152,6 +154,29 @@ class ConsentForm(UswdsFormMixin, forms.Form):
     ask_again = forms.BooleanField(
         label="Ask again anyway: I know a request is already open", required=False
     )
+    # The version of the member-education text the page showed, carried back so the opt-in
+    # records what the member read (42 CFR 422.121(b)); the template writes it, not the
+    # field, so a page shown again carries the text it shows then.
+    education_version = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, payer: Payer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.payer = payer
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        shown: EducationText | None = member_education_text_shown(
+            payer=self.payer, version=cleaned.get("education_version") or ""
+        )
+        if shown is None and "agree" not in self.errors:
+            # Not a text this payer's members can have been shown: a page from elsewhere, or
+            # altered. The member reads the current one and agrees again.
+            self.add_error(
+                "agree",
+                "Read the explanation of your rights above, then tick the box again to agree.",
+            )
+        cleaned["education_text"] = shown
+        return cleaned
 
 
 class DirectorySearchForm(UswdsFormMixin, directory_forms.DirectorySearchForm):

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from directory.selectors import directory_payers_to_ask, onboarding_requests_by_member
 from directory.services import onboarding_request_create
+from exchange.education import member_education_text_current
 from exchange.fhir.errors import FhirCallError
 from exchange.models import ExchangeStatus
 from exchange.services import (
@@ -116,7 +117,7 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
         (former, FormerCoverageForm(data, prefix=f"p{former.pk}", former_plan_name=former.name))
         for former in former_payers
     ]
-    consent_form = ConsentForm(data)
+    consent_form = ConsentForm(data, payer=payer)
     open_requests = selectors.member_open_requests_to(
         payer=payer, member=member, former_payers=former_payers
     )
@@ -148,6 +149,7 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
                         for former, form in coverage_forms
                     ],
                     policy=consent_form.cleaned_data["policy"],
+                    education_text_version=consent_form.cleaned_data["education_text"].version,
                     client_address=client_address(request),
                 )
             except ExchangeRequestRefused as exc:
@@ -168,6 +170,8 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
             "consent_form": consent_form,
             "former_payers": former_payers,
             "open_requests": open_requests,
+            # Shown before the consent, and its version sent back with it.
+            "education": member_education_text_current(payer=payer),
             "errors": form_errors(*(f for _, f in coverage_forms), consent_form),
         },
         status=400 if data is not None else 200,

@@ -25,6 +25,7 @@ from hub.models import (
 from hub.secret_inputs import SecretFieldsFormMixin
 from hub.validators import host_is_allow_listed, validate_payer_url
 from plan_admin.cohort_selectors import MEMBER_GROUPS, MemberFilters
+from plan_admin.schedule_selectors import SCHEDULE_STATES, ScheduleFilters
 from plan_admin.selectors import REQUEST_SORTS, RequestFilters
 
 
@@ -239,6 +240,42 @@ class CohortMemberFilterForm(forms.Form):
         )
 
 
+class ScheduleFilterForm(forms.Form):
+    """The query string of the *Recurring pulls* list: state, former payer, member."""
+
+    state = forms.ChoiceField(choices=SCHEDULE_STATES, required=False)
+    former_payer = forms.ModelChoiceField(
+        queryset=Payer.objects.only("pk", "name"), required=False, empty_label="Any former payer"
+    )
+    member = forms.CharField(
+        required=False, max_length=100, label="Member", help_text="Part of the name or username"
+    )
+
+    def __init__(self, *args: Any, payer: Payer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        former_payer = cast(forms.ModelChoiceField, self.fields["former_payer"])
+        former_payer.queryset = Payer.objects.exclude(pk=payer.pk).only("pk", "name")
+
+    def filters(self) -> ScheduleFilters:
+        """Return the filters of a valid form; an unbound one filters by nothing."""
+        if not self.is_valid():
+            return ScheduleFilters()
+        former = self.cleaned_data.get("former_payer")
+        return ScheduleFilters(
+            state=self.cleaned_data.get("state") or "",
+            former_payer_id=former.pk if former else None,
+            member=(self.cleaned_data.get("member") or "").strip(),
+        )
+
+
+class PullSettingsForm(forms.ModelForm):
+    """How often concurrent coverage is pulled again, and when the run-off comes."""
+
+    class Meta:
+        model = Payer
+        fields = ["concurrent_refresh_days", "run_off_days"]
+
+
 # Bigger than any roster the hub takes (20,000 members; exchange/bulk/roster.py) in any of
 # its formats, small enough that the file is read whole in memory.
 ROSTER_MAX_BYTES = 50 * 1024 * 1024
@@ -299,4 +336,26 @@ class WebhookRotateForm(forms.Form):
         min_value=0,
         max_value=168,
         initial=24,
+    )
+
+
+class MemberEducationForm(forms.Form):
+    """A new version of the member-education text (exchange/education.py checks the label)."""
+
+    title = forms.CharField(
+        label="Title", max_length=200, error_messages={"required": "Give the text a title."}
+    )
+    body = forms.CharField(
+        label="Text",
+        max_length=20_000,
+        widget=forms.Textarea(attrs={"rows": 14}),
+        help_text="Plain language: the benefits of payer-to-payer exchange, the member's right "
+        "to opt in and to withdraw, and how to do each. Separate paragraphs with a blank line.",
+        error_messages={"required": "Write the text members will read."},
+    )
+    version = forms.CharField(
+        label="Version label",
+        max_length=50,
+        required=False,
+        help_text="Leave it empty to number versions 1, 2, 3…; or give your own, e.g. 2027-01.",
     )

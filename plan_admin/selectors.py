@@ -69,6 +69,16 @@ class RequestFilters:
     sort: str = REQUEST_SORTS[0][0]
 
 
+def member_search(term: str) -> Q:
+    """Return the condition "the row's member is the one the administrator typed": part of
+    their username, first or last name."""
+    return (
+        Q(member__username__icontains=term)
+        | Q(member__first_name__icontains=term)
+        | Q(member__last_name__icontains=term)
+    )
+
+
 def _overdue(now: datetime) -> Q:
     return Q(due_by__lt=now) & ~Q(status__in=ENDED)
 
@@ -92,12 +102,7 @@ def exchange_requests_filtered(
     if filters.overdue:
         queryset = queryset.filter(_overdue(timezone.now()))
     if filters.member:
-        term = filters.member
-        queryset = queryset.filter(
-            Q(member__username__icontains=term)
-            | Q(member__first_name__icontains=term)
-            | Q(member__last_name__icontains=term)
-        )
+        queryset = queryset.filter(member_search(filters.member))
     sort = filters.sort if filters.sort in dict(REQUEST_SORTS) else REQUEST_SORTS[0][0]
     return (
         queryset.select_related("member", "former_payer").only(*_LIST_COLUMNS).order_by(sort, "-pk")
@@ -127,7 +132,13 @@ def exchange_request_for_admin(*, payer: Payer, request_id: int) -> ExchangeRequ
     its cohort line if a roster made it."""
     return get_for_payer_or_404(
         ExchangeRequest.objects.select_related(
-            "payer", "member", "former_payer", "consent", "cohort_member__cohort"
+            "payer",
+            "member",
+            "former_payer",
+            "consent",
+            "opt_in_record",
+            "cohort_member__cohort",
+            "schedule",
         ),
         payer,
         pk=request_id,

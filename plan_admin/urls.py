@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from plan_admin.views import cohorts, directory, integration, reports, requests, webhooks
+from plan_admin.views import (
+    cohorts,
+    directory,
+    education,
+    integration,
+    reports,
+    requests,
+    schedules,
+    webhooks,
+)
 
 app_name = "plan_admin"
 urlpatterns = [
@@ -52,6 +61,20 @@ urlpatterns = [
         cohorts.cohort_chunk_retry,
         name="cohort-chunk-retry",
     ),
+    path("recurring-pulls/", schedules.schedule_list, name="schedule-list"),
+    path("recurring-pulls/export.csv", schedules.schedule_export, name="schedule-export"),
+    path("recurring-pulls/settings/", schedules.pull_settings_save, name="pull-settings-save"),
+    path(
+        "recurring-pulls/<int:schedule_id>/<slug:action>/",
+        schedules.schedule_action,
+        name="schedule-action",
+    ),
     path("compliance/", reports.compliance, name="compliance"),
+    path("member-education/", education.member_education_page, name="member-education"),
+    path(
+        "member-education/publish/",
+        education.member_education_publish,
+        name="member-education-publish",
+    ),
     path("as-former-payer/", reports.as_former_payer, name="as-former-payer"),
 ]

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from sandbox.consent_subscriptions.hub import HubClient
 from sandbox.consent_subscriptions.subscriber import ConsentSubscriber
 from sandbox.data.codes import ACT_CODE, SENSITIVE_ACT_CODES
 from sandbox.data.directory import Directory, build_directory
-from sandbox.data.generator import member_resources
+from sandbox.data.generator import later_visit_resources, member_resources
 from sandbox.data.population import Member, Population
 from sandbox.faults import FaultDice
 from sandbox.fhir.bulk_jobs import BulkJobStore
@@ -146,6 +147,9 @@ class Sandbox:
             file_ttl_s=config.bulk_file_ttl_s,
             corrupts_file=self.fault_dice.corrupts_next_file,
         )
+        # Care given since the record was generated (``visit_add``), per patient id.
+        self.later_visits: dict[str, list[Resource]] = {}
+        self._visits_lock = threading.Lock()
         self.record = functools.lru_cache(maxsize=HISTORY_CACHE_SIZE)(self.build_record)
 
     def today(self) -> dt.date:
@@ -163,7 +167,7 @@ class Sandbox:
             seed=self.config.seed,
             as_of=self.config.as_of,
             care_factor=self.config.care_factor(member.username),
-        )
+        ) + self.later_visits.get(patient_id, [])
         cited_all: set[tuple[str, str]] = set()
         cited_regular: set[tuple[str, str]] = set()
         for resource in resources:
@@ -179,6 +183,24 @@ class Sandbox:
             cited_all=tuple(sorted(cited_all)),
             cited_regular=tuple(sorted(cited_regular)),
         )
+
+    def visit_add(self, member: Member) -> list[Resource]:
+        """Give the member an office visit today (the sandbox's --as-of day), last updated
+        now: the record changes as a real holder's does between two pulls."""
+        with self._visits_lock:
+            visits = self.later_visits.setdefault(member.patient_id, [])
+            number = 1 + sum(r["resourceType"] == "Encounter" for r in visits)
+            added = later_visit_resources(
+                identity=self.identity,
+                member=member,
+                seed=self.config.seed,
+                day=self.config.as_of,
+                number=number,
+                updated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+            visits.extend(added)
+            self.record.cache_clear()
+        return added
 
 
 _current: Sandbox | None = None

@@ -9,6 +9,7 @@ from sandbox.auth import views as auth_views
 from sandbox.consent_subscriptions import views as subscription_views
 from sandbox.fhir.outcomes import operation_outcome
 from sandbox.fhir.views import fhir_endpoint
+from sandbox.member_care import visit_add
 from sandbox.member_list import members_json
 from sandbox.oidc import views as oidc_views
 from sandbox.runtime import current
@@ -49,6 +50,7 @@ urlpatterns = [
     path("oidc/userinfo", oidc_views.userinfo),
     path("oidc/jwks", oidc_views.jwks),
     path("sandbox/members.json", members_json),
+    path("sandbox/members/<str:username>/visits", visit_add),
     path("sandbox/client-jwks.json", subscription_views.client_jwks),
     path("sandbox/consent-notifications", subscription_views.consent_notifications),
     path("sandbox/consent-notifications.json", subscription_views.consent_notifications_json),

@@ -24,9 +24,13 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
     HolderRegistration,
+    MemberAuthorizationLink,
+    MemberEducationText,
     MemberLaunch,
     OptInMethod,
     OptInRecord,
+    PullKind,
+    PullSchedule,
     RegistrationMethod,
     WebhookAttempt,
     WebhookEndpoint,
@@ -112,6 +116,27 @@ class ExchangeRequestFactory(factory.django.DjangoModelFactory[ExchangeRequest])
     card_member_id = "CARD-0001"
     coverage_start = date(2021, 1, 1)
     coverage_end = date(2025, 12, 31)
+
+
+class PullScheduleFactory(factory.django.DjangoModelFactory[PullSchedule]):
+    class Meta:
+        model = PullSchedule
+
+    consent = factory.SubFactory(ConsentFactory)
+    member = factory.SelfAttribute("consent.member")
+    payer = factory.SelfAttribute("consent.payer")
+    former_payer = factory.SelfAttribute("consent.former_payer")
+    kind = PullKind.REFRESH
+    next_run_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=90))
+
+
+class MemberAuthorizationLinkFactory(factory.django.DjangoModelFactory[MemberAuthorizationLink]):
+    class Meta:
+        model = MemberAuthorizationLink
+
+    exchange_request = factory.SubFactory(ExchangeRequestFactory)
+    payer = factory.SelfAttribute("exchange_request.payer")
+    email = "member@example.com"
 
 
 class OptInRecordFactory(factory.django.DjangoModelFactory[OptInRecord]):
@@ -340,6 +365,18 @@ class WebhookEndpointFactory(factory.django.DjangoModelFactory[WebhookEndpoint])
     payer = factory.SubFactory(PayerFactory)
     url = factory.Sequence(lambda n: f"https://hooks.example-payer.com/{n}")
     event_types = factory.LazyFunction(lambda: [REQUEST_STATUS_CHANGED])
+
+
+class MemberEducationTextFactory(factory.django.DjangoModelFactory[MemberEducationText]):
+    class Meta:
+        model = MemberEducationText
+
+    published_by = factory.SubFactory(UserFactory, role=Role.PLAN_ADMIN)
+    payer = factory.SelfAttribute("published_by.payer")
+    version = factory.Sequence(lambda n: str(n + 1))
+    title = "Bringing your records with you"
+    body = "Your former plan can send us your records.\n\nYou may opt in, and withdraw."
+    published_at = factory.LazyFunction(timezone.now)
 
 
 class WebhookSecretFactory(factory.django.DjangoModelFactory[WebhookSecret]):

@@ -35,12 +35,15 @@ from tests.factories import (
     FhirEndpointFactory,
     OnboardingRequestFactory,
     PayerFactory,
+    PullScheduleFactory,
     SigningKeyFactory,
     UserFactory,
 )
 
 # Every page reads the session, the signed-in person and their payer before its own queries.
 SIGNED_IN_QUERIES = 3
+# Every plan-admin page also counts the requests due soon and overdue (its deadline alert).
+ADMIN_PAGE_QUERIES = SIGNED_IN_QUERIES + 1
 # The API's lists: the page's count (LimitOffsetPagination), then the page of rows.
 API_LIST_QUERIES = SIGNED_IN_QUERIES + 2
 
@@ -135,7 +138,7 @@ PAGES = {
         "/p/north/admin/requests/",
         "admin",
         _request_at,
-        SIGNED_IN_QUERIES + 3,
+        ADMIN_PAGE_QUERIES + 3,
         _links(rb"/p/north/admin/requests/\d+/"),
     ),
     # Its count and the page of cohorts, each with its members counted by status (grouped).
@@ -143,7 +146,7 @@ PAGES = {
         "/p/north/admin/cohorts/",
         "admin",
         _cohort_of_ten_at,
-        SIGNED_IN_QUERIES + 2,
+        ADMIN_PAGE_QUERIES + 2,
         _links(rb"/p/north/admin/cohorts/\d+/"),
     ),
     # The cohort, its progress (members counted, resources summed, export files), its jobs
@@ -153,8 +156,18 @@ PAGES = {
         lambda north: f"/p/north/admin/cohorts/{Cohort.objects.for_payer(north.payer).get().pk}/",
         "admin",
         _cohort_member_at,
-        SIGNED_IN_QUERIES + 8,
+        ADMIN_PAGE_QUERIES + 8,
         _links(rb"/p/north/admin/requests/\d+/"),
+    ),
+    # Its count, the filter form's payers, the page of schedules with members and payers.
+    "plan-admin recurring pulls": ListPage(
+        "/p/north/admin/recurring-pulls/",
+        "admin",
+        lambda n, s: PullScheduleFactory(
+            consent__member=UserFactory(payer=n.payer), consent__former_payer=s.payer
+        ),
+        ADMIN_PAGE_QUERIES + 3,
+        _links(rb'action="/p/north/admin/recurring-pulls/\d+/pause/"'),
     ),
     # The payers with their endpoints (one query, subqueries inside), the last delivery from
     # each (one grouped query), the onboarding requests.
@@ -162,7 +175,7 @@ PAGES = {
         "/p/north/admin/directory/",
         "admin",
         _listed_payer,
-        SIGNED_IN_QUERIES + 3,
+        ADMIN_PAGE_QUERIES + 3,
         _links(rb"Endpoint registered"),
     ),
     **{

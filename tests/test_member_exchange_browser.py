@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from exchange.education import HUB_DEFAULT_VERSION
 from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.state_machine import ENDED
 from tests.conftest import Tenant
@@ -108,6 +109,8 @@ def test_a_member_gets_their_records_delivered(
             (TODAY - dt.timedelta(days=30)).isoformat(),
         )
         page.get_by_text("Everything except sensitive information", exact=True).click()
+        # The plan's member-education text is shown before the consent (CMS-0057-F).
+        expect(page.locator("#member-education-text")).to_contain_text("It is your choice")
         page.locator("label[for=id_agree]").click()
         page.get_by_role("button", name="Agree and ask").click()
         expect(
@@ -118,6 +121,8 @@ def test_a_member_gets_their_records_delivered(
             page.get_by_role("button", name="Sign in at Southern Cross Health").click()
             _sign_in_at_sandbox(page)
         exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
+        assert exchange_request.opt_in_record is not None
+        assert exchange_request.opt_in_record.education_text_version == HUB_DEFAULT_VERSION
         try:
             wait_for(
                 lambda: _refreshed(exchange_request).status in ENDED | {ExchangeStatus.FAILED},

@@ -32,6 +32,7 @@ from exchange.models import (
     ExchangeStatus,
     MatchOutcome,
     OptInRecord,
+    PullSchedule,
     WebhookAttempt,
     WebhookEndpoint,
     WebhookMessage,
@@ -55,9 +56,12 @@ from tests.factories import (
     HolderRegistrationFactory,
     IdempotencyKeyFactory,
     IdentityProviderFactory,
+    MemberAuthorizationLinkFactory,
+    MemberEducationTextFactory,
     MemberLaunchFactory,
     OnboardingRequestFactory,
     OptInRecordFactory,
+    PullScheduleFactory,
     RepositoryFileFactory,
     RepositoryKeyFactory,
     SftpDestinationFactory,
@@ -93,6 +97,7 @@ SIGN_IN_PAGES = ("/sign-in/", settings.LOGIN_URL)
 SETTINGS_PARTS = ["fhir-endpoint", "identity-provider", "client-jwks", "delivery-mode",
                   "sftp-destination"]  # fmt: skip
 REQUEST_ACTIONS = ["retry", "cancel"]
+SCHEDULE_ACTIONS = ["pause", "resume"]
 # In North's private data only: none of it is on a public page.
 MARKER = "northwind"
 
@@ -195,7 +200,12 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         subscription,
         ConsentNotificationFactory(subscription=subscription, last_error="northwind hook"),
         MemberLaunchFactory(exchange_request=request),
+        PullScheduleFactory(consent=request.consent),
+        MemberAuthorizationLinkFactory(exchange_request=request, email="northwind@example.com"),
         OptInRecordFactory(member=north.member, education_text_version="northwind-2026-01"),
+        MemberEducationTextFactory(
+            published_by=north.admin, body="Northwind's own words on payer-to-payer exchange."
+        ),
         IdempotencyKeyFactory(payer=north.payer, response_body={"note": "northwind opt-in"}),
         cohort,
         BulkJobFactory(
@@ -251,6 +261,7 @@ PARAM_KINDS = {
     "opt_in_id": OptInRecord,
     "endpoint_id": WebhookEndpoint,
     "message_id": WebhookMessage,
+    "schedule_id": PullSchedule,
 }
 
 
@@ -264,7 +275,7 @@ def _param_values(route: Route, param: str, data: NorthsData, slug: str) -> list
     if param == "part":
         return SETTINGS_PARTS
     if param == "action":
-        return REQUEST_ACTIONS
+        return SCHEDULE_ACTIONS if "schedule_id" in route.params else REQUEST_ACTIONS
     if param in ("uidb64", "token"):  # a password-reset link: nobody's, and not valid
         return ["MQ" if param == "uidb64" else "set-password"]
     raise AssertionError(f"teach the route walk a North value for {param!r} of {route.name}")

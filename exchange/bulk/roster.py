@@ -56,7 +56,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import PurePosixPath
@@ -256,6 +256,108 @@ def roster_read(*, data: bytes, filename: str, new_payer: Payer, now: datetime) 
     if problems:
         raise RosterRefused(problems)
     return Roster(format=roster_format, members=members)
+
+
+# The columns of a member posted on its own (the payer-system API, api/views.py): the roster's,
+# but the former payer, which the whole post names once.
+MEMBER_FIELDS = tuple(column for column in CSV_COLUMNS if column != "former_payer_npi")
+
+
+def roster_of_members(
+    *, members: Sequence[Any] | str, former_payer: Payer, new_payer: Payer, now: datetime
+) -> Roster:
+    """Return the roster of ``members`` as a payer system posts them, all to be asked of
+    ``former_payer``: a list of objects of MEMBER_FIELDS (JSON; each named ``members[i]``),
+    or NDJSON text, one such object a line (each named by its line).
+
+    Each member gets the checks a roster file's row gets. Raises RosterRefused listing every
+    problem found, ``line`` numbering the member (JSON: its index + 1) and ``column`` its field.
+    """
+    problems: list[RosterProblem] = []
+    refusal = _former_payer_refusal(former_payer=former_payer, new_payer=new_payer)
+    if refusal:
+        raise RosterRefused([RosterProblem(0, "former_payer", refusal)])
+    roster_format = "ndjson" if isinstance(members, str) else "json"
+    if isinstance(members, str):
+        numbered = []
+        for line, content in enumerate(members.split("\n"), start=1):
+            if content.strip():
+                found = len(problems)
+                member = _json_loaded(content, f"Line {line}", line, problems)
+                if len(problems) == found:
+                    numbered.append((line, member))
+    else:
+        numbered = list(enumerate(members, start=1))
+    if len(numbered) > MAX_MEMBERS:
+        raise RosterRefused(
+            [_whole_file(f"{len(numbered):,} members are posted; at most {MAX_MEMBERS:,} at once.")]
+        )
+    entries = [
+        _member_entry(member, line=line, roster_format=roster_format, problems=problems)
+        for line, member in numbered
+    ]
+    for entry in entries:
+        entry.values["former_payer_npi"] = former_payer.npi
+    checked = _members_checked(entries, new_payer=new_payer, now=now, problems=problems)
+    if not problems and not checked:
+        problems.append(_whole_file("No member is posted."))
+    if problems:
+        raise RosterRefused(problems)
+    return Roster(format=roster_format, members=checked)
+
+
+def _former_payer_refusal(*, former_payer: Payer, new_payer: Payer) -> str:
+    """Return why no member may be asked of ``former_payer``, or "" (as the rows' check)."""
+    if former_payer.pk == new_payer.pk:
+        return f"{former_payer.name} is your own plan; give the members' former payer."
+    if former_payer.status != PayerStatus.PARTICIPATING:
+        return (
+            f"{former_payer.name} does not take part in the hub yet, so records cannot be "
+            "asked of it."
+        )
+    if not former_payer.npi:
+        return f"{former_payer.name} has no NPI in the hub's directory; bulk requests name it."
+    return ""
+
+
+def _member_entry(
+    member: Any, *, line: int, roster_format: str, problems: list[RosterProblem]
+) -> _Entry:
+    """Read one posted member into roster columns; report a field that is not text."""
+    if roster_format == "ndjson":
+        label, mention = f"Line {line}", f"line {line}"
+    else:
+        label = mention = f"members[{line - 1}]"
+    values: dict[str, str | None] = dict.fromkeys(MEMBER_FIELDS, "")
+    entry = _Entry(line=line, label=label, mention=mention, values=values)
+    if not isinstance(member, dict):
+        problems.append(RosterProblem(line, "", f"{label} is not a JSON object of a member."))
+        entry.values = dict.fromkeys(MEMBER_FIELDS)
+        return entry
+    for key, value in member.items():
+        if key not in MEMBER_FIELDS:
+            problems.append(
+                RosterProblem(
+                    line,
+                    str(key),
+                    f"{label}: {str(key)[:40]!r} is not a member field; the fields are "
+                    f"{', '.join(MEMBER_FIELDS)}.",
+                )
+            )
+        elif value is None and key == "former_coverage_end":
+            values[key] = ""
+        elif (
+            key == "given_names"
+            and isinstance(value, list)
+            and all(isinstance(part, str) for part in value)
+        ):
+            values[key] = " ".join(part.strip() for part in value)
+        elif isinstance(value, str):
+            values[key] = value.strip()
+        else:
+            problems.append(RosterProblem(line, key, f"{label}: {key} must be a string."))
+            values[key] = None
+    return entry
 
 
 def _whole_file(message: str) -> RosterProblem:

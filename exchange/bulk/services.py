@@ -66,11 +66,14 @@ def cohorts_create(
     name: str,
     roster_name: str,
     client_address: str | None = None,
+    actor_label: str = "",
 ) -> list[Cohort]:
     """Open a cohort per former payer of ``roster``, each member with its consent and request.
 
     All of them, or nothing: a former payer the hub cannot ask in bulk refuses the whole
     roster (CohortRefused). Each cohort is handed to the engine once the transaction commits.
+    ``created_by`` is the plan administrator who uploaded it, or None for a payer system
+    (the payer-system API), which ``actor_label`` names in the audit log.
     """
     if created_by is not None and not (
         created_by.is_plan_admin and created_by.payer_id == new_payer.pk
@@ -112,12 +115,14 @@ def cohorts_create(
                 users=users,
                 created_by=created_by,
                 client_address=client_address,
+                actor_label=actor_label,
             )
             audit_record(
                 action="cohort.create",
                 obj=cohort,
                 payer=new_payer,
                 actor=created_by,
+                actor_label=actor_label,
                 changes={
                     "former_payer": group.former_payer.slug,
                     "members": len(group.members),
@@ -189,6 +194,7 @@ def _cohort_members_create(
     users: dict[str, User],
     created_by: User | None,
     client_address: str | None,
+    actor_label: str,
 ) -> None:
     """Write each member's consent, request, timeline event and audit event
     (exchange/enrollment.py), and its cohort row."""
@@ -198,6 +204,7 @@ def _cohort_members_create(
         users=users,
         audit_details=[{"cohort": cohort.pk, "line": member.line} for member in members],
         actor=created_by,
+        actor_label=actor_label,
         client_address=client_address,
         asked_with=len(members) - 1,
     )

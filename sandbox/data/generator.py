@@ -65,6 +65,8 @@ PRIOR_AUTH_KINDS = {
 }
 
 # Kinds of the type abbreviations in resource ids.
+# Ids of a later visit (MemberHistory.later_visit) start past any a history reaches.
+_LATER_VISIT_IDS = 10_000_000
 ID_KINDS = {
     "Coverage": "cov",
     "Condition": "cond",
@@ -181,6 +183,15 @@ class MemberHistory:
         self.health = _health(self.member, self.seed)
         self._prescribed: dict[tuple[str, int], str] = {}
 
+    def later_visit(self, *, day: dt.date, number: int, updated_at: str) -> list[Resource]:
+        """Return one office visit on ``day`` alone, its ids past any of the history's, every
+        resource last updated at ``updated_at`` (``later_visit_resources``)."""
+        self._counters = dict.fromkeys(set(ID_KINDS.values()), _LATER_VISIT_IDS * number)
+        self._visit(_Event(day=day, kind="office"), conditions={})
+        for resource in self.resources:
+            resource["meta"]["lastUpdated"] = updated_at
+        return self.resources
+
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _new_id(self, resource_type: str) -> str:
@@ -233,6 +244,12 @@ class MemberHistory:
             self._care_plan(conditions[self.health.chronic[0].icd10])
         self._prior_authorizations()
         self._provenance()
+        # The record is as it stood when the --as-of day began: nothing is last updated later,
+        # so a client's watermark taken today misses nothing and sees nothing twice (_since).
+        as_of_start = _instant(self.as_of, 0)
+        for resource in self.resources:
+            meta = resource["meta"]
+            meta["lastUpdated"] = min(meta["lastUpdated"], as_of_start)
         return self.resources
 
     def _patient(self) -> Resource:
@@ -1267,3 +1284,21 @@ def member_resources(
     return MemberHistory(
         identity=identity, member=member, seed=seed, as_of=as_of, care_factor=care_factor
     ).build()
+
+
+def later_visit_resources(
+    *,
+    identity: PayerIdentity,
+    member: Member,
+    seed: str,
+    day: dt.date,
+    number: int,
+    updated_at: str,
+) -> list[Resource]:
+    """Return the resources of the member's ``number``-th office visit after the record was
+    generated (an encounter, its vitals and diagnosis, its claim), on ``day``, every one last
+    updated at ``updated_at``: the care a holder's record gains between two pulls, which an
+    incremental pull (``_since``) must bring and nothing else."""
+    return MemberHistory(
+        identity=identity, member=member, seed=f"{seed}:visit:{number}", as_of=day
+    ).later_visit(day=day, number=number, updated_at=updated_at)

@@ -1,13 +1,14 @@
 """North's enrollment system posts opt-ins: the member, consents, requests on the rule's
 clock, the opt-in record and its audit, all or nothing; and withdraws them as the portal does."""
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from exchange.education import HUB_DEFAULT_VERSION, member_education_text_publish
 from exchange.models import (
     Consent,
     ConsentPolicy,
@@ -15,8 +16,10 @@ from exchange.models import (
     ExchangeEvent,
     ExchangeRequest,
     ExchangeStatus,
+    MemberEducationText,
     OptInRecord,
 )
+from exchange.services import FormerCoverage, exchange_requests_create
 from hub.models import AuditEvent, Payer, PayerStatus, Role, User
 from tests.api.conftest import opt_in_body
 from tests.api.payer_systems import PayerSystems
@@ -221,7 +224,8 @@ def test_a_payer_outside_the_hub_or_without_payer_to_payer_access_is_refused(
     assert response.status_code == 422
     errors = {e["field"]: e["message"] for e in response.json()["errors"]}
     assert "does not take part in the hub yet" in errors["concurrent_payers[0].payer"]
-    assert "payer-to-payer access" in errors["concurrent_payers[1].payer"]
+    # Bay asks the member to sign in there: the hub would mail them the link, to no address.
+    assert "Bay Health shares records only once the member signs in" in errors["member.email"]
     assert _counts(north.payer) == before
 
 
@@ -233,7 +237,7 @@ def test_a_duplicate_opt_in_is_refused_while_the_first_is_open(
     assert first.status_code == 201
     before = _counts(north.payer)
     again = client.post("/api/v1/opt-ins", opt_in_body())
-    assert again.status_code == 422
+    assert again.status_code == 409
     errors = {e["field"]: e["message"] for e in again.json()["errors"]}
     assert set(errors) == {"previous_payers[0].payer", "concurrent_payers[0].payer"}
     assert "already open" in errors["previous_payers[0].payer"]
@@ -317,7 +321,7 @@ def test_an_open_portal_request_of_the_member_counts_as_a_duplicate(
     north.member.save()
     ExchangeRequestFactory(consent__member=north.member, consent__former_payer=south.payer)
     response = systems.client(north.payer).post("/api/v1/opt-ins", opt_in_body())
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert [e["field"] for e in response.json()["errors"]] == ["previous_payers[0].payer"]
 
 
@@ -329,3 +333,133 @@ def test_more_other_payers_than_one_member_can_have_are_refused(
     response = systems.client(north.payer).post("/api/v1/opt-ins", body)
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["previous_payers"]
+
+
+# --- Member education (CMS-0057-F, 42 CFR 422.121(b)) ---------------------------------------
+
+
+def _publish(tenant: Tenant, version: str = "", *, days_ago: int = 0) -> str:
+    text = member_education_text_publish(
+        payer=tenant.payer, actor=tenant.admin, title="Your records", body="Why, how.",
+        version=version,
+    )  # fmt: skip
+    if days_ago:
+        MemberEducationText.objects.for_payer(tenant.payer).filter(pk=text.pk).update(
+            published_at=timezone.now() - timedelta(days=days_ago)
+        )
+    return text.version
+
+
+def _without_version() -> dict[str, Any]:
+    body = opt_in_body()
+    del body["attestation"]["education_text_version"]
+    return body
+
+
+def test_an_opt_in_without_a_version_records_the_text_current_when_it_was_obtained(
+    north: Tenant, systems: PayerSystems
+) -> None:
+    _publish(north, days_ago=3)
+    _publish(north)  # after the opt-in was obtained (yesterday): not what the member read
+    response = systems.client(north.payer).post("/api/v1/opt-ins", _without_version())
+    assert response.status_code == 201, response.json()
+    assert response.json()["attestation"]["education_text_version"] == "1"
+    assert OptInRecord.objects.for_payer(north.payer).get().education_text_version == "1"
+    audit = AuditEvent.objects.for_payer(north.payer).get(action="opt_in.create")
+    assert audit.changes["education_text_version"] == "1"
+
+
+def test_an_opt_in_without_a_version_at_a_payer_that_published_none_records_the_hub_s(
+    north: Tenant, systems: PayerSystems
+) -> None:
+    response = systems.client(north.payer).post("/api/v1/opt-ins", _without_version())
+    assert response.status_code == 201, response.json()
+    assert response.json()["attestation"]["education_text_version"] == HUB_DEFAULT_VERSION
+
+
+def test_a_published_version_named_by_the_payer_system_is_recorded(
+    north: Tenant, systems: PayerSystems
+) -> None:
+    _publish(north, "2026-01", days_ago=30)
+    _publish(north)
+    response = systems.client(north.payer).post("/api/v1/opt-ins", opt_in_body())
+    assert response.status_code == 201, response.json()
+    assert OptInRecord.objects.for_payer(north.payer).get().education_text_version == "2026-01"
+
+
+@pytest.mark.parametrize("version", ["2026-02", "S-1"])
+def test_a_version_the_payer_never_published_is_a_problem_naming_the_field(
+    north: Tenant, south: Tenant, systems: PayerSystems, version: str
+) -> None:
+    _publish(north, "2026-01")
+    _publish(south, "S-1")  # another payer's version is no more North's than an invented one
+    before = _counts(north.payer)
+    response = systems.client(north.payer).post(
+        "/api/v1/opt-ins", _with("attestation.education_text_version", version)
+    )
+    assert response.status_code == 422, response.json()
+    assert response["Content-Type"] == "application/problem+json"
+    (error,) = response.json()["errors"]
+    assert error["field"] == "attestation.education_text_version"
+    assert f"no member-education text of version {version!r}" in error["message"]
+    assert "2026-01" in error["message"]
+    assert _counts(north.payer) == before
+
+
+def test_the_api_s_withdrawal_records_the_opt_out_with_the_version_current_then(
+    north: Tenant, systems: PayerSystems
+) -> None:
+    _publish(north, "2026-01", days_ago=30)
+    client = systems.client(north.payer)
+    created = client.post("/api/v1/opt-ins", opt_in_body()).json()
+    assert created["withdrawn_at"] is None
+    assert created["withdrawal_education_text_version"] == ""
+    _publish(north, "2026-06")
+
+    response = client.post(created["links"]["withdraw"])
+
+    assert response.status_code == 200, response.json()
+    answer = response.json()
+    assert answer["withdrawn_at"]
+    assert answer["attestation"]["education_text_version"] == "2026-01"
+    assert answer["withdrawal_education_text_version"] == "2026-06"
+    record = OptInRecord.objects.for_payer(north.payer).get()
+    assert (record.education_text_version, record.withdrawal_education_text_version) == (
+        "2026-01",
+        "2026-06",
+    )
+    # Each consent's withdrawal names it too.
+    withdrawals = AuditEvent.objects.for_payer(north.payer).filter(action="consent.withdraw")
+    assert [e.changes for e in withdrawals] == [{"education_text_version": "2026-06"}] * 2
+    # Withdrawing again changes nothing, the version included.
+    _publish(north, "2026-07")
+    assert client.post(created["links"]["withdraw"]).json() == answer
+
+
+def test_a_portal_opt_in_is_read_and_withdrawn_through_the_api_as_well(
+    north: Tenant, south: Tenant, systems: PayerSystems
+) -> None:
+    (exchange_request,) = exchange_requests_create(
+        member=north.member,
+        coverages=[
+            FormerCoverage(
+                former_payer=south.payer,
+                card_member_id="DH10001235",
+                coverage_start=date(2021, 1, 1),
+                coverage_end=date(2025, 6, 30),
+            )
+        ],
+        policy=ConsentPolicy.REGULAR,
+        education_text_version=HUB_DEFAULT_VERSION,
+    )
+    opt_in_id = exchange_request.opt_in_record_id
+    client = systems.client(north.payer)
+    read = client.get(f"/api/v1/opt-ins/{opt_in_id}").json()
+    assert read["attestation"]["method"] == "portal"
+    assert read["attestation"]["education_text_version"] == HUB_DEFAULT_VERSION
+    assert read["attestation"]["attested_by"] == north.member.username
+    assert read["new_coverage_start"] is None
+    assert [r["id"] for r in read["requests"]] == [exchange_request.pk]
+    withdrawn = client.post(f"/api/v1/opt-ins/{opt_in_id}/withdraw").json()
+    assert withdrawn["withdrawal_education_text_version"] == HUB_DEFAULT_VERSION
+    assert systems.client(south.payer).get(f"/api/v1/opt-ins/{opt_in_id}").status_code == 404

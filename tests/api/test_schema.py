@@ -29,6 +29,9 @@ def test_the_schema_is_valid_with_no_warning(tmp_path: Path) -> None:
         ("GET", "/api/v1/requests"),
         ("GET", "/api/v1/requests/{request_id}"),
         ("GET", "/api/v1/requests/{request_id}/deliveries"),
+        ("POST", "/api/v1/cohorts"),
+        ("GET", "/api/v1/cohorts"),
+        ("GET", "/api/v1/cohorts/{cohort_id}"),
     }
     for path, methods in schema["paths"].items():
         for method, operation in methods.items():
@@ -58,3 +61,11 @@ def test_the_schema_and_the_docs_page_are_served_without_a_token() -> None:
     # Swagger UI from the hub's own static files (drf-spectacular-sidecar), not a CDN.
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
     assert "cdn." not in page
+
+
+def test_a_cohort_is_posted_as_json_or_ndjson(tmp_path: Path) -> None:
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--urlconf", "api.urls", "--file", str(out))
+    post = yaml.safe_load(out.read_text())["paths"]["/api/v1/cohorts"]["post"]
+    assert set(post["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    assert {"Idempotency-Key", "former_payer", "name"} <= {p["name"] for p in post["parameters"]}

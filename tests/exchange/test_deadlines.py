@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.utils import timezone
 from pytest_django.fixtures import Settings
 
@@ -110,3 +111,25 @@ def test_a_request_told_due_soon_is_told_again_when_it_becomes_overdue(
     assert exchange_request.due_soon_alerted_at is not None
     assert exchange_request.overdue_alerted_at is not None
     assert [m.subject.split(" request ")[-1] for m in mail.outbox] == ["due soon", "overdue"]
+
+
+def test_every_portal_page_shows_the_payer_s_own_requests_due_soon_and_overdue(
+    north: Tenant, south: Tenant, settings: Settings
+) -> None:
+    settings.EXCHANGE_DUE_SOON_HOURS = 48
+    _request(north, south, due_in=-timedelta(hours=1), status=S.RETRIEVING)
+    _request(north, south, due_in=-timedelta(days=2), status=S.FAILED)
+    _request(north, south, due_in=timedelta(hours=20), status=S.CONSENTED)
+    _request(north, south, due_in=timedelta(hours=20), status=S.DELIVERED)  # done: not owed
+    _request(north, south, due_in=timedelta(days=5), status=S.CONSENTED)  # not due soon yet
+    _request(south, north, due_in=-timedelta(hours=1), status=S.MATCHING)  # South's own
+    north_admin, south_admin = Client(), Client()
+    north_admin.force_login(north.admin)
+    south_admin.force_login(south.admin)
+
+    north_page = north_admin.get("/p/north/admin/directory/").content.decode()
+    south_page = south_admin.get("/p/south/admin/").content.decode()
+
+    assert "2 requests are overdue" in north_page and "?overdue=on" in north_page
+    assert "1 request is due within 48 hours" in north_page
+    assert "1 request is overdue" in south_page and "due within" not in south_page

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from exchange.education import HUB_DEFAULT_VERSION
 from exchange.models import ConsentStatus, ExchangeRequest, ExchangeStatus
 from hub.models import FhirEndpoint, OnboardingStatus, Payer
 from members.record_kinds import record_kinds_in_words
@@ -145,6 +146,7 @@ def test_a_second_request_to_a_plan_already_asked_needs_the_member_to_say_so(
         f"p{south.payer.pk}-coverage_start": "2021-01-01",
         "policy": "regular",
         "agree": "on",
+        "education_version": HUB_DEFAULT_VERSION,
     }
     refused = member.post("/p/north/me/requests/new/", data)
     assert refused.status_code == 400

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from exchange.education import HUB_DEFAULT_VERSION
 from exchange.models import (
     AuthorizationMode,
     Consent,
@@ -38,7 +39,13 @@ def _holder(payer: Payer, *, backend: bool = True) -> Payer:
 
 
 def _form(*payers: Payer, card: str = "DH10001235", policy: str = "regular") -> dict[str, Any]:
-    data: dict[str, Any] = {"former": [p.pk for p in payers], "policy": policy, "agree": "on"}
+    data: dict[str, Any] = {
+        "former": [p.pk for p in payers],
+        "policy": policy,
+        "agree": "on",
+        # The member-education text the page showed (exchange/education.py).
+        "education_version": HUB_DEFAULT_VERSION,
+    }
     for payer in payers:
         data[f"p{payer.pk}-card_member_id"] = card
         data[f"p{payer.pk}-coverage_start"] = "2021-01-01"

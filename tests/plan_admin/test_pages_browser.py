@@ -65,6 +65,7 @@ def test_every_admin_page_is_accessible_on_desktop_and_phone(
         "/p/north/admin/compliance/",
         "/p/north/admin/as-former-payer/",
         "/p/north/admin/repository/",
+        "/p/north/admin/member-education/",
         # An invalid filter: the error summary and its links are checked too.
         "/p/north/admin/requests/?opted_in_from=2025-02-01&opted_in_to=2025-01-01",
     ]

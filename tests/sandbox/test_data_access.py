@@ -217,3 +217,25 @@ def _consent_id(client: httpx.Client, patient_id: str) -> str:
     bundle = client.get("/Consent", params={"patient": patient_id}).json()
     assert bundle["total"] == 1
     return str(bundle["entry"][0]["resource"]["id"])
+
+
+def test_a_visit_added_later_is_all_an_incremental_everything_returns(
+    former_payer: RunningSandbox, everything_client: httpx.Client
+) -> None:
+    before = keys(everything(everything_client, SHOWCASE))
+    username = former_payer.member(SHOWCASE)["username"]
+
+    added = httpx.post(f"{former_payer.base}/sandbox/members/{username}/visits")
+    unknown = httpx.post(f"{former_payer.base}/sandbox/members/nobody/visits")
+
+    assert added.status_code == 201, added.text
+    new = [(r["resourceType"], r["id"]) for r in added.json()["added"]]
+    assert {"Encounter", "Observation", "ExplanationOfBenefit"} <= {t for t, _ in new}
+    assert not set(new) & set(before)
+    since = min(r["lastUpdated"] for r in added.json()["added"])
+    assert keys(everything(everything_client, SHOWCASE, _since=since)) == new
+    after = keys(everything(everything_client, SHOWCASE))
+    assert len(after) == len(before) + len(new)
+    assert set(after) == set(before) | set(new)
+    assert unknown.status_code == 404
+    assert "nobody" in unknown.json()["issue"][0]["diagnostics"]

@@ -36,6 +36,8 @@ PAYER_API_SCOPES = {
     "hub/opt-ins.read": "Read the payer's opt-ins and the requests each opened.",
     "hub/requests.read": "List the payer's requests and read each one's state and timeline.",
     "hub/deliveries.read": "Read a request's deliveries and their files' sizes and checksums.",
+    "hub/cohorts.write": "Post cohorts: many members' opt-ins asked of one former payer in bulk.",
+    "hub/cohorts.read": "List the payer's cohorts and read each one's progress and jobs.",
 }
 GRANTABLE_SCOPES = frozenset(
     {

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('exchange', '0009_request_deadline_alerts'),
+        ('exchange', '0010_member_education'),
         ('hub', '0006_payer_pull_schedule_settings'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
