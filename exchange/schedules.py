@@ -168,6 +168,9 @@ def pull_schedules_run(*, now: datetime | None = None, limit: int = RUN_BATCH) -
             pull_schedules_due(now=now, limit=limit)
             .select_for_update(skip_locked=True, of=("self",))
             .select_related("payer", "former_payer", "consent")
+            # The consent's FHIR resource is not read here: parsing 500 of them would be
+            # most of a run's time (bench/pull_schedules.py).
+            .defer("consent__fhir_resource")
         )
         if not due:
             return []

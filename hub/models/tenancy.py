@@ -126,6 +126,11 @@ class User(AbstractUser):
     plan_member_id = models.CharField("member id at the payer", max_length=100, blank=True)
 
     class Meta:
+        indexes = [
+            # An opt-in or a roster finds its member by member id (exchange/enrollment.py),
+            # and sign-in claims such a member by it (members/sign_in.py).
+            models.Index(fields=["payer", "plan_member_id"], name="user_member_id_per_payer")
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["payer", "oidc_subject"],
