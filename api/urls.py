@@ -44,7 +44,8 @@ v1 = [
     path("schema/", SpectacularAPIView.as_view(urlconf="api.urls"), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     # Last: any other path is a problem document too, not the portal's HTML 404.
-    re_path(r"^.*$", no_such_path, name="no-such-path"),
+    # [\s\S]: a path with an encoded newline (%0A) is any other path too.
+    re_path(r"^[\s\S]*$", no_such_path, name="no-such-path"),
 ]
 
 urlpatterns = [path("api/v1/", include(v1))]

@@ -115,3 +115,23 @@ def test_another_payers_system_gets_404_for_every_object(
     assert response.json()["title"] == "No such object"
     norths_request.refresh_from_db()
     assert norths_request.status == "consented"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/nothing-here",
+        "/api/v1/opt-ins/12x/withdraw",
+        "/api/v1/requests/1234567890123456789",  # past PostgreSQL's bigint
+        "/api/v1/opt-ins/7%0Ag/withdraw",  # an encoded newline
+    ],
+)
+def test_any_other_path_is_a_404_problem_document(
+    north: Tenant, systems: PayerSystems, path: str
+) -> None:
+    client = systems.client(north.payer)
+
+    for method in ("GET", "POST"):
+        response = _call(client, method, path)
+        assert response.status_code == 404, (method, path)
+        assert response["Content-Type"] == "application/problem+json", (method, path)
