@@ -21,6 +21,9 @@ class PayerStatus(models.TextChoices):
     PARTICIPATING = "participating", "Participating"
     ONBOARDING = "onboarding", "Onboarding"
     INVITED = "invited", "Invited"
+    # Set by a hub operator: the payer's members and systems start no new exchange, and are
+    # told so; requests already under way finish (operator/services.py payer_suspend).
+    SUSPENDED = "suspended", "Suspended"
 
 
 class DeliveryMode(models.TextChoices):
