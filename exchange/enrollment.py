@@ -44,7 +44,6 @@ from exchange.services import (
     ExchangeRequestRefused,
     authorization_mode_for,
     exchange_request_withdraw,
-    suspended_exchange_sentence,
 )
 from exchange.state_machine import ENDED
 from exchange.tasks import exchange_request_advance
@@ -493,7 +492,7 @@ def _opt_in_problems(
     """Return what is wrong with an opt-in before anything is written."""
     problems: list[OptInProblem] = []
     if new_payer.status == PayerStatus.SUSPENDED:
-        problems.append(OptInProblem("", suspended_exchange_sentence(new_payer)))
+        problems.append(OptInProblem("", new_payer.exchange_suspended_sentence))
     if not coverages:
         problems.append(
             OptInProblem("previous_payers", "Name at least one previous or concurrent payer.")
@@ -588,7 +587,7 @@ def _former_payer_refusal(*, new_payer: Payer, former_payer: Payer) -> str:
     if former_payer.pk == new_payer.pk:
         return f"{former_payer.name} is your own plan."
     if former_payer.status == PayerStatus.SUSPENDED:
-        return suspended_exchange_sentence(former_payer)
+        return former_payer.exchange_suspended_sentence
     if former_payer.status != PayerStatus.PARTICIPATING:
         return f"{former_payer.name} does not take part in the hub yet."
     try:

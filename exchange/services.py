@@ -41,15 +41,6 @@ from hub.models import FhirEndpoint, Payer, PayerStatus, User
 from hub.tenancy import get_for_payer_or_404
 
 
-def suspended_exchange_sentence(payer: Payer) -> str:
-    """Return what members and payer systems are told while ``payer`` is suspended: the hub's
-    team stopped new work for it (operator console), requests under way still finish."""
-    return (
-        f"{payer.name}'s exchange through the hub is suspended: no new request can start "
-        "until the hub's team lifts the suspension."
-    )
-
-
 class ExchangeRequestRefused(ValueError):
     """The request cannot be opened; the message tells the member why."""
 
@@ -80,9 +71,9 @@ def exchange_request_create(
     if former_payer.pk == new_payer.pk:
         raise ExchangeRequestRefused("the former payer must be another plan than your current one")
     if new_payer.status == PayerStatus.SUSPENDED:
-        raise ExchangeRequestRefused(suspended_exchange_sentence(new_payer))
+        raise ExchangeRequestRefused(new_payer.exchange_suspended_sentence)
     if former_payer.status == PayerStatus.SUSPENDED:
-        raise ExchangeRequestRefused(suspended_exchange_sentence(former_payer))
+        raise ExchangeRequestRefused(former_payer.exchange_suspended_sentence)
     if former_payer.status != PayerStatus.PARTICIPATING:
         raise ExchangeRequestRefused(f"{former_payer.name} is not connected to the hub yet")
     if not card_member_id.strip():

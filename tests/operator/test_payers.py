@@ -1,0 +1,163 @@
+"""Payers in the console: search, detail with identifiers and listing, the lifecycle, and a
+suspension that stops new work and says so to the payer's members, administrators and systems."""
+
+import html
+from datetime import date
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from exchange.education import HUB_DEFAULT_VERSION
+from exchange.enrollment import (
+    Enrollee,
+    OptInAttestation,
+    OptInRefused,
+    OtherCoverage,
+    opt_in_create,
+)
+from exchange.models import ConsentPolicy, ExchangeRequest, OptInMethod
+from hub.models import AuditEvent, FhirEndpoint, Payer, PayerStatus, User
+from tests.api.conftest import opt_in_body, south_holds_records, systems, west  # noqa: F401
+from tests.api.payer_systems import PayerSystems
+from tests.conftest import Tenant
+from tests.operator.conftest import signed_in
+from tests.support.every_payer import rows_of_every_payer
+
+PAYERS = "/operator/hub/payer/"
+SUSPENDED = "North Star Health's exchange through the hub is suspended"
+
+
+def _text(response: Any) -> str:
+    return html.unescape(response.content.decode())
+
+
+def _act(console: Client, action: str, *payers: Payer) -> Any:
+    return console.post(
+        PAYERS, {"action": action, "_selected_action": [p.pk for p in payers]}, follow=True
+    )
+
+
+def test_payers_are_searched_filtered_and_shown_with_identifiers_and_listing(
+    console: Client, olga: User, north: Tenant, south: Tenant
+) -> None:
+    FhirEndpoint.objects.create(payer=south.payer, base_url="http://127.0.0.1:9/fhir")
+    found = console.get(PAYERS, {"q": "1245319599"}).content.decode()
+    assert "Southern Cross Health" in found and "North Star Health" not in found
+    participating = console.get(PAYERS, {"status__exact": "participating"}).content.decode()
+    assert "North Star Health" in participating
+    assert (
+        "Southern Cross Health"
+        not in console.get(PAYERS, {"status__exact": "suspended"}).content.decode()
+    )
+
+    detail = console.get(f"{PAYERS}{south.payer.pk}/change/").content.decode()
+    assert "1245319599" in detail
+    assert (
+        "Listed in the directory; FHIR endpoint http://127.0.0.1:9/fhir (not tested yet)." in detail
+    )
+    # Opening a payer's page is a look at its data, recorded in its own audit trail.
+    look = AuditEvent.objects.for_payer(south.payer).get(action="operator.look")
+    assert look.actor == olga and look.object_type == "hub.Payer"
+
+
+def test_the_lifecycle_moves_one_step_at_a_time_each_audited(
+    console: Client, olga: User, north: Tenant
+) -> None:
+    newcomer = Payer.objects.create(name="Prairie", slug="prairie", status=PayerStatus.INVITED)
+    refused = _act(console, "make_participating", newcomer).content.decode()
+    assert "Prairie is invited: it can move to onboarding, not to participating." in refused
+    _act(console, "make_onboarding", newcomer)
+    _act(console, "make_participating", newcomer)
+    newcomer.refresh_from_db()
+    assert newcomer.status == PayerStatus.PARTICIPATING
+    steps = AuditEvent.objects.for_payer(newcomer).order_by("id")
+    assert [(e.action, e.actor) for e in steps] == [
+        ("payer.onboarding", olga),
+        ("payer.participating", olga),
+    ]
+
+
+def test_a_suspension_stops_a_members_new_request_and_says_why(
+    console: Client, olga: User, north: Tenant, south: Tenant
+) -> None:
+    FhirEndpoint.objects.create(
+        payer=south.payer, base_url="http://127.0.0.1:9/fhir", offers_backend_services=True
+    )
+    _act(console, "suspend", north.payer)
+    north.payer.refresh_from_db()
+    assert north.payer.status == PayerStatus.SUSPENDED
+    event = AuditEvent.objects.for_payer(north.payer).get(action="payer.suspended")
+    assert event.actor == olga and event.changes == {"status": ["participating", "suspended"]}
+
+    member = signed_in(north.member)
+    assert SUSPENDED in _text(member.get("/p/north/me/"))
+    assert SUSPENDED in _text(signed_in(north.admin).get("/p/north/admin/directory/"))
+    response = member.post(
+        "/p/north/me/requests/new/",
+        {
+            "former": [south.payer.pk], "policy": "regular", "agree": "on",
+            "education_version": HUB_DEFAULT_VERSION,
+            f"p{south.payer.pk}-card_member_id": "DH10001235",
+            f"p{south.payer.pk}-coverage_start": "2021-01-01",
+            f"p{south.payer.pk}-coverage_end": "2025-06-30",
+        },
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert SUSPENDED in _text(response)
+    assert not rows_of_every_payer(ExchangeRequest).exists()
+    # South's member is not told about North.
+    assert "suspended" not in _text(signed_in(south.member).get("/p/south/me/"))
+
+    _act(console, "lift_suspension", north.payer)
+    north.payer.refresh_from_db()
+    assert north.payer.status == PayerStatus.PARTICIPATING
+    assert SUSPENDED not in _text(member.get("/p/north/me/"))
+
+
+@pytest.mark.usefixtures("south_holds_records", "west")
+def test_a_suspended_payers_system_cannot_open_an_opt_in(
+    console: Client,
+    north: Tenant,
+    systems: PayerSystems,  # noqa: F811
+) -> None:
+    client = systems.client(north.payer)  # a token taken before the suspension
+    _act(console, "suspend", north.payer)
+    response = client.post("/api/v1/opt-ins", opt_in_body())
+    assert response.status_code == 401
+    assert SUSPENDED in response.json()["detail"]
+    assert not rows_of_every_payer(ExchangeRequest).exists()
+    # No new token is issued either, with the same sentence.
+    with pytest.raises(AssertionError, match="exchange through the hub is suspended"):
+        systems.client(north.payer)
+
+
+def test_the_opt_in_service_itself_refuses_a_suspended_payer(north: Tenant, south: Tenant) -> None:
+    """Whatever path reaches it, the enrollment service refuses, naming the suspension,
+    and writes nothing."""
+    north.payer.status = PayerStatus.SUSPENDED
+    north.payer.save()
+    with pytest.raises(OptInRefused) as refused:
+        opt_in_create(
+            new_payer=north.payer,
+            enrollee=Enrollee(
+                member_id="NSH-1", family="Person", given=("Pat",), birth_date=date(1974, 12, 25),
+                gender="female", new_coverage_start=timezone.localdate(),
+            ),
+            coverages=[
+                OtherCoverage(
+                    where="previous_payers[0]", former_payer=south.payer, card_member_id="DH1",
+                    coverage_start=date(2020, 1, 1), coverage_end=date(2024, 12, 31), concurrent=False,
+                )
+            ],
+            policy=ConsentPolicy.SENSITIVE,
+            consent_ends_on=None,
+            attestation=OptInAttestation(
+                obtained_at=timezone.now(), method=OptInMethod.ENROLLMENT_FORM,
+                education_text_version=HUB_DEFAULT_VERSION,
+            ),
+            actor_label="test",
+        )  # fmt: skip
+    assert refused.value.problems[0].message.startswith(SUSPENDED)
+    assert not rows_of_every_payer(ExchangeRequest).exists()
