@@ -13,7 +13,7 @@ QUEUE = "/operator/hub/onboardingrequest/"
 
 def _invite(member: User, **fields: str) -> OnboardingRequest:
     response = signed_in(member).post(
-        f"/p/{member.payer.slug}/me/plans/invite/",  # type: ignore[union-attr]
+        f"/p/{member.payer.slug}/me/plans/invite/",
         {"organization_name": "Prairie Health Co-op", "state": "ND", **fields},
     )
     assert response.status_code == 302
