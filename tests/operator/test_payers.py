@@ -2,7 +2,7 @@
 suspension that stops new work and says so to the payer's members, administrators and systems."""
 
 import html
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -18,10 +18,12 @@ from exchange.enrollment import (
     opt_in_create,
 )
 from exchange.models import ConsentPolicy, ExchangeRequest, OptInMethod
+from exchange.schedules import pull_schedules_open, pull_schedules_run
 from hub.models import AuditEvent, FhirEndpoint, Payer, PayerStatus, User
 from tests.api.conftest import opt_in_body, south_holds_records, systems, west  # noqa: F401
 from tests.api.payer_systems import PayerSystems
 from tests.conftest import Tenant
+from tests.factories import ConsentFactory, ExchangeRequestFactory
 from tests.operator.conftest import signed_in
 from tests.support.every_payer import rows_of_every_payer
 
@@ -161,3 +163,28 @@ def test_the_opt_in_service_itself_refuses_a_suspended_payer(north: Tenant, sout
         )  # fmt: skip
     assert refused.value.problems[0].message.startswith(SUSPENDED)
     assert not rows_of_every_payer(ExchangeRequest).exists()
+
+
+@pytest.mark.parametrize("suspended", ["north", "south"])
+def test_a_suspension_holds_recurring_pulls_and_lifting_it_resumes_them(
+    north: Tenant, south: Tenant, suspended: str
+) -> None:
+    exchange_request = ExchangeRequestFactory(
+        consent=ConsentFactory(member=north.member, former_payer=south.payer), coverage_end=None
+    )
+    (schedule,) = pull_schedules_open(requests=[exchange_request])
+    ExchangeRequest.objects.for_payer(north.payer).filter(pk=exchange_request.pk).update(
+        status="delivered", records_as_of=timezone.now()
+    )
+    payer = north.payer if suspended == "north" else south.payer
+    payer.status = PayerStatus.SUSPENDED
+    payer.save()
+    later = timezone.now() + timedelta(days=92)
+
+    assert pull_schedules_run(now=later) == []
+    schedule.refresh_from_db()
+    assert schedule.ended_at is None and schedule.next_run_at == later + timedelta(days=1)
+
+    payer.status = PayerStatus.PARTICIPATING
+    payer.save()
+    assert len(pull_schedules_run(now=later + timedelta(days=1))) == 1
