@@ -9,6 +9,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from exchange.bulk.roster import Roster
+from exchange.bulk.services import CohortRefused, cohorts_create
 from exchange.education import HUB_DEFAULT_VERSION
 from exchange.enrollment import (
     Enrollee,
@@ -17,7 +19,7 @@ from exchange.enrollment import (
     OtherCoverage,
     opt_in_create,
 )
-from exchange.models import ConsentPolicy, ExchangeRequest, OptInMethod
+from exchange.models import Cohort, ConsentPolicy, ExchangeRequest, OptInMethod
 from exchange.schedules import pull_schedules_open, pull_schedules_run
 from hub.models import AuditEvent, FhirEndpoint, Payer, PayerStatus, User
 from tests.api.conftest import opt_in_body, south_holds_records, systems, west  # noqa: F401
@@ -188,3 +190,14 @@ def test_a_suspension_holds_recurring_pulls_and_lifting_it_resumes_them(
     payer.status = PayerStatus.PARTICIPATING
     payer.save()
     assert len(pull_schedules_run(now=later + timedelta(days=1))) == 1
+
+
+def test_a_suspended_payer_s_roster_is_refused_with_the_sentence(north: Tenant) -> None:
+    north.payer.status = PayerStatus.SUSPENDED
+    north.payer.save()
+    with pytest.raises(CohortRefused, match="exchange through the hub is suspended"):
+        cohorts_create(
+            new_payer=north.payer, created_by=north.admin, roster=Roster(format="csv", members=[]),
+            name="January", roster_name="january.csv",
+        )  # fmt: skip
+    assert not rows_of_every_payer(Cohort).exists()
