@@ -56,7 +56,7 @@ def payer_save(
         audit_record(
             action="payer.create" if created else "payer.update", obj=payer, payer=payer,
             actor=operator, client_address=client_address,
-            changes={name: str(getattr(payer, name)) for name in changed_fields},
+            changes={name: getattr(payer, name) for name in changed_fields},
         )  # fmt: skip
     return payer
 

@@ -1,6 +1,8 @@
 """The onboarding queue: an operator approves or rejects what members and administrators
 asked for, and the requester sees the outcome where they see their invitations."""
 
+import html
+
 from django.test import Client
 
 from hub.models import AuditEvent, OnboardingRequest, OnboardingStatus, Payer, PayerStatus, User
@@ -124,3 +126,11 @@ def test_the_queue_is_newest_first_and_marks_contacted(console: Client, north: T
     first.refresh_from_db()
     assert first.status == OnboardingStatus.CONTACTED
     assert "We asked it to join" in signed_in(north.member).get("/p/north/me/").content.decode()
+
+
+def test_a_member_reads_why_their_invitation_was_declined(console: Client, north: Tenant) -> None:
+    invitation = _invite(north.member)
+    reason = "Prairie Health Co-op closed in 2023; ask its successor, Plains Mutual."
+    assert console.post(f"{QUEUE}{invitation.pk}/reject/", {"reason": reason}).status_code == 302
+    home = html.unescape(signed_in(north.member).get("/p/north/me/").content.decode())
+    assert f"The hub's team declined it: {reason}" in home

@@ -201,3 +201,30 @@ def test_a_suspended_payer_s_roster_is_refused_with_the_sentence(north: Tenant) 
             name="January", roster_name="january.csv",
         )  # fmt: skip
     assert not rows_of_every_payer(Cohort).exists()
+
+
+def test_an_operator_adds_and_edits_a_payer_each_audited(console: Client, olga: User) -> None:
+    assert console.get("/operator/").status_code == 200
+    added = console.post(
+        f"{PAYERS}add/",
+        {
+            "name": "Lakes Health", "slug": "lakes", "npi": "1558367656", "payer_identifier": "LK1",
+            "states": '["MN"]', "plan_types": "[]", "contact_name": "", "contact_email": "",
+        },
+    )  # fmt: skip
+    assert added.status_code == 302, added.content.decode()[:2000]
+    lakes = Payer.objects.get(slug="lakes")
+    assert lakes.status == PayerStatus.ONBOARDING
+    console.post(
+        f"{PAYERS}{lakes.pk}/change/",
+        {
+            "name": "Lakes Health Plan", "slug": "lakes", "npi": "1558367656",
+            "payer_identifier": "LK1", "states": '["MN"]', "plan_types": "[]",
+            "contact_name": "Lee", "contact_email": "lee@lakes.example",
+        },
+    )  # fmt: skip
+    actions = list(
+        AuditEvent.objects.for_payer(lakes).filter(actor=olga).values_list("action", "changes")
+    )
+    assert any(a == "payer.create" and c["name"] == "Lakes Health" for a, c in actions)
+    assert any(a == "payer.update" and c.get("name") == "Lakes Health Plan" for a, c in actions)
