@@ -171,7 +171,7 @@ def test_the_opt_in_service_itself_refuses_a_suspended_payer(north: Tenant, sout
 def test_a_suspension_holds_recurring_pulls_and_lifting_it_resumes_them(
     north: Tenant, south: Tenant, suspended: str
 ) -> None:
-    exchange_request = ExchangeRequestFactory(
+    exchange_request: ExchangeRequest = ExchangeRequestFactory(
         consent=ConsentFactory(member=north.member, former_payer=south.payer), coverage_end=None
     )
     (schedule,) = pull_schedules_open(requests=[exchange_request])
