@@ -1,6 +1,7 @@
 """What hub operators change (STYLE.md #1: services write; #7: audited in the same transaction,
 the operator as actor)."""
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
@@ -169,7 +170,7 @@ def _payer_create(
     )  # fmt: skip
     try:
         payer.full_clean()
-    except Exception as exc:  # a ValidationError: its messages say what to fix
+    except ValidationError as exc:
         raise OperatorActionRefused(_sentences(exc)) from exc
     try:
         with transaction.atomic():
@@ -225,11 +226,11 @@ def _payer_activate(
     return locked
 
 
-def _sentences(exc: Exception) -> str:
-    messages = getattr(exc, "message_dict", None)
-    if messages:
-        return " ".join(f"{field}: {' '.join(texts)}" for field, texts in messages.items())
-    return str(exc)
+def _sentences(exc: ValidationError) -> str:
+    """Return a validation error's messages, each after the field it names."""
+    if hasattr(exc, "error_dict"):
+        return " ".join(f"{field}: {' '.join(texts)}" for field, texts in exc.message_dict.items())
+    return " ".join(exc.messages)
 
 
 def onboarding_request_reject(

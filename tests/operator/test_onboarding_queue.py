@@ -134,3 +134,17 @@ def test_a_member_reads_why_their_invitation_was_declined(console: Client, north
     assert console.post(f"{QUEUE}{invitation.pk}/reject/", {"reason": reason}).status_code == 302
     home = html.unescape(signed_in(north.member).get("/p/north/me/").content.decode())
     assert f"The hub's team declined it: {reason}" in home
+
+
+def test_an_approval_with_bad_input_names_the_problem_and_creates_nothing(
+    console: Client, north: Tenant
+) -> None:
+    invitation = _invite(north.member)
+    bad_slug = console.post(f"{QUEUE}{invitation.pk}/approve/", {"name": "P", "slug": "no spaces"})
+    assert bad_slug.status_code == 400 and "slug" in bad_slug.content.decode().lower()
+    no_name = console.post(f"{QUEUE}{invitation.pk}/approve/", {"name": "", "slug": "prairie"})
+    assert no_name.status_code == 400
+    assert "Give the new payer a name and a URL name (slug)." in no_name.content.decode()
+    assert Payer.objects.count() == 1
+    invitation.refresh_from_db()
+    assert invitation.status == OnboardingStatus.OPEN
