@@ -100,7 +100,12 @@ def directory_payers_to_ask(
 
 
 def onboarding_requests_of(*, payer: Payer) -> QuerySet[OnboardingRequest]:
-    return OnboardingRequest.objects.for_payer(payer).order_by("-created_at")
+    # The payer an approval created or activated: the requester sees whether it takes part yet.
+    return (
+        OnboardingRequest.objects.for_payer(payer)
+        .select_related("onboarded_payer")
+        .order_by("-created_at")
+    )
 
 
 def onboarding_requests_by_member(*, payer: Payer, member: User) -> QuerySet[OnboardingRequest]:

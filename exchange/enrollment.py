@@ -491,6 +491,8 @@ def _opt_in_problems(
 ) -> list[OptInProblem]:
     """Return what is wrong with an opt-in before anything is written."""
     problems: list[OptInProblem] = []
+    if new_payer.status == PayerStatus.SUSPENDED:
+        problems.append(OptInProblem("", new_payer.exchange_suspended_sentence))
     if not coverages:
         problems.append(
             OptInProblem("previous_payers", "Name at least one previous or concurrent payer.")
@@ -584,6 +586,8 @@ def _former_payer_refusal(*, new_payer: Payer, former_payer: Payer) -> str:
     """Return why the hub cannot ask ``former_payer`` for the member's records, or "" if it can."""
     if former_payer.pk == new_payer.pk:
         return f"{former_payer.name} is your own plan."
+    if former_payer.status == PayerStatus.SUSPENDED:
+        return former_payer.exchange_suspended_sentence
     if former_payer.status != PayerStatus.PARTICIPATING:
         return f"{former_payer.name} does not take part in the hub yet."
     try:

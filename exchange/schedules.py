@@ -181,6 +181,11 @@ def pull_schedules_run(*, now: datetime | None = None, limit: int = RUN_BATCH) -
             last = latest.get(schedule.pk)
             if end is not None:
                 _schedule_end(schedule, reason=end, now=now)
+            elif PayerStatus.SUSPENDED in (schedule.payer.status, schedule.former_payer.status):
+                # Suspended by the hub's team (operator console): no new pull starts; the
+                # schedule waits a day at a time, so lifting the suspension resumes it.
+                schedule.next_run_at = now + _BUSY_POSTPONE
+                schedule.save(update_fields=["next_run_at"])
             elif last is None:
                 # Its run 0 was removed with its member's data: nothing left to repeat.
                 _schedule_end(schedule, reason=PullScheduleEnd.CONSENT_ENDED, now=now)
@@ -212,7 +217,8 @@ def _end_reason(schedule: PullSchedule, *, today: date) -> str | None:
         return PullScheduleEnd.CONSENT_WITHDRAWN
     if consent.period_end < today:
         return PullScheduleEnd.CONSENT_ENDED
-    if schedule.former_payer.status != PayerStatus.PARTICIPATING:
+    # A suspended holder has not left the hub: its schedules wait (pull_schedules_run).
+    if schedule.former_payer.status not in (PayerStatus.PARTICIPATING, PayerStatus.SUSPENDED):
         return PullScheduleEnd.HOLDER_GONE
     return None
 

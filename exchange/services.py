@@ -70,6 +70,10 @@ def exchange_request_create(
     new_payer = member.payer
     if former_payer.pk == new_payer.pk:
         raise ExchangeRequestRefused("the former payer must be another plan than your current one")
+    if new_payer.status == PayerStatus.SUSPENDED:
+        raise ExchangeRequestRefused(new_payer.exchange_suspended_sentence)
+    if former_payer.status == PayerStatus.SUSPENDED:
+        raise ExchangeRequestRefused(former_payer.exchange_suspended_sentence)
     if former_payer.status != PayerStatus.PARTICIPATING:
         raise ExchangeRequestRefused(f"{former_payer.name} is not connected to the hub yet")
     if not card_member_id.strip():

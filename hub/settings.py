@@ -106,6 +106,7 @@ INSTALLED_APPS = [
     "exchange",
     "exchange.repository",
     "api",
+    "operator_console",
 ]
 
 MIDDLEWARE = [

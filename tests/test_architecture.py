@@ -26,7 +26,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"hub"}),
     frozenset({"directory", "sftp_repository", "repository"}),
     frozenset({"exchange"}),
-    frozenset({"members", "plan_admin", "operator", "api"}),
+    # The operator console is the package operator_console: "operator" would shadow the
+    # standard library module Django imports.
+    frozenset({"members", "plan_admin", "operator_console", "api"}),
 )
 # The project's wiring (settings, root URLs, Celery app, WSGI/ASGI, the demo launcher) puts
 # every layer together, so it may import any of them.

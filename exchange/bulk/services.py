@@ -79,6 +79,8 @@ def cohorts_create(
         created_by.is_plan_admin and created_by.payer_id == new_payer.pk
     ):
         raise CohortRefused(f"Only a plan administrator of {new_payer.name} can upload its roster.")
+    if new_payer.status == PayerStatus.SUSPENDED:
+        raise CohortRefused(new_payer.exchange_suspended_sentence)
     name = name.strip()
     if not name:
         raise CohortRefused("Give the cohort a name.")

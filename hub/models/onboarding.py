@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import models
 
-from hub.models.tenancy import TenantOwned
+from hub.models.tenancy import Payer, TenantOwned
 from hub.validators import validate_npi
 
 
@@ -26,6 +26,8 @@ class OnboardingRequest(TenantOwned):
     )
     organization_name = models.CharField(max_length=200)
     npi = models.CharField("NPI", max_length=10, blank=True, validators=[validate_npi])
+    # The payer id (claims) the requester knew, if any; checked against existing payers at approval.
+    payer_identifier = models.CharField("payer id", max_length=40, blank=True)
     state = models.CharField(max_length=2, blank=True)
     contact_email = models.EmailField(blank=True)
     note = models.TextField(blank=True)
@@ -33,6 +35,16 @@ class OnboardingRequest(TenantOwned):
         max_length=20, choices=OnboardingStatus.choices, default=OnboardingStatus.OPEN
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The operator's decision (operator/services.py), shown to the requester where they see
+    # their invitations: the payer it created or activated, or the reason it was declined.
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decision_reason = models.TextField("reason", blank=True)
+    onboarded_payer = models.ForeignKey(
+        Payer, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

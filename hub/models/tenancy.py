@@ -21,6 +21,9 @@ class PayerStatus(models.TextChoices):
     PARTICIPATING = "participating", "Participating"
     ONBOARDING = "onboarding", "Onboarding"
     INVITED = "invited", "Invited"
+    # Set by a hub operator: the payer's members and systems start no new exchange, and are
+    # told so; requests already under way finish (operator/services.py payer_suspend).
+    SUSPENDED = "suspended", "Suspended"
 
 
 class DeliveryMode(models.TextChoices):
@@ -100,6 +103,15 @@ class Payer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def exchange_suspended_sentence(self) -> str:
+        """What members, administrators and payer systems are told while this payer is
+        suspended: the hub's team stopped new work for it; requests under way still finish."""
+        return (
+            f"{self.name}'s exchange through the hub is suspended: no new request can start "
+            "until the hub's team lifts the suspension."
+        )
 
 
 class Role(models.TextChoices):

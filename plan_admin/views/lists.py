@@ -7,16 +7,14 @@ show the same rows. With htmx a change of filter asks for the results only
 error, or none.
 """
 
-import csv
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.utils import timezone
 
+from hub.csv_stream import csv_stream_response
 from hub.htmx_requests import wants_fragment
 
 _M = TypeVar("_M", bound=Model)
@@ -74,26 +72,6 @@ def list_status(filter_form: FilterForm[Any]) -> int:
     return 400 if filter_form.errors else 200
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV Injection");
-# member names come from each payer's identity provider or roster, so they are quoted as text.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-class _Echo:
-    """A write-only file for csv.writer: hands each line back to the streaming response."""
-
-    def write(self, line: str) -> str:
-        return line
-
-
 def csv_download(
     filter_form: FilterForm[Any], rows: Callable[[], Iterable[Iterable[object]]], *, name: str
 ) -> HttpResponse | StreamingHttpResponse:
@@ -105,15 +83,4 @@ def csv_download(
             status=400,
             content_type="text/plain; charset=utf-8",
         )
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        for row in rows():
-            yield writer.writerow([_csv_cell(value) for value in row])
-
-    stamp = timezone.now().strftime("%Y%m%d-%H%M")
-    return StreamingHttpResponse(
-        lines(),
-        content_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}-{stamp}.csv"'},
-    )
+    return csv_stream_response(rows=rows(), name=name)

@@ -73,8 +73,11 @@ def client_assertion_verify(assertion: str) -> Payer:
     except (IdentityNotConfirmed, jwt.PyJWTError) as exc:
         raise ClientRefused("invalid_client", f"the client assertion is not a JWT ({exc})") from exc
     client_id = str(unverified.get("iss", ""))
-    payer = Payer.objects.filter(slug=client_id, status=PayerStatus.PARTICIPATING).first()
-    if payer is None or not payer.client_jwks_url:
+    payer = Payer.objects.filter(slug=client_id).first()
+    if payer is not None and payer.status == PayerStatus.SUSPENDED:
+        # Suspended by the hub's team (operator console): say so, rather than "unknown".
+        raise ClientRefused("invalid_client", payer.exchange_suspended_sentence)
+    if payer is None or payer.status != PayerStatus.PARTICIPATING or not payer.client_jwks_url:
         raise ClientRefused("invalid_client", f"no client {client_id!r} is registered at the hub")
     if header.get("alg") not in BACKEND_SERVICES_ALGORITHMS:
         raise ClientRefused("invalid_client", "the assertion must be signed with RS384 or ES384")
@@ -134,8 +137,10 @@ def access_token_check(token: str) -> tuple[Payer, list[str]]:
         raise ClientRefused("invalid_token", "the access token has expired") from None
     except signing.BadSignature:
         raise ClientRefused("invalid_token", "the access token is not valid") from None
-    payer = Payer.objects.filter(pk=data["payer"], status=PayerStatus.PARTICIPATING).first()
-    if payer is None:
+    payer = Payer.objects.filter(pk=data["payer"]).first()
+    if payer is not None and payer.status == PayerStatus.SUSPENDED:
+        raise ClientRefused("invalid_token", payer.exchange_suspended_sentence)
+    if payer is None or payer.status != PayerStatus.PARTICIPATING:
         raise ClientRefused("invalid_token", "the client is no longer registered")
     return payer, list(data["scopes"])
 

@@ -1,0 +1,16 @@
+"""The operator console's pages, registered on Django's admin site (mounted at /operator/).
+
+Only active staff (hub operators) reach them: the admin site's own check, kept as it is, and
+each page's permissions below. Every page that shows a payer's data records the look
+(operator_console/admin/looks.py).
+"""
+
+from django.contrib import admin
+
+from operator_console.admin import audit_log, exchange_requests, onboarding, payers, users
+
+admin.site.site_header = "Hub operator console"
+admin.site.site_title = "Hub operator console"
+admin.site.index_title = "Payers, onboarding, people, requests and the audit log"
+
+__all__ = ["audit_log", "exchange_requests", "onboarding", "payers", "users"]
