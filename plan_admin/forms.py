@@ -109,7 +109,7 @@ class HolderRegistrationForm(forms.Form):
     )
     backend_client_id = _client_id_field(
         "Payer-to-payer client id (SMART Backend Services)",
-        "The client id the former payer issued for your JWKS URL (below). Up to 2,048 characters.",
+        "The client id the former payer issued for your JWKS URL (above). Up to 2,048 characters.",
     )
     member_client_id = _client_id_field(
         "Member sign-in client id (SMART App Launch)",
