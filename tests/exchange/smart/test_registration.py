@@ -8,6 +8,7 @@ hub's JWKS URL of the new payer) then carries a real ``$member-match``.
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -17,6 +18,7 @@ from django.core.exceptions import ValidationError
 from exchange.fhir.errors import FhirPermanentError
 from exchange.member_match import member_match_run
 from exchange.models import (
+    AuthorizationMode,
     ExchangeStatus,
     HolderRegistration,
     RegistrationChoice,
@@ -24,6 +26,7 @@ from exchange.models import (
 )
 from exchange.smart import backend_services
 from exchange.smart.backend_services import backend_access_token
+from exchange.smart.member_launch import member_launch_begin, member_launch_complete
 from exchange.smart.registration import hub_jwks_url
 from exchange.smart.registration_settings import (
     holder_registration_configure,
@@ -35,6 +38,7 @@ from tests.conftest import Tenant
 from tests.exchange.holder_proxy import holder_proxy, on_path
 from tests.exchange.holders import former_payer_of, member_request, ordinary_member
 from tests.sandbox.harness import FORMER, NEW, NPI, SEED, RunningSandbox, running_sandbox
+from tests.support.sandbox_sign_in import sandbox_sign_in
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +218,59 @@ def test_a_client_id_with_whitespace_or_control_characters_is_refused(
         .filter(action__startswith="holder_registration")
         .exists()
     )
+
+
+CALLBACK = "http://127.0.0.1:8000/p/north/me/launch/callback/"
+
+
+def test_a_manual_member_client_carries_a_member_sign_in_where_rfc_7591_is_refused(
+    north: Tenant, refusing_holder: RunningSandbox
+) -> None:
+    former = former_payer_of(refusing_holder)
+    member = ordinary_member(refusing_holder, 2)
+    request = member_request(
+        tenant=north,
+        former_payer=former,
+        member=member,
+        mode=AuthorizationMode.MEMBER_AUTHORIZED,
+    )
+    holder_registration_configure(
+        payer=north.payer,
+        former_payer=former,
+        choice=RegistrationChoice.MANUAL,
+        backend_client_id="only-a-backend-client",
+        actor=north.admin,
+    )
+    # Manual, without a member client id: the administrator is told what to enter.
+    with pytest.raises(FhirPermanentError, match="no member sign-in client id is entered"):
+        member_launch_begin(exchange_request=request, redirect_uri=CALLBACK)
+
+    issued = httpx.post(
+        f"{refusing_holder.base}/sandbox/clients",
+        json={
+            "client_name": north.payer.name,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+            "redirect_uris": [CALLBACK],
+        },
+    ).json()["client_id"]
+    holder_registration_configure(
+        payer=north.payer,
+        former_payer=former,
+        choice=RegistrationChoice.MANUAL,
+        backend_client_id="only-a-backend-client",
+        member_client_id=issued,
+        actor=north.admin,
+    )
+    authorize_url = member_launch_begin(exchange_request=request, redirect_uri=CALLBACK)
+    callback = parse_qs(urlsplit(sandbox_sign_in(authorize_url, member["username"])).query)
+    completed = member_launch_complete(
+        payer=north.payer,
+        member=north.member,
+        state=callback["state"][0],
+        code=callback["code"][0],
+        redirect_uri=CALLBACK,
+    )
+
+    assert completed.pk == request.pk
+    assert parse_qs(urlsplit(authorize_url).query)["client_id"] == [issued]
