@@ -99,7 +99,8 @@ def _configured(
         what = "payer-to-payer" if field == "backend_client_id" else "member sign-in"
         raise FhirPermanentError(
             f"{former_payer.name} offers no client registration, and no {what} client id is set "
-            "in its FHIR endpoint settings.",
+            "in its FHIR endpoint settings; ask it for one and enter it, with manual registration, "
+            "on the Former payers we ask page.",
             code="no_client",
         )
     if (
