@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from hub.fields import EncryptedTextField
 from hub.models import Payer, TenantOwned
-from hub.validators import validate_payer_url
+from hub.validators import CLIENT_ID_MAX_LENGTH, validate_client_id, validate_payer_url
 
 
 class ConsentPolicy(models.TextChoices):
@@ -333,9 +333,19 @@ class DeliveryAttempt(TenantOwned):
         return f"Attempt {self.task_id}"
 
 
+class RegistrationChoice(models.TextChoices):
+    """How the plan administrator wants the hub registered at one former payer."""
+
+    AUTOMATIC = "automatic", "Automatic: the hub registers itself (RFC 7591)"
+    MANUAL = "manual", "Manual: client ids the former payer issued out of band"
+
+
 class RegistrationMethod(models.TextChoices):
+    """How the clients the hub uses now came to be."""
+
     DYNAMIC = "dynamic", "Registered by the hub (RFC 7591)"
     CONFIGURED = "configured", "Client ids entered in the former payer's FHIR endpoint settings"
+    MANUAL = "manual", "Client ids entered by your administrator"
 
 
 class HolderRegistration(TenantOwned):
@@ -345,15 +355,31 @@ class HolderRegistration(TenantOwned):
     (the sandbox's ``organization_identifier``), and honours a Consent only for the
     client whose organization is the Consent's recipient (HRex §Consent, IRCP actor).
     So each (new payer, former payer) pair has its own clients.
+
+    ``choice`` is the administrator's; ``method`` says how the clients in use were
+    obtained (blank until there are any). SPEC.md "Authorization": a holder registers
+    clients out of band or by RFC 7591, so a manual choice wins even where the holder
+    advertises a registration endpoint.
     """
 
     former_payer = models.ForeignKey(Payer, on_delete=models.PROTECT, related_name="+")
-    method = models.CharField(max_length=12, choices=RegistrationMethod.choices)
-    backend_client_id = models.CharField(max_length=255, blank=True)
-    member_client_id = models.CharField(max_length=255, blank=True)
+    choice = models.CharField(
+        max_length=12, choices=RegistrationChoice.choices, default=RegistrationChoice.AUTOMATIC
+    )
+    method = models.CharField(max_length=12, choices=RegistrationMethod.choices, blank=True)
+    backend_client_id = models.CharField(
+        max_length=CLIENT_ID_MAX_LENGTH, blank=True, validators=[validate_client_id]
+    )
+    member_client_id = models.CharField(
+        max_length=CLIENT_ID_MAX_LENGTH, blank=True, validators=[validate_client_id]
+    )
     member_client_secret = EncryptedTextField(blank=True)
     member_redirect_uri = models.CharField(max_length=500, blank=True)
-    registered_at = models.DateTimeField()
+    registered_at = models.DateTimeField(null=True, blank=True)
+    # Why the last registration or token request with these clients failed, for the
+    # administrator's page; cleared by the next success.
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
     # The last SMART Backend Services access token, reused until shortly before it expires.
     backend_access_token = EncryptedTextField(blank=True)
     backend_token_scope = models.CharField(max_length=500, blank=True)

@@ -96,3 +96,32 @@ def validate_ssh_private_key(value: str) -> None:
         raise ValidationError(
             f"Not a usable SSH private key: {exc}.", code="ssh_private_key"
         ) from None
+
+
+# RFC 6749 Appendix A.1: client-id = *VSCHAR (%x20-7E). Some holders issue long ids (the
+# SMART reference bulk-data-server's are signed JWTs), so the hub keeps up to 2,048.
+CLIENT_ID_MAX_LENGTH = 2048
+
+
+def validate_client_id(value: str) -> None:
+    """Refuse a client id a former payer cannot have issued: padded, or with control characters.
+
+    Such a value is nearly always a copy-and-paste slip, and the holder would refuse every
+    token request made with it, so it is refused here rather than trimmed silently.
+    """
+    if value != value.strip():
+        raise ValidationError(
+            "The client id starts or ends with a space or line break; remove it and paste "
+            "exactly the id the former payer issued.",
+            code="client_id_whitespace",
+        )
+    for position, char in enumerate(value, start=1):
+        if not " " <= char <= "~":
+            what = "a control character (such as a tab or line break)"
+            if char.isprintable():
+                what = f"the character {char!r}, which client ids never contain"
+            raise ValidationError(
+                f"The client id holds {what} at position {position}; client ids are printable "
+                "ASCII only (RFC 6749 Appendix A.1). Copy it again from the former payer.",
+                code="client_id_character",
+            )

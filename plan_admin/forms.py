@@ -13,7 +13,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from exchange.models import ExchangeStatus
+from exchange.models import ExchangeStatus, RegistrationChoice
 from exchange.webhooks.events import EVENT_TYPES
 from hub.models import (
     FhirEndpoint,
@@ -22,8 +22,13 @@ from hub.models import (
     PayerStatus,
     SftpDestination,
 )
-from hub.secret_inputs import SecretFieldsFormMixin
-from hub.validators import host_is_allow_listed, validate_payer_url
+from hub.secret_inputs import SecretFieldsFormMixin, SecretInput
+from hub.validators import (
+    CLIENT_ID_MAX_LENGTH,
+    host_is_allow_listed,
+    validate_client_id,
+    validate_payer_url,
+)
 from plan_admin.cohort_selectors import MEMBER_GROUPS, MemberFilters
 from plan_admin.schedule_selectors import SCHEDULE_STATES, ScheduleFilters
 from plan_admin.selectors import REQUEST_SORTS, RequestFilters
@@ -78,6 +83,61 @@ class FhirEndpointForm(PublicDestinationFormMixin, SecretFieldsFormMixin, forms.
             "base_url", "offers_member_authorization", "offers_backend_services", "authorize_url",
             "token_url", "member_client_id", "member_client_secret", "backend_client_id", "scopes",
         ]  # fmt: skip
+
+
+def _client_id_field(label: str, help_text: str) -> forms.CharField:
+    # strip=False: a pasted id with a stray space or line break is refused with a
+    # sentence (validate_client_id), never trimmed into an id the holder did not issue.
+    return forms.CharField(
+        label=label,
+        help_text=help_text,
+        required=False,
+        strip=False,
+        max_length=CLIENT_ID_MAX_LENGTH,
+        validators=[validate_client_id],
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "autocomplete": "off"}),
+    )
+
+
+class HolderRegistrationForm(forms.Form):
+    """How the hub is registered at one former payer: automatic (RFC 7591) or manual ids."""
+
+    choice = forms.ChoiceField(
+        label="How the hub registers at this former payer",
+        choices=RegistrationChoice.choices,
+        widget=forms.RadioSelect,
+    )
+    backend_client_id = _client_id_field(
+        "Payer-to-payer client id (SMART Backend Services)",
+        "The client id the former payer issued for your JWKS URL (above). Up to 2,048 characters.",
+    )
+    member_client_id = _client_id_field(
+        "Member sign-in client id (SMART App Launch)",
+        "The client id the former payer issued for the hub's SMART launch redirect URI.",
+    )
+    member_client_secret = forms.CharField(
+        label="Member sign-in client secret",
+        required=False,
+        strip=False,
+        widget=SecretInput(),
+        help_text="Only when the former payer issued one. Leave empty to keep the saved secret.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        manual = cleaned.get("choice") == RegistrationChoice.MANUAL
+        ids = ("backend_client_id", "member_client_id")
+        if manual and not self.errors and not any(cleaned.get(name) for name in ids):
+            raise ValidationError(
+                "Manual registration needs the client id the former payer issued: enter the "
+                "payer-to-payer client id, the member sign-in client id, or both.",
+                code="no_client_id",
+            )
+        if not manual:
+            # Automatic: the hub registers its own clients; typed ids are not kept.
+            for name in (*ids, "member_client_secret"):
+                cleaned[name] = ""
+        return cleaned
 
 
 class IdentityProviderForm(PublicDestinationFormMixin, SecretFieldsFormMixin, forms.ModelForm):

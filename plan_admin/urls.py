@@ -6,6 +6,7 @@ from plan_admin.views import (
     cohorts,
     directory,
     education,
+    former_payers,
     integration,
     reports,
     requests,
@@ -20,6 +21,17 @@ urlpatterns = [
     path("settings/<slug:part>/test/", integration.settings_test, name="settings-test"),
     path("sftp-host-key/", integration.sftp_host_key_fetch, name="sftp-host-key"),
     path("signing-keys/rotate/", integration.signing_key_rotate_view, name="signing-key-rotate"),
+    path("former-payers/", former_payers.former_payers_page, name="former-payers"),
+    path(
+        "former-payers/<slug:former_payer_slug>/",
+        former_payers.former_payer_registration,
+        name="former-payer",
+    ),
+    path(
+        "former-payers/<slug:former_payer_slug>/register-again/",
+        former_payers.former_payer_register_again,
+        name="former-payer-register-again",
+    ),
     path("webhooks/", webhooks.webhooks_page, name="webhooks"),
     path("webhooks/new/", webhooks.webhook_endpoint_create, name="webhook-create"),
     path(

@@ -13,6 +13,9 @@ Grammar (comma-separated items, each optional, any order)::
     idp-down             every OpenID Connect and sign-in endpoint answers 503
     bad-ndjson=0.5       this fraction of bulk output files carries one malformed NDJSON line
     export-ttl=2s        bulk output files expire this fast (default --export-ttl, 3600s)
+    registration-refused the RFC 7591 endpoint (still advertised) refuses every request, as
+                         servers that register clients only their own way do (the SMART
+                         reference bulk-data-server); clients come from B/sandbox/clients
 
 "FHIR data requests" are all requests under /fhir except /fhir/metadata and
 /fhir/.well-known/*, so clients can always discover the server.
@@ -55,6 +58,7 @@ class FaultPlan:
     retry_after_s: float = 1.0
     token_ttl_s: float | None = None
     idp_down: bool = False
+    registration_refused: bool = False
     rate_bad_ndjson: float = 0.0
     export_ttl_s: float | None = None
 
@@ -94,6 +98,8 @@ def parse_faults(spec: str) -> FaultPlan:
         key, _, value = item.partition("=")
         if key == "idp-down" and not value:
             values["idp_down"] = True
+        elif key == "registration-refused" and not value:
+            values["registration_refused"] = True
         elif key in _RATES and value:
             values[_RATES[key]] = _parse_rate(key, value)
         elif key in _DURATIONS and value:

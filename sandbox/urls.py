@@ -49,6 +49,7 @@ urlpatterns = [
     path("oidc/register", oidc_register),
     path("oidc/userinfo", oidc_views.userinfo),
     path("oidc/jwks", oidc_views.jwks),
+    path("sandbox/clients", auth_views.register_out_of_band),
     path("sandbox/members.json", members_json),
     path("sandbox/members/<str:username>/visits", visit_add),
     path("sandbox/client-jwks.json", subscription_views.client_jwks),

@@ -30,6 +30,7 @@ from exchange.models import (
     ConsentSubscription,
     ExchangeRequest,
     ExchangeStatus,
+    HolderRegistration,
     MatchOutcome,
     OptInRecord,
     PullSchedule,
@@ -274,6 +275,8 @@ def _param_values(route: Route, param: str, data: NorthsData, slug: str) -> list
         return [str(data.rows[route.view.cls.model].pk)]
     if param == "part":
         return SETTINGS_PARTS
+    if param == "former_payer_slug":  # North's registration at a former payer
+        return [data.rows[HolderRegistration].former_payer.slug]
     if param == "action":
         return SCHEDULE_ACTIONS if "schedule_id" in route.params else REQUEST_ACTIONS
     if param in ("uidb64", "token"):  # a password-reset link: nobody's, and not valid

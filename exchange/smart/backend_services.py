@@ -16,7 +16,10 @@ from exchange.fhir.errors import FhirPermanentError
 from exchange.models import HolderRegistration, RegistrationMethod
 from exchange.smart.discovery import SmartConfiguration, smart_configuration_read
 from exchange.smart.oauth import TokenResponse, token_request
-from exchange.smart.registration import holder_registration_backend
+from exchange.smart.registration import (
+    holder_registration_backend,
+    holder_registration_error_record,
+)
 from hub.models import FhirEndpoint, Payer
 from hub.outbound import PayerHttpClient
 from hub.signing_keys import CLIENT_ASSERTION_TYPE, client_assertion_sign
@@ -92,39 +95,62 @@ def backend_access_token(
         and cached.backend_token_expires_at > timezone.now()
     ):
         return cached.backend_access_token
-    with PayerHttpClient() as http:
-        configuration = smart_configuration_read(endpoint=endpoint, http=http)
-        registration = holder_registration_backend(
-            payer=payer, endpoint=endpoint, configuration=configuration, http=http
-        )
-        try:
-            token = _request_token(
-                payer=payer,
-                endpoint=endpoint,
-                configuration=configuration,
-                registration=registration,
-                http=http,
-                scope=scope,
-            )
-        except FhirPermanentError as exc:
-            # A holder that lost its registrations (restarted, purged) answers invalid_client.
-            if exc.code != "client_refused" or registration.method != RegistrationMethod.DYNAMIC:
-                raise
+    try:
+        with PayerHttpClient() as http:
+            configuration = smart_configuration_read(endpoint=endpoint, http=http)
             registration = holder_registration_backend(
-                payer=payer, endpoint=endpoint, configuration=configuration, http=http, renew=True
+                payer=payer, endpoint=endpoint, configuration=configuration, http=http
             )
-            token = _request_token(
-                payer=payer,
-                endpoint=endpoint,
-                configuration=configuration,
-                registration=registration,
-                http=http,
-                scope=scope,
-            )
+            try:
+                token = _request_token(
+                    payer=payer,
+                    endpoint=endpoint,
+                    configuration=configuration,
+                    registration=registration,
+                    http=http,
+                    scope=scope,
+                )
+            except FhirPermanentError as exc:
+                # A holder that lost its registrations (restarted, purged) answers invalid_client.
+                if (
+                    exc.code != "client_refused"
+                    or registration.method != RegistrationMethod.DYNAMIC
+                ):
+                    raise
+                registration = holder_registration_backend(
+                    payer=payer,
+                    endpoint=endpoint,
+                    configuration=configuration,
+                    http=http,
+                    renew=True,
+                )
+                token = _request_token(
+                    payer=payer,
+                    endpoint=endpoint,
+                    configuration=configuration,
+                    registration=registration,
+                    http=http,
+                    scope=scope,
+                )
+    except FhirPermanentError as exc:
+        # The administrator's page shows why the clients stopped working (a manual id the
+        # holder does not know, a registration it refused); transient faults are retried.
+        holder_registration_error_record(
+            payer=payer, former_payer=former_payer, message=exc.message
+        )
+        raise
     registration.backend_access_token = token.access_token
     registration.backend_token_scope = scope
     registration.backend_token_expires_at = timezone.now() + token_renewal_time(token.expires_in)
+    registration.last_error = ""
+    registration.last_error_at = None
     registration.save(
-        update_fields=["backend_access_token", "backend_token_scope", "backend_token_expires_at"]
+        update_fields=[
+            "backend_access_token",
+            "backend_token_scope",
+            "backend_token_expires_at",
+            "last_error",
+            "last_error_at",
+        ]
     )
     return token.access_token

@@ -12,27 +12,36 @@ key rotation (hub.signing_keys) needs no re-registration at any holder (SMART Ba
 Services §Registering a client: a JWKS URL is the recommended way). The holder must be
 able to reach the hub at HUB_PUBLIC_URL.
 
-A holder without a ``registration_endpoint`` is used with the client ids entered in its
-FHIR endpoint settings (registered out of band).
+Which clients: the new payer's administrator chooses per former payer
+(``HolderRegistration.choice``, exchange/smart/registration_settings.py). *Manual* — the
+client ids the holder issued out of band — is honoured even where the holder advertises
+a ``registration_endpoint`` (SPEC.md "Authorization": out of band, RFC 7591 or UDAP; some
+holders, like the SMART reference bulk-data-server, take only their own registration
+form). *Automatic* registers by RFC 7591 when the holder advertises an endpoint, and
+otherwise uses the client ids entered in the holder's FHIR endpoint settings.
+
+A failed registration is recorded on the row (``last_error``) for the administrator's page.
 """
 
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from exchange.consents.resource import payer_identifier
-from exchange.fhir.errors import FhirPermanentError
-from exchange.models import HolderRegistration, RegistrationMethod
+from exchange.fhir.errors import FhirCallError, FhirPermanentError
+from exchange.models import HolderRegistration, RegistrationChoice, RegistrationMethod
 from exchange.smart.discovery import SmartConfiguration
 from exchange.smart.oauth import client_register
 from exchange.smart.scopes import BULK_MATCH_SCOPES
 from hub.audit import audit_record
 from hub.models import FhirEndpoint, Payer
 from hub.outbound import PayerHttpClient
+from hub.validators import CLIENT_ID_MAX_LENGTH, validate_client_id
 
 # Forget a cached backend token whenever the client it was issued to changes.
 _NO_TOKEN: dict[str, Any] = {
@@ -55,7 +64,13 @@ def _save(
         registration, created = HolderRegistration.objects.update_or_create(
             payer=payer,
             former_payer=former_payer,
-            defaults={"method": method, "registered_at": timezone.now(), **values},
+            defaults={
+                "method": method,
+                "registered_at": timezone.now(),
+                "last_error": "",
+                "last_error_at": None,
+                **values,
+            },
         )
         changes = {
             name: value for name, value in values.items() if name.endswith(("client_id", "_uri"))
@@ -84,7 +99,8 @@ def _configured(
         what = "payer-to-payer" if field == "backend_client_id" else "member sign-in"
         raise FhirPermanentError(
             f"{former_payer.name} offers no client registration, and no {what} client id is set "
-            "in its FHIR endpoint settings.",
+            "in its FHIR endpoint settings; ask it for one and enter it, with manual registration, "
+            "on the Former payers we ask page.",
             code="no_client",
         )
     if (
@@ -115,6 +131,35 @@ def _existing(*, payer: Payer, former_payer: Payer) -> HolderRegistration | None
     return HolderRegistration.objects.for_payer(payer).filter(former_payer=former_payer).first()
 
 
+def holder_registration_error_record(*, payer: Payer, former_payer: Payer, message: str) -> None:
+    """Keep why the hub's registration or token request at ``former_payer`` last failed.
+
+    Written on its own (not in the caller's transaction's fate): the failure is what the
+    administrator needs to see, and the work that failed is rolled back or retried anyway.
+    """
+    HolderRegistration.objects.update_or_create(
+        payer=payer,
+        former_payer=former_payer,
+        defaults={"last_error": message, "last_error_at": timezone.now()},
+    )
+
+
+def _manual(*, payer: Payer, registration: HolderRegistration, field: str) -> HolderRegistration:
+    """Return the administrator's manual registration, or fail naming the missing client id."""
+    if getattr(registration, field):
+        return registration
+    what = "payer-to-payer" if field == "backend_client_id" else "member sign-in"
+    message = (
+        f"Registration at {registration.former_payer.name} is set to manual, but no {what} "
+        "client id is entered; enter the one the former payer issued on the Former payers "
+        "we ask page."
+    )
+    holder_registration_error_record(
+        payer=payer, former_payer=registration.former_payer, message=message
+    )
+    raise FhirPermanentError(message, code="no_client")
+
+
 def _client_ensure(
     *,
     payer: Payer,
@@ -131,6 +176,8 @@ def _client_ensure(
     """Return the registration with a usable ``field`` client, registering one when needed."""
     former_payer = endpoint.payer
     registration = _existing(payer=payer, former_payer=former_payer)
+    if registration is not None and registration.choice == RegistrationChoice.MANUAL:
+        return _manual(payer=payer, registration=registration, field=field)
     if not configuration.registration_endpoint:
         return _configured(payer=payer, endpoint=endpoint, registration=registration, field=field)
     if (
@@ -140,12 +187,30 @@ def _client_ensure(
         and still_usable(registration)
     ):
         return registration
-    answer = client_register(
-        http=http,
-        registration_endpoint=configuration.registration_endpoint,
-        holder_name=former_payer.name,
-        metadata=metadata,
-    )
+    try:
+        answer = client_register(
+            http=http,
+            registration_endpoint=configuration.registration_endpoint,
+            holder_name=former_payer.name,
+            metadata=metadata,
+        )
+        # validate_client_id: an id the hub could not send back unchanged is refused now,
+        # not at every token request (RFC 6749 Appendix A.1).
+        validate_client_id(answer["client_id"])
+        if len(answer["client_id"]) > CLIENT_ID_MAX_LENGTH:
+            raise ValidationError(f"longer than {CLIENT_ID_MAX_LENGTH} characters")
+    except ValidationError as exc:
+        message = (
+            f"{former_payer.name} issued a client id the hub cannot use ({' '.join(exc.messages)}); "
+            "ask them for another, or register manually."
+        )
+        holder_registration_error_record(payer=payer, former_payer=former_payer, message=message)
+        raise FhirPermanentError(message, code="malformed_json") from None
+    except FhirCallError as exc:
+        holder_registration_error_record(
+            payer=payer, former_payer=former_payer, message=exc.message
+        )
+        raise
     return _save(
         payer=payer,
         former_payer=former_payer,

@@ -10,7 +10,13 @@ from django.db import models
 
 from hub.fields import EncryptedTextField
 from hub.models.tenancy import TenantOwned
-from hub.validators import validate_payer_url, validate_ssh_private_key, validate_ssh_public_key
+from hub.validators import (
+    CLIENT_ID_MAX_LENGTH,
+    validate_client_id,
+    validate_payer_url,
+    validate_ssh_private_key,
+    validate_ssh_public_key,
+)
 
 
 class FhirEndpoint(TenantOwned):
@@ -28,11 +34,17 @@ class FhirEndpoint(TenantOwned):
     authorize_url = models.CharField(max_length=500, blank=True, validators=[validate_payer_url])
     token_url = models.CharField(max_length=500, blank=True, validators=[validate_payer_url])
     member_client_id = models.CharField(
-        "the hub's client id for member launches", max_length=255, blank=True
+        "the hub's client id for member launches",
+        max_length=CLIENT_ID_MAX_LENGTH,
+        blank=True,
+        validators=[validate_client_id],
     )
     member_client_secret = EncryptedTextField(blank=True)
     backend_client_id = models.CharField(
-        "the hub's backend-services client id", max_length=255, blank=True
+        "the hub's backend-services client id",
+        max_length=CLIENT_ID_MAX_LENGTH,
+        blank=True,
+        validators=[validate_client_id],
     )
     scopes = models.CharField(max_length=500, default="system/*.rs")
     # Members per $bulk-member-match request (PDex STU 2.2): a holder may cap how many

@@ -25,7 +25,8 @@ class NavItem:
 # (label, route of the section's page, routes of the pages inside that section)
 _SECTIONS = (
     ("Integration settings", "plan_admin:settings", {"plan_admin:settings", "sftp_repository:keys",
-                                                             "plan_admin:webhooks"}),
+                                                             "plan_admin:webhooks", "plan_admin:former-payers",
+                                                             "plan_admin:former-payer"}),
     ("Directory", "plan_admin:directory", {"plan_admin:directory"}),
     ("Requests", "plan_admin:request-list", {"plan_admin:request-list", "plan_admin:request-detail"}),
     ("Cohorts", "plan_admin:cohort-list", {"plan_admin:cohort-list", "plan_admin:cohort-detail",

@@ -1,9 +1,14 @@
-"""Register OAuth clients (RFC 7591 dynamic registration, or configuration) and look them up.
+"""Register OAuth clients (RFC 7591 dynamic registration, out of band, or configuration).
 
-Payer clients (grant type ``client_credentials``) register with the extension
-metadata field ``organization_identifier`` ``{"system": ..., "value": ...}``: the
-payer (NPI or payer id) they act for. HRex consents are honoured only for the
-client whose organization is the consent's recipient (IRCP actor).
+A payer client (grant type ``client_credentials``) acts for one organization, and HRex
+consents are honoured only for the client whose organization is the consent's recipient
+(IRCP actor). The client is bound to it, in this order:
+
+1. the optional extension field ``organization_identifier`` ``{"system", "value"}`` (the
+   payer's NPI or payer id) of its registration, when sent;
+2. otherwise, on first use: the recipient of the first consent the client presents to
+   ``$member-match`` (trust on first use). A plain RFC 7591 request therefore needs no
+   field of the sandbox's own; from then on the client is that organization's only.
 """
 
 from __future__ import annotations
@@ -127,8 +132,8 @@ def validate_metadata(body: object) -> dict[str, Any]:
                 "invalid_redirect_uri", "authorization_code clients need redirect_uris"
             )
         metadata["redirect_uris"] = [_check_uri(u, what="redirect_uris") for u in uris]
-    if "client_credentials" in grant_types:
-        org = body.get("organization_identifier")
+    if "client_credentials" in grant_types and "organization_identifier" in body:
+        org = body["organization_identifier"]
         if not (
             isinstance(org, dict)
             and isinstance(org.get("system"), str)
@@ -137,8 +142,8 @@ def validate_metadata(body: object) -> dict[str, Any]:
             and org["value"]
         ):
             raise _metadata_error(
-                "client_credentials clients must send organization_identifier {system, value}: "
-                "the payer they act for (NPI or payer id)"
+                "organization_identifier, when sent, is {system, value}: the payer the client "
+                "acts for (NPI or payer id)"
             )
         metadata["organization_identifier"] = {"system": org["system"], "value": org["value"]}
     for name in ("client_name", "scope"):
@@ -161,11 +166,11 @@ class ClientRegistry:
                 client = Client(**raw)
                 self._clients[client.client_id] = client
 
-    def register(self, metadata: dict[str, Any]) -> Client:
-        """Create a client from checked metadata and return it."""
+    def register(self, metadata: dict[str, Any], *, client_id: str = "") -> Client:
+        """Create a client from checked metadata (with ``client_id`` when given) and return it."""
         method = metadata["token_endpoint_auth_method"]
         client = Client(
-            client_id=f"client-{secrets.token_hex(8)}",
+            client_id=client_id or f"client-{secrets.token_hex(8)}",
             client_secret=secrets.token_urlsafe(24) if method.startswith("client_secret") else None,
             client_id_issued_at=int(time.time()),
             **metadata,
@@ -177,9 +182,25 @@ class ClientRegistry:
         """Store client (registration or configuration)."""
         with self._lock:
             self._clients[client.client_id] = client
-            if self._path:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                self._path.write_text(json.dumps([asdict(c) for c in self._clients.values()]))
+            self._save()
+
+    def _save(self) -> None:
+        if self._path:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._path.write_text(json.dumps([asdict(c) for c in self._clients.values()]))
+
+    def organization_bind(self, client: Client, recipients: list[dict[str, str]]) -> None:
+        """Bind an unbound payer client to the first recipient of its first consent."""
+        if not recipients or "client_credentials" not in client.grant_types:
+            return
+        with self._lock:
+            if client.organization_identifier is None:
+                first = recipients[0]
+                client.organization_identifier = {
+                    "system": first.get("system", ""),
+                    "value": first["value"],
+                }
+                self._save()
 
     def get(self, client_id: str | None) -> Client | None:
         """Return the client with this id."""

@@ -118,7 +118,40 @@ def smart_configuration(request: HttpRequest) -> JsonResponse:
 
 
 def register(request: HttpRequest) -> JsonResponse:
-    """Register a client (RFC 7591 §3); payer clients send organization_identifier."""
+    """Register a client (RFC 7591 §3); organization_identifier is optional (clients.py)."""
+    if request.method != "POST":
+        return _oauth_json({"error": "invalid_request", "error_description": "POST JSON"}, 405)
+    if current().config.faults.registration_refused:
+        # The --faults registration-refused mode: like a holder that takes no RFC 7591.
+        return _oauth_error(
+            OAuthError(
+                "invalid_client_metadata",
+                "this server does not take dynamic registration (RFC 7591); register the "
+                f"client out of band at {current().config.base_url}/sandbox/clients",
+            )
+        )
+    try:
+        try:
+            body = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise OAuthError("invalid_client_metadata", "the body is not JSON") from None
+        client = current().clients.register(validate_metadata(body))
+    except OAuthError as error:
+        return _oauth_error(error)
+    return _oauth_json(client.registration_response(), status=201)
+
+
+# The longest client id the out-of-band registration takes (some holders issue ids as long
+# as signed JWTs, like the SMART reference bulk-data-server's).
+OUT_OF_BAND_CLIENT_ID_MAX = 4096
+
+
+def register_out_of_band(request: HttpRequest) -> JsonResponse:
+    """Register a client the way a holder's developer portal would (sandbox/README.md).
+
+    Takes the same JSON as RFC 7591 plus an optional ``client_id`` of the registrant's
+    choosing (printable ASCII, RFC 6749 Appendix A.1), and works under every fault mode.
+    """
     if request.method != "POST":
         return _oauth_json({"error": "invalid_request", "error_description": "POST JSON"}, 405)
     try:
@@ -126,7 +159,23 @@ def register(request: HttpRequest) -> JsonResponse:
             body = json.loads(request.body)
         except (ValueError, UnicodeDecodeError):
             raise OAuthError("invalid_client_metadata", "the body is not JSON") from None
-        client = current().clients.register(validate_metadata(body))
+        if not isinstance(body, dict):
+            raise OAuthError("invalid_client_metadata", "the body must be a JSON object")
+        client_id = body.get("client_id", "")
+        if not isinstance(client_id, str) or not all(" " < c <= "~" for c in client_id):
+            raise OAuthError(
+                "invalid_client_metadata",
+                "client_id must be printable ASCII without spaces (RFC 6749 Appendix A.1)",
+            )
+        if len(client_id) > OUT_OF_BAND_CLIENT_ID_MAX:
+            raise OAuthError(
+                "invalid_client_metadata",
+                f"client_id is longer than {OUT_OF_BAND_CLIENT_ID_MAX} characters",
+            )
+        if client_id and current().clients.get(client_id) is not None:
+            raise OAuthError("invalid_client_metadata", "client_id is already registered")
+        metadata = validate_metadata({k: v for k, v in body.items() if k != "client_id"})
+        client = current().clients.register(metadata, client_id=client_id)
     except OAuthError as error:
         return _oauth_error(error)
     return _oauth_json(client.registration_response(), status=201)

@@ -234,9 +234,14 @@ def _classify(
 def requesting_payer(sandbox: Sandbox, grant: Grant) -> Resource:
     """Return the reference to the requesting payer: its client's registered organization."""
     client = sandbox.clients.get(grant.client_id)
-    # Backend-services clients cannot register without organization_identifier (clients.py).
+    # Unbound clients are bound by their first $member-match consent (clients.py).
     if client is None or client.organization_identifier is None:
-        raise FhirError(403, "forbidden", "the client has no registered organization_identifier")
+        raise FhirError(
+            403,
+            "forbidden",
+            "the client acts for no organization yet: register it with organization_identifier, "
+            "or make one $member-match first (its consent's recipient binds the client)",
+        )
     return {
         "identifier": dict(client.organization_identifier),
         "display": client.client_name or client.client_id,

@@ -169,9 +169,14 @@ def refusal_of_consent(sandbox: Sandbox, grant: Grant, consent: HeldConsent) -> 
     withdrawn = sandbox.consent_subscriber.withdrawal_of(consent)
     if withdrawn:
         return withdrawn
+    client = sandbox.clients.get(grant.client_id)
+    if client is not None and client.organization_identifier is None:
+        # A client registered without organization_identifier acts for the recipient of
+        # the first consent it presents (trust on first use, sandbox/auth/clients.py).
+        sandbox.clients.organization_bind(client, consent.recipients)
     return consent_problem(
         consent,
-        client=sandbox.clients.get(grant.client_id),
+        client=client,
         today=sandbox.today(),
         can_segment=sandbox.config.can_segment,
     )

@@ -14,6 +14,7 @@ import jwt
 import pytest
 
 from tests.sandbox.harness import (
+    NPI,
     BackendClient,
     RunningSandbox,
     current_consent,
@@ -132,7 +133,7 @@ def test_scope_the_client_may_not_have_is_refused(former_payer: RunningSandbox) 
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"organization_identifier": None}, "organization_identifier"),
+        ({"organization_identifier": {"system": NPI}}, "organization_identifier"),
         ({"jwks": {"keys": []}}, "jwks"),
         ({"grant_types": ["password"]}, "grant_types"),
         ({"token_endpoint_auth_method": "client_secret_basic"}, "private_key_jwt"),

@@ -46,6 +46,7 @@ def test_grammar_reads_every_fault() -> None:
     assert parse_faults("bad-ndjson=0.5,export-ttl=2s") == FaultPlan(
         rate_bad_ndjson=0.5, export_ttl_s=2.0
     )
+    assert parse_faults("registration-refused") == FaultPlan(registration_refused=True)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,7 @@ def test_grammar_reads_every_fault() -> None:
         "drop",
         "bad-ndjson",
         "export-ttl=1",
+        "registration-refused=1",
     ],
 )
 def test_grammar_names_the_bad_item(spec: str) -> None:
