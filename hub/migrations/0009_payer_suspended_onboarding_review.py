@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hub', '0007_user_member_id_index'),
+        ('hub', '0008_holder_registration_choice'),
     ]
 
     operations = [
