@@ -69,11 +69,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -93,6 +91,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.member_exchange_large_record import (  # noqa: E402
+    benchmark_in_workdir,
     hub_environment_prepare,
     tenant_create,
 )
@@ -601,13 +600,7 @@ def main() -> int:
     args = parser.parse_args()
     if not 0 < args.replays <= args.opt_ins:
         parser.error("--replays must be between 1 and --opt-ins")
-    if "DATABASE_URL" not in os.environ:
-        raise SystemExit("set the hub environment first (see the docstring)")
-    workdir = Path(tempfile.mkdtemp(prefix="api-opt-ins-bench-"))
-    try:
-        return run(args, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return benchmark_in_workdir(run, args, prefix="api-opt-ins-bench-")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -102,6 +101,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.member_exchange_large_record import (  # noqa: E402
+    benchmark_in_workdir,
     hub_environment_prepare,
     proc_status_kib,
     tenant_create,
@@ -1565,13 +1565,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be 1 or more")
-    if "DATABASE_URL" not in os.environ:
-        raise SystemExit("set the hub environment first (see the docstring)")
-    workdir = Path(tempfile.mkdtemp(prefix="cohort-exchange-bench-"))
-    try:
-        return run(args, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return benchmark_in_workdir(run, args, prefix="cohort-exchange-bench-")
 
 
 if __name__ == "__main__":

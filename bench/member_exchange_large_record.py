@@ -54,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,20 @@ def exchange_run(
         exchange_request.refresh_from_db()
     # Read before the worker stops: VmHWM is the peak resident set since it started.
     return exchange_request, proc_status_kib(worker_pid, "VmHWM")
+
+
+def benchmark_in_workdir(
+    run: Callable[[argparse.Namespace, Path], int], args: argparse.Namespace, *, prefix: str
+) -> int:
+    """Return ``run(args, workdir)``'s exit status, ``workdir`` a scratch folder of its own,
+    removed afterwards; refuse to start without the hub's environment (the docstrings)."""
+    if "DATABASE_URL" not in os.environ:
+        raise SystemExit("set the hub environment first (see the docstring)")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def hub_environment_prepare(*, database: str, workdir: Path) -> int:
@@ -354,14 +368,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for the exchange")
     parser.add_argument("--profile", type=Path, help="run the worker under cProfile, stats here")
     args = parser.parse_args()
-    if "DATABASE_URL" not in os.environ:
-        raise SystemExit("set the hub environment first (DATABASE_URL names the server)")
-
-    workdir = Path(tempfile.mkdtemp(prefix="member-exchange-bench-"))
-    try:
-        return run(args, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return benchmark_in_workdir(run, args, prefix="member-exchange-bench-")
 
 
 if __name__ == "__main__":

@@ -72,10 +72,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,7 +88,10 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.member_exchange_large_record import hub_environment_prepare  # noqa: E402
+from bench.member_exchange_large_record import (  # noqa: E402
+    benchmark_in_workdir,
+    hub_environment_prepare,
+)
 
 FLOOR_TABLE = "bench_schedule_floor"
 # Shares of the schedules, drawn per row (see the docstring).
@@ -620,13 +621,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.payers < 10:
         parser.error("--payers must be 10 or more (a member's former payers are 1 to 8 on)")
-    if "DATABASE_URL" not in os.environ:
-        raise SystemExit("set the hub environment first (see the docstring)")
-    workdir = Path(tempfile.mkdtemp(prefix="pull-schedules-bench-"))
-    try:
-        return run(args, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return benchmark_in_workdir(run, args, prefix="pull-schedules-bench-")
 
 
 if __name__ == "__main__":
