@@ -108,18 +108,7 @@ def onboarding_request_approve(
     the NPI, payer id or URL name clash with another payer's (the NPI and the payer id are
     how holders and the directory tell payers apart)."""
     with transaction.atomic():
-        locked = (
-            OnboardingRequest.objects.for_payer(onboarding.payer_id)
-            .select_for_update()
-            .get(pk=onboarding.pk)
-        )
-        if locked.status in (OnboardingStatus.ONBOARDED, OnboardingStatus.DECLINED):
-            raise OperatorActionRefused(
-                f"This request was {locked.get_status_display().lower()} already on "
-                f"{locked.decided_at:%Y-%m-%d}; nothing was changed."
-                if locked.decided_at
-                else f"This request was {locked.get_status_display().lower()} already."
-            )
+        locked = _undecided_locked(onboarding)
         # What the requester typed counts unless the operator corrected it.
         npi = npi or locked.npi
         payer_identifier = payer_identifier or locked.payer_identifier
@@ -233,6 +222,24 @@ def _sentences(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
+def _undecided_locked(onboarding: OnboardingRequest) -> OnboardingRequest:
+    """Return the onboarding request locked for this decision (inside the caller's
+    transaction); refuse one already approved or declined, so two operators deciding at once
+    decide once."""
+    locked = (
+        OnboardingRequest.objects.for_payer(onboarding.payer_id)
+        .select_for_update()
+        .get(pk=onboarding.pk)
+    )
+    if locked.status in (OnboardingStatus.ONBOARDED, OnboardingStatus.DECLINED):
+        decided = f" on {locked.decided_at:%Y-%m-%d}" if locked.decided_at else ""
+        raise OperatorActionRefused(
+            f"This request was {locked.get_status_display().lower()} already{decided}; "
+            "nothing was changed."
+        )
+    return locked
+
+
 def onboarding_request_reject(
     *, onboarding: OnboardingRequest, operator: User, reason: str, client_address: str | None = None
 ) -> OnboardingRequest:
@@ -241,15 +248,7 @@ def onboarding_request_reject(
     if not reason:
         raise OperatorActionRefused("Say why the request is declined: the requester reads it.")
     with transaction.atomic():
-        locked = (
-            OnboardingRequest.objects.for_payer(onboarding.payer_id)
-            .select_for_update()
-            .get(pk=onboarding.pk)
-        )
-        if locked.status in (OnboardingStatus.ONBOARDED, OnboardingStatus.DECLINED):
-            raise OperatorActionRefused(
-                f"This request was {locked.get_status_display().lower()} already; nothing was changed."
-            )
+        locked = _undecided_locked(onboarding)
         locked.status = OnboardingStatus.DECLINED
         locked.decided_at = timezone.now()
         locked.decided_by = operator
