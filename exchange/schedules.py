@@ -26,7 +26,7 @@ from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
@@ -314,15 +314,10 @@ def pull_schedules_delivered(*, requests: Sequence[ExchangeRequest]) -> None:
     for exchange_request in requests:
         if exchange_request.schedule_id is None or exchange_request.records_as_of is None:
             continue
-        schedule = PullSchedule.objects.for_payer(exchange_request.payer_id).filter(
-            pk=exchange_request.schedule_id
-        )
-        schedule.filter(watermark__isnull=True).update(
-            watermark=exchange_request.records_as_of, last_delivered_at=now
-        )
-        schedule.filter(watermark__lt=exchange_request.records_as_of).update(
-            watermark=exchange_request.records_as_of, last_delivered_at=now
-        )
+        PullSchedule.objects.for_payer(exchange_request.payer_id).filter(
+            Q(watermark__isnull=True) | Q(watermark__lt=exchange_request.records_as_of),
+            pk=exchange_request.schedule_id,
+        ).update(watermark=exchange_request.records_as_of, last_delivered_at=now)
 
 
 def pull_schedules_end_for_consent(*, consent_id: int, payer_id: int) -> int:

@@ -8,6 +8,7 @@ half the holder fetches from the JWKS URL given at registration.
 """
 
 from datetime import timedelta
+from functools import partial
 
 from django.utils import timezone
 
@@ -101,15 +102,16 @@ def backend_access_token(
             registration = holder_registration_backend(
                 payer=payer, endpoint=endpoint, configuration=configuration, http=http
             )
+            request_token = partial(
+                _request_token,
+                payer=payer,
+                endpoint=endpoint,
+                configuration=configuration,
+                http=http,
+                scope=scope,
+            )
             try:
-                token = _request_token(
-                    payer=payer,
-                    endpoint=endpoint,
-                    configuration=configuration,
-                    registration=registration,
-                    http=http,
-                    scope=scope,
-                )
+                token = request_token(registration=registration)
             except FhirPermanentError as exc:
                 # A holder that lost its registrations (restarted, purged) answers invalid_client.
                 if (
@@ -124,14 +126,7 @@ def backend_access_token(
                     http=http,
                     renew=True,
                 )
-                token = _request_token(
-                    payer=payer,
-                    endpoint=endpoint,
-                    configuration=configuration,
-                    registration=registration,
-                    http=http,
-                    scope=scope,
-                )
+                token = request_token(registration=registration)
     except FhirPermanentError as exc:
         # The administrator's page shows why the clients stopped working (a manual id the
         # holder does not know, a registration it refused); transient faults are retried.
