@@ -57,15 +57,19 @@ MEMBER_AUTHORIZATION_ONLY = frozenset({"west"})
 def _persistent_secrets() -> dict[str, str]:
     """Return the demo's secrets, made once, so its SQLite data stays readable across runs."""
     path = STATE / "secrets.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    values = {
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "FIELD_ENCRYPTION_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "OPERATOR_PASSWORD": secrets.token_urlsafe(12),
+    made = {
+        "SECRET_KEY": lambda: secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEYS": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "OPERATOR_PASSWORD": lambda: secrets.token_urlsafe(12),
+        "OPERATOR_AUTHENTICATOR_KEY": lambda: secrets.token_hex(20),
     }
-    path.write_text(json.dumps(values))
-    path.chmod(0o600)
+    values: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [name for name in made if name not in values]
+    if missing:
+        # A demo made by an earlier version keeps its secrets and gains the new ones.
+        values.update({name: made[name]() for name in missing})
+        path.write_text(json.dumps(values))
+        path.chmod(0o600)
     return values
 
 
@@ -163,6 +167,11 @@ def sftp_command(*, port: int, key: str, known_hosts: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _base32(key_hex: str) -> str:
+    """Return a TOTP secret as authenticator apps take it typed in (RFC 4648 base32)."""
+    return base64.b32encode(bytes.fromhex(key_hex)).decode().rstrip("=")
+
+
 def _shown(path: Path) -> str:
     """Return ``path`` as short as it can be typed from the current directory."""
     return os.path.relpath(path) if Path.cwd() == ROOT else str(path)
@@ -180,7 +189,11 @@ def main() -> int:
 
     manage("migrate", "--noinput", "-v0")
     manage("collectstatic", "--noinput", "-v0")
-    seed = ["demo_seed", "--operator-password", demo_secrets["OPERATOR_PASSWORD"]]
+    seed = [
+        "demo_seed",
+        "--operator-password", demo_secrets["OPERATOR_PASSWORD"],
+        "--operator-authenticator-key", demo_secrets["OPERATOR_AUTHENTICATOR_KEY"],
+    ]  # fmt: skip
     if has_sandbox:
         seed += [f"--sandbox={slug}=http://127.0.0.1:{port}" for slug, port in SANDBOXES.items()]
     manage(*seed)
@@ -267,7 +280,9 @@ def _running_message(
         f"  Hub:               {hub}/",
         f"  Health:            {hub}/healthz",
         f"  Operator console:  {hub}/operator/  (user: operator, password: "
-        f"{demo_secrets['OPERATOR_PASSWORD']})",
+        f"{demo_secrets['OPERATOR_PASSWORD']},",
+        "                     and the code of an authenticator app given this key: "
+        f"{_base32(demo_secrets['OPERATOR_AUTHENTICATOR_KEY'])})",
         f"  JWKS of North:     {hub}/p/north/.well-known/jwks.json",
         f"  JWKS of South:     {hub}/p/south/.well-known/jwks.json",
         f"  Database:          {env['DATABASE_URL'].split('@')[-1]}",

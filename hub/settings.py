@@ -4,6 +4,7 @@ There is no production-only or development-only settings file: the demo, the tes
 and production differ only in the environment they pass.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,7 +89,7 @@ EXCHANGE_DUE_DAYS = 7
 SIGNING_KEY_GRACE_DAYS = env_int("SIGNING_KEY_GRACE_DAYS", 7, minimum=1)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "operator_console.admin_app.OperatorConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -100,6 +101,8 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "mozilla_django_oidc",
     "django_htmx",
+    "django_otp",
+    "axes",
     "hub",
     "members",
     "plan_admin",
@@ -117,19 +120,26 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session proved an operator's second factor.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # request.htmx: pages answer htmx's partial requests with the fragment they swap in.
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers a locked-out operator sign-in (operator_console/lockout.py); kept last.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hub.urls"
 WSGI_APPLICATION = "hub.wsgi.application"
 AUTH_USER_MODEL = "hub.User"
-LOGIN_URL = "/accounts/login/"
+LOGIN_URL = "admin:login"
 # Members and plan administrators sign in through their payer's OpenID Connect provider
-# (members/sign_in.py); hub operators with a password (the operator console).
+# (members/sign_in.py); hub operators with a password and an authenticator app, on the
+# operator console's own sign-in page, and nowhere else (operator_console/site.py).
 AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out operator before the password is even checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "members.sign_in.PayerOidcBackend",
 ]
@@ -210,6 +220,26 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 60 * 60 * 8
 X_FRAME_OPTIONS = "DENY"
+
+# --- The operator console: two factors, short sessions, lockout (operator_console/site.py) ---
+# An operator's session ends after this long without a page of the console (NIST SP 800-63B
+# §4.2.3 allows 30 minutes of inactivity at AAL2; the console sees every payer, so less).
+OPERATOR_SESSION_IDLE_MINUTES = env_int("OPERATOR_SESSION_IDLE_MINUTES", 15, minimum=1)
+# What authenticator apps show as the account's issuer.
+OPERATOR_AUTHENTICATOR_ISSUER = env_str("OPERATOR_AUTHENTICATOR_ISSUER", "Payer-to-payer hub")
+# django-axes counts failed sign-ins (a wrong password or code) at the console only, per
+# username and per client address; either reaching the limit locks sign-in for the cool-off.
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env_int("OPERATOR_LOCKOUT_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("OPERATOR_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "operator_console.lockout.ConsoleSignInAttempts"
+AXES_LOCKOUT_CALLABLE = "operator_console.lockout.locked_out_page"
+# The client address is the connection's: a header the client writes (X-Forwarded-For)
+# would let one guesser pose as many addresses.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_VERBOSE = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

@@ -6,14 +6,12 @@ from hub import views
 from members.sign_in import PayerCallbackView, PayerSignInView
 from plan_admin.api import router as plan_admin_api
 
-# The operator console signs in on the hub's own (USWDS) sign-in page, like /accounts/login/.
-admin.site.login_template = "registration/login.html"
-
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # The console's own sign-in page is its only password sign-in (operator_console/site.py):
+    # Django's accounts/ pages would be a second door without the second factor.
     path("operator/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
     path("p/<slug:payer_slug>/.well-known/jwks.json", views.jwks, name="payer-jwks"),
     path("oidc/callback/", PayerCallbackView.as_view(), name="oidc_authentication_callback"),
     path("p/<slug:payer_slug>/sign-in/", PayerSignInView.as_view(), name="sign-in"),

@@ -1,9 +1,53 @@
-"""What an operator types to decide an onboarding request."""
+"""What an operator types: the console's sign-in, and the decision on an onboarding request."""
+
+from typing import Any
 
 from django import forms
+from django.contrib.auth.signals import user_login_failed
+from django_otp.admin import OTPAdminAuthenticationForm
 
-from hub.models import Payer
+from hub.models import OperatorAuthenticator, Payer
 from hub.validators import validate_npi
+
+
+class OperatorSignInForm(OTPAdminAuthenticationForm):
+    """Username, password and the code of the operator's authenticator app, on one page.
+
+    The operator has one authenticator (hub/operator_accounts.py), so it is the device asked
+    for; a wrong code counts as a failed sign-in towards the lockout, like a wrong password.
+    """
+
+    otp_token = forms.CharField(
+        required=False,
+        label="Code from your authenticator app",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+    otp_error_messages = {
+        **OTPAdminAuthenticationForm.otp_error_messages,
+        "token_required": "Enter the 6-digit code your authenticator app shows for the hub.",
+        "invalid_token": "That code is not the one your authenticator app shows now. Enter "
+        "the current code; if it keeps failing, check the time on your phone.",
+        "n_failed_attempts": "Too many wrong codes in a row: wait half a minute, then enter "
+        "the code your authenticator app shows.",
+        "device_required": "Your operator account has no authenticator app yet, so it "
+        "cannot enter the console. Ask the hub team to issue one "
+        "(manage.py operator_account <username> --new-authenticator).",
+    }
+
+    def _chosen_device(self, user: Any) -> OperatorAuthenticator | None:
+        return OperatorAuthenticator.objects.filter(user=user, confirmed=True).first()
+
+    def clean_otp(self, user: Any) -> None:
+        try:
+            super().clean_otp(user)
+        except forms.ValidationError:
+            if user is not None:
+                user_login_failed.send(
+                    sender=type(self),
+                    credentials={"username": user.get_username()},
+                    request=self.request,
+                )
+            raise
 
 
 class OnboardingApproveForm(forms.Form):

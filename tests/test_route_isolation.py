@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from django.apps import apps
-from django.conf import settings
 from django.db.models import Model
 from django.http import HttpResponse, StreamingHttpResponse
 from django.test import Client
@@ -84,8 +83,6 @@ PUBLIC_ROUTES = {
     "api:schema": "the payer-system API's OpenAPI document describes it, no payer's data",
     "api:docs": "the page that shows the OpenAPI document",
 }
-# Django's own sign-in and password pages (``accounts/``), for the hub's operators.
-PUBLIC_VIEW_MODULES = {"django.contrib.auth.views"}
 SKIPPED_NAMESPACES = {
     # The hub operators' Django admin: staff only, and it sees every payer by design.
     # test_the_operator_console_turns_away_every_persona checks that it keeps these out.
@@ -94,7 +91,7 @@ SKIPPED_NAMESPACES = {
 # Answers that refuse without telling anything: bad request, sign in, forbidden, not found,
 # method not allowed. A redirect must lead to a sign-in page.
 REFUSALS = {400, 401, 403, 404, 405}
-SIGN_IN_PAGES = ("/sign-in/", settings.LOGIN_URL)
+SIGN_IN_PAGES = ("/sign-in/", "/operator/login/")
 SETTINGS_PARTS = ["fhir-endpoint", "identity-provider", "client-jwks", "delivery-mode",
                   "sftp-destination"]  # fmt: skip
 REQUEST_ACTIONS = ["retry", "cancel"]
@@ -297,7 +294,7 @@ def _body(response: HttpResponse | StreamingHttpResponse) -> str:
 
 
 def _is_public(route: Route) -> bool:
-    return route.name in PUBLIC_ROUTES or route.view.__module__ in PUBLIC_VIEW_MODULES
+    return route.name in PUBLIC_ROUTES
 
 
 _CLIENT = Client()

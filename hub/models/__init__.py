@@ -7,6 +7,7 @@ from hub.models.integration import (
     SftpDestination,
 )
 from hub.models.onboarding import OnboardingRequest, OnboardingStatus
+from hub.models.operator_authenticators import OperatorAuthenticator
 from hub.models.signing_keys import SigningAlgorithm, SigningKey, SigningKeyStatus
 from hub.models.tenancy import (
     DeliveryMode,
@@ -29,6 +30,7 @@ __all__ = [
     "IdentityProvider",
     "OnboardingRequest",
     "OnboardingStatus",
+    "OperatorAuthenticator",
     "Payer",
     "PayerStatus",
     "PlanType",

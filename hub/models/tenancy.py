@@ -154,6 +154,12 @@ class User(AbstractUser):
                 | (Q(payer__isnull=False) & Q(role__in=Role.values)),
                 name="user_has_payer_and_role_or_neither",
             ),
+            # A member's or plan administrator's account never gains the operator console
+            # by a change of flags: the console's staff belong to no payer.
+            models.CheckConstraint(
+                condition=Q(is_staff=False) | Q(payer__isnull=True),
+                name="user_staff_only_without_payer",
+            ),
         ]
 
     @property

@@ -5,12 +5,6 @@ each page's permissions below. Every page that shows a payer's data records the 
 (operator_console/admin/looks.py).
 """
 
-from django.contrib import admin
-
 from operator_console.admin import audit_log, exchange_requests, onboarding, payers, users
-
-admin.site.site_header = "Hub operator console"
-admin.site.site_title = "Hub operator console"
-admin.site.index_title = "Payers, onboarding, people, requests and the audit log"
 
 __all__ = ["audit_log", "exchange_requests", "onboarding", "payers", "users"]

@@ -11,12 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from hub.audit import client_address
 from hub.models import Payer, User
 from operator_console.services import operator_look_record
-
-
-def is_operator(request: HttpRequest) -> bool:
-    """Return whether the signed-in person is a hub operator: active staff with no payer."""
-    user = request.user
-    return isinstance(user, User) and user.is_active and user.is_staff and user.payer_id is None
+from operator_console.site import is_operator
 
 
 def operator(request: HttpRequest) -> User:

@@ -92,7 +92,7 @@ def test_forbidden_is_a_branded_403(client: Client) -> None:
 def test_a_form_without_its_csrf_token_is_a_branded_403() -> None:
     client = Client(enforce_csrf_checks=True)
 
-    response = client.post("/accounts/login/", {"username": "x", "password": "y"})
+    response = client.post("/operator/login/", {"username": "x", "password": "y"})
 
     assert response.status_code == 403
     assert _branded(response.content.decode())

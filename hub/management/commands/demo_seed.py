@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from hub.demo import DEMO_PAYERS, MEMBER_AUTHORIZATION_ONLY
-from hub.models import FhirEndpoint, IdentityProvider, Payer, PayerStatus, User
+from hub.models import FhirEndpoint, IdentityProvider, OperatorAuthenticator, Payer, PayerStatus
+from hub.operator_accounts import operator_account_save, operator_authenticator_issue
 from hub.signing_keys import signing_keys_ensure
 
 
@@ -21,6 +22,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--operator-password", required=True)
+        parser.add_argument(
+            "--operator-authenticator-key",
+            required=True,
+            help="the operator's TOTP secret in hex, kept with the demo's other secrets",
+        )
         parser.add_argument(
             "--sandbox",
             action="append",
@@ -65,9 +71,11 @@ class Command(BaseCommand):
                     # The sandbox's own systems call the hub's Consent endpoint with these keys.
                     payer.client_jwks_url = f"{base}/sandbox/client-jwks.json"
                     payer.save(update_fields=["client_jwks_url"])
-            operator, _ = User.objects.get_or_create(
-                username="operator", defaults={"is_staff": True, "is_superuser": True}
+            operator = operator_account_save(
+                username="operator", password=options["operator_password"]
             )
-            operator.set_password(options["operator_password"])
-            operator.save()
+            key = options["operator_authenticator_key"]
+            device = OperatorAuthenticator.objects.filter(user=operator).first()
+            if device is None or device.key != key:
+                operator_authenticator_issue(operator=operator, key_hex=key)
         self.stdout.write("demo data ready")
