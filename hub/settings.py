@@ -229,6 +229,8 @@ OPERATOR_SESSION_IDLE_MINUTES = env_int("OPERATOR_SESSION_IDLE_MINUTES", 15, min
 OPERATOR_AUTHENTICATOR_ISSUER = env_str("OPERATOR_AUTHENTICATOR_ISSUER", "Payer-to-payer hub")
 # django-axes counts failed sign-ins (a wrong password or code) at the console only, per
 # username and per client address; either reaching the limit locks sign-in for the cool-off.
+# How long the link for a new payer's first plan administrator works (hub/first_admin_links.py).
+FIRST_ADMIN_LINK_HOURS = env_int("FIRST_ADMIN_LINK_HOURS", 72, minimum=1)
 AXES_ONLY_ADMIN_SITE = True
 AXES_FAILURE_LIMIT = env_int("OPERATOR_LOCKOUT_FAILURES", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("OPERATOR_LOCKOUT_MINUTES", 15, minimum=1))

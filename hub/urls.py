@@ -5,6 +5,7 @@ from exchange.consents.endpoint import auth as consent_endpoint_auth
 from hub import views
 from members.sign_in import PayerCallbackView, PayerSignInView
 from plan_admin.api import router as plan_admin_api
+from plan_admin.views import first_admin
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,5 +22,25 @@ urlpatterns = [
     path("p/<slug:payer_slug>/api/", include(plan_admin_api.urls)),
     path("p/<slug:payer_slug>/admin/repository/", include("exchange.repository.urls")),
     path("p/<slug:payer_slug>/admin/", include("plan_admin.urls")),
+    path(
+        "p/<slug:payer_slug>/welcome/<str:token>/",
+        first_admin.first_admin_welcome,
+        name="first-admin",
+    ),
+    path(
+        "p/<slug:payer_slug>/welcome/<str:token>/test/",
+        first_admin.first_admin_test,
+        name="first-admin-test",
+    ),
+    path(
+        "p/<slug:payer_slug>/welcome/<str:token>/sign-in/",
+        first_admin.first_admin_sign_in,
+        name="first-admin-sign-in",
+    ),
+    path(
+        "p/<slug:payer_slug>/welcome/<str:token>/done/",
+        first_admin.first_admin_done,
+        name="first-admin-done",
+    ),
     path("", include("api.urls")),
 ]

@@ -44,9 +44,10 @@ def _settings_save(
     instance: models.Model,
     values: dict[str, Any],
     payer: Payer,
-    actor: User,
+    actor: User | None,
     action: str,
     client_address: str | None,
+    actor_label: str = "",
 ) -> None:
     """Apply ``values`` to ``instance``, validate, save and audit; the caller holds the transaction."""
     secret_fields = {
@@ -64,6 +65,7 @@ def _settings_save(
         obj=instance,
         payer=payer,
         actor=actor,
+        actor_label=actor_label,
         changes={
             "fields": {
                 name: {"before": _audit_value(before[name]), "after": _audit_value(value)}
@@ -82,14 +84,17 @@ def integration_setting_save(
     *,
     model: type[_Setting],
     payer: Payer,
-    actor: User,
+    actor: User | None,
     values: dict[str, Any],
     client_address: str | None = None,
+    actor_label: str = "",
 ) -> _Setting:
     """Create or change the payer's one row of an integration setting.
 
     ``model`` is FhirEndpoint, IdentityProvider or SftpDestination: one row per payer
     (by constraint). Its encrypted fields are its secrets, audited as "replaced" only.
+    ``actor`` is None (and ``actor_label`` says who) only for the first administrator's
+    link, which sets up the identity provider before anyone can sign in.
     """
     if model not in INTEGRATION_SETTINGS:
         raise SettingRefused(f"{model.__name__} is not an integration setting")
@@ -102,7 +107,7 @@ def integration_setting_save(
             instance = model(payer=payer)
         _settings_save(
             instance=instance, values=values, payer=payer, actor=actor, action=action,
-            client_address=client_address,
+            client_address=client_address, actor_label=actor_label,
         )  # fmt: skip
     return instance
 

@@ -14,9 +14,12 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from django.test import Client
 
 from hub.models import Payer, PayerStatus, Role, User
+from hub.operator_accounts import operator_authenticator_issue
 from tests.factories import PayerFactory, UserFactory
+from tests.support.sessions import signed_in
 from tests.support.sshd import SftpServer, running_sshd
 
 _real_connect = socket.socket.connect
@@ -80,6 +83,22 @@ def north(db: None) -> Tenant:
 def south(db: None) -> Tenant:
     """Southern Cross Health: administrator Sam, member Sue."""
     return _tenant("south", "Southern Cross Health", "1245319599", "sam")
+
+
+@pytest.fixture
+def olga(db: None) -> User:
+    """Olga, a hub operator: staff of the hub, of no payer, with her authenticator app."""
+    operator = UserFactory(
+        username="olga-operator", payer=None, role="", is_staff=True, oidc_subject=""
+    )
+    operator_authenticator_issue(operator=operator)
+    return operator
+
+
+@pytest.fixture
+def console(olga: User) -> Client:
+    """Olga's session in the operator console, second factor proved."""
+    return signed_in(olga)
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ from exchange.webhooks.events import REQUEST_STATUS_CHANGED, webhook_message_id
 from exchange.webhooks.signing import webhook_secret_generate
 from hub.models import (
     FhirEndpoint,
+    FirstAdministratorLink,
     IdentityProvider,
     OnboardingRequest,
     Payer,
@@ -259,6 +260,16 @@ class OnboardingRequestFactory(factory.django.DjangoModelFactory[OnboardingReque
     requested_by = factory.SubFactory(UserFactory)
     payer = factory.SelfAttribute("requested_by.payer")
     organization_name = "Missing Health Co-op"
+
+
+class FirstAdministratorLinkFactory(factory.django.DjangoModelFactory[FirstAdministratorLink]):
+    class Meta:
+        model = FirstAdministratorLink
+
+    payer = factory.SubFactory(PayerFactory)
+    token_digest = factory.Sequence(lambda n: hashlib.sha256(f"link-{n}".encode()).hexdigest())
+    issued_by = factory.SubFactory(UserFactory, payer=None, role="", is_staff=True)
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=3))
 
 
 class FhirEndpointFactory(factory.django.DjangoModelFactory[FhirEndpoint]):

@@ -53,6 +53,7 @@ from tests.factories import (
     ExchangeEventFactory,
     ExchangeRequestFactory,
     FhirEndpointFactory,
+    FirstAdministratorLinkFactory,
     HolderRegistrationFactory,
     IdempotencyKeyFactory,
     IdentityProviderFactory,
@@ -225,6 +226,7 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         RepositoryKeyFactory(payer=north.payer, label="northwind claims intake"),
         RepositoryFileFactory(payer=north.payer, path="south/1/northwind-bundle.json"),
         OnboardingRequestFactory(requested_by=north.member, organization_name="Northwind Co-op"),
+        FirstAdministratorLinkFactory(payer=north.payer),
         audit_record(action="northwind.checked", obj=request, payer=north.payer),
         *_webhook_rows(north),
     ]
@@ -276,8 +278,8 @@ def _param_values(route: Route, param: str, data: NorthsData, slug: str) -> list
         return [data.rows[HolderRegistration].former_payer.slug]
     if param == "action":
         return SCHEDULE_ACTIONS if "schedule_id" in route.params else REQUEST_ACTIONS
-    if param in ("uidb64", "token"):  # a password-reset link: nobody's, and not valid
-        return ["MQ" if param == "uidb64" else "set-password"]
+    if param == "token":  # a first administrator's link: whoever holds North's may use it
+        return ["not-norths-token"]
     raise AssertionError(f"teach the route walk a North value for {param!r} of {route.name}")
 
 

@@ -6,7 +6,7 @@ from hub.models.integration import (
     RoleClaimFormat,
     SftpDestination,
 )
-from hub.models.onboarding import OnboardingRequest, OnboardingStatus
+from hub.models.onboarding import FirstAdministratorLink, OnboardingRequest, OnboardingStatus
 from hub.models.operator_authenticators import OperatorAuthenticator
 from hub.models.signing_keys import SigningAlgorithm, SigningKey, SigningKeyStatus
 from hub.models.tenancy import (
@@ -27,6 +27,7 @@ __all__ = [
     "ClientAuthMethod",
     "DeliveryMode",
     "FhirEndpoint",
+    "FirstAdministratorLink",
     "IdentityProvider",
     "OnboardingRequest",
     "OnboardingStatus",

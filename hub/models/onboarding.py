@@ -51,3 +51,33 @@ class OnboardingRequest(TenantOwned):
 
     def __str__(self) -> str:
         return self.organization_name
+
+
+class FirstAdministratorLink(TenantOwned):
+    """A one-time link with which a new payer's first plan administrator sets up sign-in.
+
+    Nobody at a new payer can sign in to the portal before its identity provider is set up,
+    and only a plan administrator can set it up: an operator breaks the circle by issuing
+    this link (hub/first_admin_links.py). It expires, works once, and a newer link replaces
+    it. Only the SHA-256 of its token is kept, as with passwords.
+    """
+
+    token_digest = models.CharField(max_length=64, unique=True)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    issued_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-issued_at"]
+
+    def __str__(self) -> str:
+        return (
+            f"First administrator link of payer {self.payer_id}, issued {self.issued_at:%Y-%m-%d}"
+        )

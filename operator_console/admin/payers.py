@@ -3,15 +3,21 @@ invited → onboarding → participating ⇄ suspended, each step audited."""
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.views.decorators.http import require_http_methods
 
 from hub.audit import client_address
-from hub.models import FhirEndpoint, Payer, PayerStatus
+from hub.first_admin_links import LinkRefused, first_admin_link_issue
+from hub.models import FhirEndpoint, FirstAdministratorLink, Payer, PayerStatus, Role, User
 from operator_console.admin.looks import AuditedLooksAdmin, is_operator, operator
 from operator_console.services import OperatorActionRefused, payer_save, payer_status_change
 
@@ -24,10 +30,13 @@ class PayerAdmin(AuditedLooksAdmin):
     ordering = ("name",)
     fields = (
         "name", "slug", "npi", "payer_identifier", "status", "states", "plan_types",
-        "contact_name", "contact_email", "directory_listing", "its_data", "created_at",
+        "contact_name", "contact_email", "directory_listing", "first_administrator", "its_data",
+        "created_at",
     )  # fmt: skip
     # The status moves only through the lifecycle actions, each audited with its step.
-    readonly_fields = ("status", "directory_listing", "its_data", "created_at")
+    readonly_fields = (
+        "status", "directory_listing", "first_administrator", "its_data", "created_at",
+    )  # fmt: skip
     actions = ["make_onboarding", "make_participating", "suspend", "lift_suspension"]
 
     def payer_ids_of(self, obj: Any) -> set[int]:
@@ -67,6 +76,72 @@ class PayerAdmin(AuditedLooksAdmin):
             else "not tested yet"
         )
         return f"{listed}; FHIR endpoint {endpoint.base_url} ({checked})."
+
+    @admin.display(description="First administrator")
+    def first_administrator(self, obj: Payer) -> str:
+        if obj.pk is None:
+            return "—"
+        administrators = User.objects.filter(
+            payer=obj, role=Role.PLAN_ADMIN, is_active=True
+        ).count()
+        if administrators:
+            return f"{administrators} active plan administrator(s); they manage its sign-in."
+        link = FirstAdministratorLink.objects.for_payer(obj).first()
+        state = "No link issued yet."
+        if link is not None and link.replaced_at is None and link.used_at is None:
+            state = (
+                f"Link issued {link.issued_at:%Y-%m-%d %H:%M} UTC, expired."
+                if link.expires_at <= timezone.now()
+                else f"Link issued {link.issued_at:%Y-%m-%d %H:%M} UTC, unused, works until "
+                f"{link.expires_at:%Y-%m-%d %H:%M} UTC."
+            )
+        return format_html(
+            '{} <a class="button" href="{}">Issue a first administrator link…</a>',
+            state,
+            reverse("admin:hub_payer_first_admin_link", args=[obj.pk]),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:pk>/first-admin-link/",
+                self.admin_site.admin_view(require_http_methods(["GET", "POST"])(self.link_view)),
+                name="hub_payer_first_admin_link",
+            ),
+            *super().get_urls(),
+        ]
+
+    def link_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Confirm (GET), then issue the link and show it this once (POST)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        payer = Payer.objects.filter(pk=pk).first()
+        if payer is None:
+            raise Http404("No such payer.")
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"First administrator link: {payer.name}",
+            "payer": payer,
+            "hours": settings.FIRST_ADMIN_LINK_HOURS,
+        }
+        status = 200
+        if request.method == "POST":
+            try:
+                link, token = first_admin_link_issue(
+                    payer=payer, operator=operator(request), client_address=client_address(request)
+                )
+            except LinkRefused as exc:
+                context["refused"] = str(exc)
+                status = exc.status
+            else:
+                context["link"] = link
+                context["url"] = settings.HUB_PUBLIC_URL + reverse(
+                    "first-admin", kwargs={"payer_slug": payer.slug, "token": token}
+                )
+        return render(
+            request, "admin/operator_console/first_admin_link.html", context, status=status
+        )
 
     @admin.display(description="Its people, requests and audit log")
     def its_data(self, obj: Payer) -> str:

@@ -98,7 +98,7 @@ def _settings_url(payer: Payer, part: str = "") -> str:
     return f"{url}#{part}" if part else url
 
 
-def _hub_values(payer: Payer) -> list[tuple[str, str, str]]:
+def hub_values_to_register(payer: Payer) -> list[tuple[str, str, str]]:
     """Return (what, value, where to register it) for the values the payer registers."""
     base = settings.HUB_PUBLIC_URL
     jwks = base + reverse("payer-jwks", kwargs={"payer_slug": payer.slug})
@@ -131,7 +131,7 @@ def _settings_page(
     page_forms.update(bound_forms)
     context: dict[str, Any] = {
         "payer": payer,
-        "hub_values": _hub_values(payer),
+        "hub_values": hub_values_to_register(payer),
         "signing_keys": selectors.signing_keys_published(payer=payer),
         "algorithms": SigningAlgorithm.choices,
         # Template variables cannot contain dashes: "fhir-endpoint" is shown as fhir_endpoint.

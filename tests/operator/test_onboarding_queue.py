@@ -7,8 +7,8 @@ from django.test import Client
 
 from hub.models import AuditEvent, OnboardingRequest, OnboardingStatus, Payer, PayerStatus, User
 from tests.conftest import Tenant
-from tests.operator.conftest import signed_in
 from tests.support.every_payer import rows_of_every_payer
+from tests.support.sessions import signed_in
 
 QUEUE = "/operator/hub/onboardingrequest/"
 

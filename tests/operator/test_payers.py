@@ -26,8 +26,8 @@ from tests.api.conftest import opt_in_body, south_holds_records, systems, west  
 from tests.api.payer_systems import PayerSystems
 from tests.conftest import Tenant
 from tests.factories import ConsentFactory, ExchangeRequestFactory
-from tests.operator.conftest import signed_in
 from tests.support.every_payer import rows_of_every_payer
+from tests.support.sessions import signed_in
 
 PAYERS = "/operator/hub/payer/"
 SUSPENDED = "North Star Health's exchange through the hub is suspended"

@@ -12,8 +12,8 @@ from hub.audit import audit_record
 from hub.models import AuditEvent, Role, User
 from tests.conftest import Tenant
 from tests.factories import ConsentFactory, ExchangeRequestFactory, UserFactory
-from tests.operator.conftest import signed_in
 from tests.support.every_payer import rows_of_every_payer
+from tests.support.sessions import signed_in
 
 USERS = "/operator/hub/user/"
 REQUESTS = "/operator/exchange/exchangerequest/"

@@ -13,8 +13,8 @@ from django.test import Client
 from hub.models import AuditEvent, OperatorAuthenticator, User
 from tests.conftest import Tenant
 from tests.factories import UserFactory
-from tests.operator.conftest import code_now, signed_in
 from tests.support.every_payer import rows_of_every_payer
+from tests.support.sessions import operator_code_now, signed_in
 
 SIGN_IN = "/operator/login/"
 PASSWORD = "a long operator passphrase 7"
@@ -43,14 +43,16 @@ def test_the_password_and_the_current_code_open_the_console_for_a_short_session(
     operator: User,
 ) -> None:
     client = Client()
-    assert _sign_in(client, operator.username, PASSWORD, code_now(operator)) == "redirected"
+    assert (
+        _sign_in(client, operator.username, PASSWORD, operator_code_now(operator)) == "redirected"
+    )
 
     assert client.get("/operator/").status_code == 200
     # Each console page starts a 15-minute idle clock (OPERATOR_SESSION_IDLE_MINUTES).
     assert client.session.get_expiry_age() == 15 * 60
     # A code is good once (RFC 6238 §5.2): signed out, the same code is refused.
     client.post("/operator/logout/")
-    page = _sign_in(client, operator.username, PASSWORD, code_now(operator))
+    page = _sign_in(client, operator.username, PASSWORD, operator_code_now(operator))
     assert "is not the one your authenticator app shows now" in page
 
 
@@ -87,7 +89,7 @@ def test_repeated_failures_lock_the_name_and_the_address_and_say_when_to_try_aga
     # The fifth failure locks (OPERATOR_LOCKOUT_FAILURES); then even the right ones wait.
     assert _post(client, operator.username, "wrong", "123456").status_code == 429
 
-    locked = _post(client, operator.username, PASSWORD, code_now(operator))
+    locked = _post(client, operator.username, PASSWORD, operator_code_now(operator))
 
     assert locked.status_code == 429
     assert locked["Retry-After"] == str(15 * 60)
@@ -109,7 +111,9 @@ def test_a_wrong_code_counts_towards_the_lockout(operator: User) -> None:
         assert "is not the one" in page or "Too many wrong codes in a row" in page
 
     assert _post(client, operator.username, PASSWORD, "000000").status_code == 429
-    assert _post(client, operator.username, PASSWORD, code_now(operator)).status_code == 429
+    assert (
+        _post(client, operator.username, PASSWORD, operator_code_now(operator)).status_code == 429
+    )
 
 
 def test_a_health_plans_session_is_told_the_console_is_for_the_hubs_staff(
@@ -137,7 +141,7 @@ def test_the_command_makes_an_operator_whose_printed_key_signs_in(
     assert uri is not None and "issuer=Payer-to-payer%20hub" in uri.group()
     omar = User.objects.get(username="omar")
     assert omar.is_staff and omar.payer_id is None and not omar.is_superuser
-    assert _sign_in(Client(), "omar", PASSWORD, code_now(omar)) == "redirected"
+    assert _sign_in(Client(), "omar", PASSWORD, operator_code_now(omar)) == "redirected"
     assert (
         rows_of_every_payer(AuditEvent)
         .filter(action__in=["operator.account_created", "operator.authenticator_issued"])
