@@ -4,6 +4,7 @@ from django.urls import include, path
 from exchange.consents.endpoint import auth as consent_endpoint_auth
 from hub import views
 from members.sign_in import PayerCallbackView, PayerSignInView
+from operator_console.operations import operations_view
 from plan_admin.api import router as plan_admin_api
 
 # The operator console signs in on the hub's own (USWDS) sign-in page, like /accounts/login/.
@@ -12,6 +13,12 @@ admin.site.login_template = "registration/login.html"
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # Before the console's own URLs, whose catch-all would answer 404; behind its sign-in.
+    path(
+        "operator/operations/",
+        admin.site.admin_view(operations_view),
+        name="operator-operations",
+    ),
     path("operator/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("p/<slug:payer_slug>/.well-known/jwks.json", views.jwks, name="payer-jwks"),
