@@ -360,20 +360,14 @@ def loadavg() -> str:
 
 
 def broker_waiting() -> dict[str, int]:
-    """Return the messages waiting in each of the hub's Celery queues."""
-    from amqp.exceptions import ChannelError
+    """Return the messages waiting in each of the hub's Celery queues (as the operations view
+    reads them)."""
+    from exchange.operations import celery_queue_depths
 
-    from hub.celery import app
-
-    waiting = {}
-    with app.connection_for_read() as connection:
-        channel: Any = connection.default_channel  # kombu's stubs leave queue_declare out
-        for name in app.amqp.queues:
-            try:
-                waiting[name] = channel.queue_declare(queue=name, passive=True).message_count
-            except ChannelError:  # Redis keeps no empty list: nothing waits there
-                waiting[name] = 0
-    return waiting
+    depths = celery_queue_depths()
+    if depths.problem:
+        raise RuntimeError(depths.problem)
+    return {queue.name: queue.waiting for queue in depths.queues}
 
 
 def database_check(*, north: Any, hub: Phase, opt_ins: int) -> list[str]:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mass_mail
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 
 from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.state_machine import IN_PROGRESS
@@ -51,19 +51,44 @@ class DeadlinesOwed:
     overdue: int
 
 
+def _owing(requests: QuerySet[ExchangeRequest], *, now: datetime) -> QuerySet[ExchangeRequest]:
+    """Return ``requests`` not yet delivered that are due soon or overdue ``now``."""
+    due_soon_until = now + timedelta(hours=settings.EXCHANGE_DUE_SOON_HOURS)
+    return requests.filter(status__in=OWING, due_by__lte=due_soon_until)
+
+
+def _owed_counts(*, now: datetime) -> dict[str, Count]:
+    return {
+        "overdue": Count("pk", filter=Q(due_by__lte=now)),
+        "due_soon": Count("pk", filter=Q(due_by__gt=now)),
+    }
+
+
 def deadlines_owed(*, payer: Payer, now: datetime) -> DeadlinesOwed:
     """Return the payer's requests due soon and overdue now (the portal's standing alert, one
     query on the (payer, due_by) index)."""
-    due_soon_until = now + timedelta(hours=settings.EXCHANGE_DUE_SOON_HOURS)
-    counts = (
-        ExchangeRequest.objects.for_payer(payer)
-        .filter(status__in=OWING, due_by__lte=due_soon_until)
-        .aggregate(
-            overdue=Count("pk", filter=Q(due_by__lte=now)),
-            due_soon=Count("pk", filter=Q(due_by__gt=now)),
-        )
+    counts = _owing(ExchangeRequest.objects.for_payer(payer), now=now).aggregate(
+        **_owed_counts(now=now)
     )
     return DeadlinesOwed(due_soon=counts["due_soon"], overdue=counts["overdue"])
+
+
+def deadlines_owed_by_payer(*, now: datetime) -> dict[int, DeadlinesOwed]:
+    """Return, for each payer with any, its requests due soon and overdue now (the operations
+    view: one grouped query across payers, however many there are)."""
+    requests = ExchangeRequest.objects.across_payers(
+        reason="the hub team watches the rule's clock of every payer, as counts only"
+    )
+    rows = (
+        _owing(requests, now=now)
+        .values("payer_id")
+        .annotate(**_owed_counts(now=now))
+        .order_by("payer_id")
+    )
+    return {
+        row["payer_id"]: DeadlinesOwed(due_soon=row["due_soon"], overdue=row["overdue"])
+        for row in rows
+    }
 
 
 def deadlines_alert(*, now: datetime) -> dict[str, int]:

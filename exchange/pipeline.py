@@ -54,7 +54,12 @@ from exchange.request_stopped import RequestStopped
 from exchange.retrieval import records_retrieve
 from exchange.schedules import pull_schedules_delivered
 from exchange.screening import ScreeningResult, ScreeningRun, screening_complete, screening_run
-from exchange.state_machine import IN_PROGRESS, Move, exchange_requests_transition
+from exchange.state_machine import (
+    IN_PROGRESS,
+    Move,
+    exchange_requests_stuck_filter,
+    exchange_requests_transition,
+)
 from hub.audit import ENGINE, audit_record_many
 
 logger = logging.getLogger(__name__)
@@ -653,12 +658,7 @@ def exchange_requests_resume_stuck(
         ExchangeRequest.objects.across_payers(
             reason="the reaper looks at every payer's stuck requests; each is claimed scoped"
         )
-        .filter(
-            status__in=IN_PROGRESS - {S.AWAITING_AUTHORIZATION},
-            last_progress_at__lt=cutoff,
-            # A bulk job drives these; the job reaper resumes it (exchange/bulk/pipeline.py).
-            awaits_bulk_job=False,
-        )
+        .filter(exchange_requests_stuck_filter(not_moved_since=cutoff))
         .values_list("pk", "payer_id", "status")
         .order_by("status_changed_at")[:limit]
     )

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from exchange.models import ExchangeEvent, ExchangeRequest, ExchangeStatus
@@ -50,6 +51,21 @@ TRANSITIONS: dict[str, set[str]] = {
 
 ENDED = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
 IN_PROGRESS = frozenset(TRANSITIONS) - ENDED - {S.FAILED}
+# The states a request can be stuck in: waiting for the member to sign in at the former
+# payer is not being stuck.
+STUCK_CAN_BE = IN_PROGRESS - {S.AWAITING_AUTHORIZATION}
+
+
+def exchange_requests_stuck_filter(*, not_moved_since: datetime) -> Q:
+    """Return the condition of a stuck request: in flight, its work not moved since
+    ``not_moved_since`` (a worker died mid-step). The reaper resumes these; the operations
+    view counts them."""
+    return Q(
+        status__in=STUCK_CAN_BE,
+        last_progress_at__lt=not_moved_since,
+        # A bulk job drives these; the job reaper resumes it (exchange/bulk/pipeline.py).
+        awaits_bulk_job=False,
+    )
 
 
 # A timeline line is a CharField; the message may quote a former payer's own words

@@ -55,6 +55,43 @@ def audit_record_many(
 ) -> list[AuditEvent]:
     """Record that ``actor`` or ``actor_label`` did ``action`` to each object, with its own
     ``changes``, one INSERT per thousand: for work on many rows at once (a cohort's members)."""
+    return _insert(
+        action=action,
+        rows=[(payer, obj, changes) for obj, changes in changes_by_object],
+        actor=actor,
+        actor_label=actor_label,
+        client_address=client_address,
+    )
+
+
+def audit_record_per_payer(
+    *,
+    action: str,
+    object_by_payer: Sequence[tuple[Payer | int, models.Model]],
+    changes: dict[str, Any],
+    actor: User | None = None,
+    actor_label: str = "",
+    client_address: str | None = None,
+) -> list[AuditEvent]:
+    """Record that ``actor`` or ``actor_label`` did ``action`` to one object of each payer,
+    in that payer's own trail, one INSERT per thousand: for a look across many payers."""
+    return _insert(
+        action=action,
+        rows=[(payer, obj, changes) for payer, obj in object_by_payer],
+        actor=actor,
+        actor_label=actor_label,
+        client_address=client_address,
+    )
+
+
+def _insert(
+    *,
+    action: str,
+    rows: Sequence[tuple[Payer | int | None, models.Model, dict[str, Any]]],
+    actor: User | None,
+    actor_label: str,
+    client_address: str | None,
+) -> list[AuditEvent]:
     request_id = current_request_id.get()
     return AuditEvent.objects.bulk_create(
         [
@@ -69,7 +106,7 @@ def audit_record_many(
                 client_address=client_address,
                 request_id=request_id if request_id != "-" else "",
             )
-            for obj, changes in changes_by_object
+            for payer, obj, changes in rows
         ],
         batch_size=1000,
     )

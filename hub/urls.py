@@ -4,12 +4,19 @@ from django.urls import include, path
 from exchange.consents.endpoint import auth as consent_endpoint_auth
 from hub import views
 from members.sign_in import PayerCallbackView, PayerSignInView
+from operator_console.operations import operations_view
 from plan_admin.api import router as plan_admin_api
 from plan_admin.views import first_admin
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    # Before the console's own URLs, whose catch-all would answer 404; behind its sign-in.
+    path(
+        "operator/operations/",
+        admin.site.admin_view(operations_view),
+        name="operator-operations",
+    ),
     # The console's own sign-in page is its only password sign-in (operator_console/site.py):
     # Django's accounts/ pages would be a second door without the second factor.
     path("operator/", admin.site.urls),

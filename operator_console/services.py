@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
-from hub.audit import audit_record
+from hub.audit import audit_record, audit_record_per_payer
 from hub.models import OnboardingRequest, OnboardingStatus, Payer, PayerStatus, Role, User
 
 
@@ -324,12 +324,15 @@ def operator_look_record(
     client_address: str | None = None,
 ) -> None:
     """Record that ``operator`` looked at data of each of ``payers`` (``what``: the page), one
-    event per payer, so each payer's own audit trail shows the look."""
-    for payer in payers:
-        audit_record(
-            action="operator.look", obj=looked_at if looked_at is not None else payer,
-            payer=payer, actor=operator, changes={"page": what}, client_address=client_address,
-        )  # fmt: skip
+    event per payer, so each payer's own audit trail shows the look; one INSERT however many
+    payers the page shows."""
+    audit_record_per_payer(
+        action="operator.look",
+        object_by_payer=[
+            (payer, looked_at if looked_at is not None else payer) for payer in payers
+        ],
+        changes={"page": what}, actor=operator, client_address=client_address,
+    )  # fmt: skip
 
 
 def audit_log_export_record(

@@ -1,14 +1,17 @@
 """Reads of the repository's keys and files (STYLE.md #1)."""
 
 import ipaddress
+import shutil
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
 from exchange.repository.host_key import repository_host_key_fingerprint, repository_host_key_line
-from exchange.repository.models import RepositoryKey
+from exchange.repository.models import RepositoryFile, RepositoryKey
 from hub.models import Payer, TenantQuerySet
 
 
@@ -85,3 +88,69 @@ def repository_connection_details(*, payer: Payer) -> RepositoryConnectionDetail
         host_key_line=repository_host_key_line(),
         host_key_fingerprint=repository_host_key_fingerprint(),
     )
+
+
+@dataclass(frozen=True)
+class UncollectedFiles:
+    """Delivered files a payer's systems have not collected yet, in its folder."""
+
+    payer_id: int
+    files: int
+    bytes: int
+    oldest_delivered_at: datetime
+
+    @property
+    def oldest_purged_at(self) -> datetime:
+        """When the retention purge removes the oldest of them if still uncollected."""
+        return self.oldest_delivered_at + timedelta(days=settings.SFTP_REPOSITORY_RETENTION_DAYS)
+
+
+def repository_uncollected_by_payer() -> list[UncollectedFiles]:
+    """Return each payer's uncollected files (count, bytes, oldest), the oldest first: one
+    grouped query on the uncollected index, however many payers there are."""
+    rows = (
+        RepositoryFile.objects.across_payers(
+            reason="the hub team watches what every payer has left uncollected, as counts only"
+        )
+        .filter(collected_at__isnull=True)
+        .values("payer_id")
+        .annotate(files=Count("pk"), bytes=Sum("size"), oldest=Min("delivered_at"))
+        .order_by("oldest", "payer_id")
+    )
+    return [
+        UncollectedFiles(
+            payer_id=row["payer_id"],
+            files=row["files"],
+            bytes=row["bytes"] or 0,
+            oldest_delivered_at=row["oldest"],
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class RepositorySpace:
+    """The space of the volume that holds SFTP_REPOSITORY_DIR, in bytes."""
+
+    path: Path
+    total: int
+    used: int
+    free: int
+
+    @property
+    def free_percent(self) -> float:
+        return 100.0 * self.free / self.total if self.total else 0.0
+
+
+def repository_space() -> RepositorySpace:
+    """Return the space of the volume holding the repository's folder (or, before its first
+    file, of the nearest folder above it that exists: the volume it will be made on).
+
+    Raises OSError when no folder of the path can be read.
+    """
+    path = Path(settings.SFTP_REPOSITORY_DIR)
+    volume = path
+    while not volume.exists() and volume.parent != volume:
+        volume = volume.parent
+    usage = shutil.disk_usage(volume)
+    return RepositorySpace(path=path, total=usage.total, used=usage.used, free=usage.free)
