@@ -1,8 +1,10 @@
 from hub.models.audit import AuditEvent, AuditLogIsAppendOnly
 from hub.models.integration import (
     ClientAuthMethod,
+    EndpointProbe,
     FhirEndpoint,
     IdentityProvider,
+    ProbeTrigger,
     RoleClaimFormat,
     SftpDestination,
 )
@@ -25,6 +27,7 @@ __all__ = [
     "AuditLogIsAppendOnly",
     "ClientAuthMethod",
     "DeliveryMode",
+    "EndpointProbe",
     "FhirEndpoint",
     "IdentityProvider",
     "OnboardingRequest",
@@ -32,6 +35,7 @@ __all__ = [
     "Payer",
     "PayerStatus",
     "PlanType",
+    "ProbeTrigger",
     "Role",
     "RoleClaimFormat",
     "SftpDestination",
