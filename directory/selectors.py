@@ -2,7 +2,8 @@
 
 The directory is the one deliberate read across tenants both portals share: public facts
 about participating payers (names, identifiers, coverage, whether an endpoint is
-registered) and nothing else of another payer.
+registered and how it last answered the hub's compatibility radar) and nothing else of
+another payer.
 """
 
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from datetime import datetime
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
-from hub.models import FhirEndpoint, OnboardingRequest, Payer, PayerStatus, User
+from hub.models import EndpointProbe, FhirEndpoint, OnboardingRequest, Payer, PayerStatus, User
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,10 @@ class DirectoryEntry:
     endpoint_checked_at: datetime | None
     # The viewing payer's last request this payer delivered: proof the exchange works.
     last_delivered_at: datetime | None = None
+    # The compatibility radar's latest probe of the endpoint (exchange/radar/): when, and
+    # whether every check passed.
+    last_probe_at: datetime | None = None
+    last_probe_ok: bool | None = None
 
     @property
     def endpoint_status(self) -> str:
@@ -28,14 +33,26 @@ class DirectoryEntry:
             return "No FHIR endpoint yet"
         if self.last_delivered_at is not None:
             return "Working: records delivered"
+        if self.last_probe_at is not None:
+            return "Answers the hub's checks" if self.last_probe_ok else "Failing the hub's checks"
         if self.endpoint_checked_at is None:
-            return "Endpoint registered, not tested yet"
+            return "Endpoint registered, waiting for its first probe"
         return "Endpoint tested"
 
     @property
     def endpoint_status_at(self) -> datetime | None:
-        """Return when the status was last shown true: the last delivery, else the last test."""
-        return self.last_delivered_at or self.endpoint_checked_at
+        """Return when the status was last shown true: the last delivery, else the last probe
+        or test."""
+        return self.last_delivered_at or self.last_probe_at or self.endpoint_checked_at
+
+    @property
+    def looks_working(self) -> bool:
+        """Return whether the exchange with this payer looks usable (the portal's green tag)."""
+        if self.last_delivered_at is not None:
+            return True
+        if self.last_probe_at is not None:
+            return bool(self.last_probe_ok)
+        return self.endpoint_checked_at is not None
 
 
 def directory_entries(
@@ -56,12 +73,21 @@ def directory_entries(
     endpoints = FhirEndpoint.objects.across_payers(
         reason="the directory shows whether each payer registered an endpoint, and when tested"
     ).filter(payer=OuterRef("pk"))
+    probes = (
+        EndpointProbe.objects.across_payers(
+            reason="the directory shows when each payer's endpoint was last probed, and how"
+        )
+        .filter(payer=OuterRef("pk"))
+        .order_by("-checked_at", "-pk")
+    )
     payers = (
         Payer.objects.filter(status=PayerStatus.PARTICIPATING)
         .exclude(pk=payer.pk)
         .annotate(
             has_endpoint=Exists(endpoints),
             endpoint_checked_at=Subquery(endpoints.values("capabilities_checked_at")[:1]),
+            last_probe_at=Subquery(probes.values("checked_at")[:1]),
+            last_probe_ok=Subquery(probes.values("ok")[:1]),
         )
         .order_by("name")
     )
@@ -75,6 +101,8 @@ def directory_entries(
             has_endpoint=p.has_endpoint,
             endpoint_checked_at=p.endpoint_checked_at,
             last_delivered_at=(delivered_at or {}).get(p.pk),
+            last_probe_at=p.last_probe_at,
+            last_probe_ok=p.last_probe_ok,
         )
         for p in payers
     ]

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mass_mail
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
 from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.state_machine import IN_PROGRESS
 from exchange.webhooks.events import REQUEST_DUE_SOON, REQUEST_OVERDUE, webhook_messages_queue
+from hub.admin_mail import plan_admins_mail
 from hub.audit import ENGINE, audit_record_many
-from hub.models import Payer, Role, User
+from hub.models import Payer
 
 # Not delivered yet, and still someone's to move: a failed request waits for a retry.
 OWING = IN_PROGRESS | {ExchangeStatus.FAILED}
@@ -168,13 +168,6 @@ def _alert_payer(
 def _mail_admins(*, payer_id: int, claimed: list[_Owed], what: str) -> None:
     """Mail the payer's active plan administrators one message listing the requests."""
     payer = Payer.objects.get(pk=payer_id)
-    recipients = list(
-        User.objects.filter(payer=payer, role=Role.PLAN_ADMIN, is_active=True)
-        .exclude(email="")
-        .values_list("email", flat=True)
-    )
-    if not recipients:
-        return
     count = len(claimed)
     subject = f"{payer.name}: {count} payer-to-payer request{'s' if count != 1 else ''} {what}"
     lines = [
@@ -188,4 +181,4 @@ def _mail_admins(*, payer_id: int, claimed: list[_Owed], what: str) -> None:
         + "\n".join(lines)
         + "\n\nSee them in the plan-admin portal: Requests, filtered by status or due date.\n"
     )
-    send_mass_mail([(subject, body, settings.DEFAULT_FROM_EMAIL, [email]) for email in recipients])
+    plan_admins_mail(payer=payer, subject=subject, body=body)

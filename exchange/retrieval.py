@@ -1,7 +1,8 @@
 """Retrieve a member's records from the former payer into staging (ARCHITECTURE.md step 4).
 
 How (SPEC.md "Getting the data"): ``GET Patient/{id}/$everything`` following every
-``Bundle.link[next]`` to the end; when the CapabilityStatement offers no ``$everything``,
+``Bundle.link[next]`` to the end; when the CapabilityStatement (as the compatibility radar's
+latest probe read it, exchange/radar/) offers no ``$everything``,
 a ``patient=`` search of every type it lists as searchable by patient (``Patient`` itself
 by ``_id``), each followed to its last page. The token is the member's own
 (member-authorized) or the new payer's backend-services token with the Patient id
@@ -50,7 +51,6 @@ from typing import Any, Self
 from django.db import connections
 from django.utils import timezone
 
-from exchange.fhir.capabilities import capability_summary
 from exchange.fhir.client import FhirClient, TokenProvider
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
@@ -60,6 +60,7 @@ from exchange.models import ExchangeRequest
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.ndjson import ndjson_lines
 from exchange.payloads.storage import PayloadStorage
+from exchange.radar.services import holder_capabilities
 from exchange.request_stopped import RequestStopped
 from exchange.screening import ScreeningRun
 from exchange.smart.access import token_provider_for
@@ -95,9 +96,7 @@ class RetrievalResult:
 ProgressCallback = Callable[[RetrievalResult], None]
 
 
-def _start_cursor(fhir: FhirClient, former_name: str, page_size: int) -> dict[str, Any]:
-    statement = fhir.read("metadata", resource_type="CapabilityStatement")
-    summary = capability_summary(statement)
+def _start_cursor(summary: dict[str, Any], former_name: str, page_size: int) -> dict[str, Any]:
     if EVERYTHING in summary["operations"]:
         return {
             "mode": EVERYTHING,
@@ -424,7 +423,9 @@ def _records_retrieve(
         else:
             # A fresh start: nothing staged by an earlier attempt may mix in.
             storage.delete_tree(files.staging)
-            cursor = _start_cursor(fhir, former_name, page_size)
+            # The holder's offers as the compatibility radar last found them (probed now
+            # when no recent probe read them): $everything, else searches by patient.
+            cursor = _start_cursor(holder_capabilities(endpoint=endpoint), former_name, page_size)
             if exchange_request.records_since is not None:
                 cursor["since"] = fhir_instant(exchange_request.records_since)
             _records_as_of_set(exchange_request)

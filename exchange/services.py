@@ -31,6 +31,7 @@ from exchange.models import (
     OptInRecord,
 )
 from exchange.payloads.storage import PayloadStorage
+from exchange.radar.selectors import endpoint_probe_latest, probe_is_fresh
 from exchange.retrieval import records_retrieval_reset
 from exchange.schedules import pull_schedules_end_for_consent, pull_schedules_open
 from exchange.smart.member_launch import member_launch_complete, member_launch_refused
@@ -228,10 +229,25 @@ def authorization_mode_for(former_payer: Payer) -> AuthorizationMode:
         raise ExchangeRequestRefused(
             f"{former_payer.name} has not connected its records service to the hub yet"
         )
-    if endpoint.offers_backend_services:
+    # The radar's latest recent probe may show the holder no longer lists $member-match
+    # (HRex §member-match), which payer-to-payer needs; without a recent probe the settings
+    # decide (a probe here would keep the member waiting; retrieval probes before it fetches).
+    latest = endpoint_probe_latest(endpoint=endpoint)
+    matches = not (
+        latest is not None
+        and latest.summary
+        and probe_is_fresh(latest)
+        and "member-match" not in (latest.summary.get("operations") or [])
+    )
+    if endpoint.offers_backend_services and matches:
         return AuthorizationMode.BACKEND_SERVICES
     if endpoint.offers_member_authorization:
         return AuthorizationMode.MEMBER_AUTHORIZED
+    if endpoint.offers_backend_services:
+        raise ExchangeRequestRefused(
+            f"{former_payer.name}'s server no longer offers $member-match, which payer-to-payer "
+            "requests need, and its members cannot sign in there through the hub"
+        )
     raise ExchangeRequestRefused(
         f"{former_payer.name} offers no way for the hub to ask for records"
     )

@@ -18,7 +18,13 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # Task modules of packages that are not Django apps of their own.
 app.autodiscover_tasks(
-    ["exchange.consents", "exchange.bulk", "exchange.webhooks", "exchange.member_links"]
+    [
+        "exchange.consents",
+        "exchange.bulk",
+        "exchange.webhooks",
+        "exchange.member_links",
+        "exchange.radar",
+    ]
 )
 
 

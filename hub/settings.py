@@ -354,6 +354,13 @@ LOGGING = {
     },
 }
 
+# The compatibility radar (exchange/radar/): every FHIR endpoint is probed this often; the
+# engine decides by a probe no older than the max age (else it probes first); probes that
+# changed nothing are pruned after the retention (changes are kept for ever).
+RADAR_PROBE_INTERVAL_HOURS = env_int("RADAR_PROBE_INTERVAL_HOURS", 6, minimum=1)
+RADAR_PROBE_MAX_AGE_HOURS = env_int("RADAR_PROBE_MAX_AGE_HOURS", 12, minimum=1)
+RADAR_PROBE_RETENTION_DAYS = env_int("RADAR_PROBE_RETENTION_DAYS", 30, minimum=1)
+
 # Beat's standing jobs; django-celery-beat copies them into its tables at start-up.
 CELERY_BEAT_SCHEDULE = {
     "retire-expired-signing-keys": {"task": "hub.retire_expired_signing_keys", "schedule": 60 * 60},
@@ -371,6 +378,10 @@ CELERY_BEAT_SCHEDULE = {
     "run-pull-schedules": {"task": "exchange.pull_schedules_run", "schedule": 5 * 60},
     "sweep-member-links": {"task": "exchange.sweep_member_links", "schedule": 5 * 60},
     "purge-api-idempotency-keys": {"task": "api.purge_idempotency_keys", "schedule": 60 * 60},
+    "radar-probe-all": {
+        "task": "exchange.radar_probe_all",
+        "schedule": RADAR_PROBE_INTERVAL_HOURS * 60 * 60,
+    },
 }
 # How long the payer-system API keeps an Idempotency-Key and its response (api/idempotency.py):
 # a POST sent again within it is answered as the first was; after it, it is a new POST.

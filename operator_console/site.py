@@ -29,7 +29,7 @@ def is_operator(request: HttpRequest) -> bool:
 class OperatorConsoleSite(OTPAdminSite):
     site_header = "Hub operator console"
     site_title = "Hub operator console"
-    index_title = "Payers, onboarding, people, requests and the audit log"
+    index_title = "Payers, onboarding, people, requests, the audit log and the compatibility radar"
     login_form = OperatorSignInForm
     login_template = "operator_console/sign_in.html"
 

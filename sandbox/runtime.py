@@ -151,6 +151,9 @@ class Sandbox:
         self.later_visits: dict[str, list[Resource]] = {}
         self._visits_lock = threading.Lock()
         self.record = functools.lru_cache(maxsize=HISTORY_CACHE_SIZE)(self.build_record)
+        # Operations a demo or test withdrew at run time (``POST /sandbox/operations/<name>``):
+        # gone from the CapabilityStatement and refused, as when a holder's server is changed.
+        self.withdrawn_operations: set[str] = set()
 
     def today(self) -> dt.date:
         """Return the sandbox's today: --as-of when given, else the UTC date."""

@@ -9,7 +9,7 @@ from sandbox.auth import views as auth_views
 from sandbox.consent_subscriptions import views as subscription_views
 from sandbox.fhir.outcomes import operation_outcome
 from sandbox.fhir.views import fhir_endpoint
-from sandbox.member_care import visit_add
+from sandbox.member_care import operation_offer, visit_add
 from sandbox.member_list import members_json
 from sandbox.oidc import views as oidc_views
 from sandbox.runtime import current
@@ -52,6 +52,7 @@ urlpatterns = [
     path("sandbox/clients", auth_views.register_out_of_band),
     path("sandbox/members.json", members_json),
     path("sandbox/members/<str:username>/visits", visit_add),
+    path("sandbox/operations/<str:name>", operation_offer),
     path("sandbox/client-jwks.json", subscription_views.client_jwks),
     path("sandbox/consent-notifications", subscription_views.consent_notifications),
     path("sandbox/consent-notifications.json", subscription_views.consent_notifications_json),

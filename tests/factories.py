@@ -41,6 +41,7 @@ from exchange.repository.models import RepositoryFile, RepositoryKey
 from exchange.webhooks.events import REQUEST_STATUS_CHANGED, webhook_message_id
 from exchange.webhooks.signing import webhook_secret_generate
 from hub.models import (
+    EndpointProbe,
     FhirEndpoint,
     FirstAdministratorLink,
     IdentityProvider,
@@ -260,6 +261,17 @@ class OnboardingRequestFactory(factory.django.DjangoModelFactory[OnboardingReque
     requested_by = factory.SubFactory(UserFactory)
     payer = factory.SelfAttribute("requested_by.payer")
     organization_name = "Missing Health Co-op"
+
+
+class EndpointProbeFactory(factory.django.DjangoModelFactory[EndpointProbe]):
+    class Meta:
+        model = EndpointProbe
+
+    endpoint = factory.SubFactory("tests.factories.FhirEndpointFactory")
+    payer = factory.SelfAttribute("endpoint.payer")
+    checked_at = factory.LazyFunction(timezone.now)
+    trigger = "radar"
+    ok = True
 
 
 class FirstAdministratorLinkFactory(factory.django.DjangoModelFactory[FirstAdministratorLink]):

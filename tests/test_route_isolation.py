@@ -50,6 +50,7 @@ from tests.factories import (
     ConsentSubscriptionFactory,
     DeliveryAttemptFactory,
     DeliveryFactory,
+    EndpointProbeFactory,
     ExchangeEventFactory,
     ExchangeRequestFactory,
     FhirEndpointFactory,
@@ -190,6 +191,7 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         payer=north.payer, former_payer=south.payer, name="Northwind enrollment",
         roster_name="northwind-roster.csv",
     )  # fmt: skip
+    endpoint = FhirEndpointFactory(payer=north.payer, base_url="https://fhir.northwind.example/r4")
     rows = [
         request,
         request.consent,
@@ -219,7 +221,11 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         HolderRegistrationFactory(
             payer=north.payer, former_payer=south.payer, backend_client_id="northwind-client"
         ),
-        FhirEndpointFactory(payer=north.payer, base_url="https://fhir.northwind.example/r4"),
+        endpoint,
+        EndpointProbeFactory(
+            endpoint=endpoint,
+            steps=[{"name": "Read the CapabilityStatement", "ok": False, "detail": "northwind"}],
+        ),
         IdentityProviderFactory(payer=north.payer, issuer=identity_provider),
         SftpDestinationFactory(payer=north.payer, host="sftp.northwind.example"),
         SigningKeyFactory(payer=north.payer),

@@ -36,7 +36,6 @@ from exchange.bulk.jobs import (
     ACTIVE_JOB_STATES,
     J,
     JobNext,
-    holder_client,
     job_error,
     job_forget_at_holder,
     job_load,
@@ -44,7 +43,7 @@ from exchange.bulk.jobs import (
 )
 from exchange.bulk.match_jobs import match_collect, match_kick_off
 from exchange.delivery import DeliveryFailed, cohort_remote_directory, deliver_files
-from exchange.fhir.capabilities import capability_summary
+from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirCallError
 from exchange.models import (
     BulkJob,
@@ -59,6 +58,7 @@ from exchange.models import (
 from exchange.payloads.layout import CohortFiles
 from exchange.payloads.storage import PayloadStorage
 from exchange.pipeline import exchange_request_fail
+from exchange.radar.services import holder_capabilities
 from exchange.state_machine import ENDED
 from hub.audit import ENGINE, audit_record
 
@@ -102,9 +102,10 @@ def cohort_prepare(*, cohort_id: int, payer_id: int) -> JobNext:
     cohort = _cohort(cohort_id, payer_id)
     if cohort.status != CohortStatus.PREPARING:
         return JobNext(cohort=True)
-    with holder_client(cohort) as client:
-        statement = client.fhir.read("metadata", resource_type="CapabilityStatement")
-    path, reason = _path_of(capability_summary(statement), cohort.former_payer.name)
+    # The holder's offers as the compatibility radar last found them (probed now when no
+    # recent probe read them, exchange/radar/).
+    endpoint = holder_endpoint_get(former_payer=cohort.former_payer)
+    path, reason = _path_of(holder_capabilities(endpoint=endpoint), cohort.former_payer.name)
     members = list(
         CohortMember.objects.for_payer(payer_id)
         .filter(cohort=cohort)

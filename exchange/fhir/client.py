@@ -328,6 +328,15 @@ class FhirClient:
         return None
 
     def _json_object(self, response: httpx.Response) -> dict[str, Any]:
+        # A web page where FHIR was expected (a portal, a login page, a wrong base URL):
+        # named as such, since "malformed JSON" would send people looking in the wrong place.
+        content_type = response.headers.get("content-type", "").lower()
+        if "html" in content_type or response.content.lstrip()[:1] == b"<":
+            raise FhirPermanentError(
+                f"{self.holder_name}'s server answered {response.request.url.path} with an HTML "
+                "page, not FHIR JSON.",
+                code="html_page",
+            )
         try:
             body = json_parse(response.content)
         except UnicodeDecodeError:

@@ -1,8 +1,10 @@
 from hub.models.audit import AuditEvent, AuditLogIsAppendOnly
 from hub.models.integration import (
     ClientAuthMethod,
+    EndpointProbe,
     FhirEndpoint,
     IdentityProvider,
+    ProbeTrigger,
     RoleClaimFormat,
     SftpDestination,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "AuditLogIsAppendOnly",
     "ClientAuthMethod",
     "DeliveryMode",
+    "EndpointProbe",
     "FhirEndpoint",
     "FirstAdministratorLink",
     "IdentityProvider",
@@ -35,6 +38,7 @@ __all__ = [
     "Payer",
     "PayerStatus",
     "PlanType",
+    "ProbeTrigger",
     "Role",
     "RoleClaimFormat",
     "SftpDestination",

@@ -60,6 +60,9 @@ class FhirEndpoint(TenantOwned):
         help_text="Operations and types found at the last test of /metadata.",
     )
     capabilities_checked_at = models.DateTimeField(null=True, blank=True)
+    # The compatibility radar's claim on its next probe (a conditional UPDATE, so a probe task
+    # delivered twice probes once; exchange/radar/services.py).
+    radar_claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -68,6 +71,53 @@ class FhirEndpoint(TenantOwned):
 
     def __str__(self) -> str:
         return self.base_url
+
+
+class ProbeTrigger(models.TextChoices):
+    """Who asked for a probe of a FHIR endpoint."""
+
+    RADAR = "radar", "The compatibility radar (scheduled)"
+    TEST = "test", "A plan administrator's Test"
+    ENGINE = "engine", "The engine, which found no recent probe"
+
+
+class EndpointProbe(TenantOwned):
+    """One probe of a payer's FHIR endpoint by the compatibility radar (exchange/radar/).
+
+    The payer is the probed one (the endpoint's). ``summary`` is what the engine decides
+    by: FHIR version, operations, searchable types, bulk output formats, whether the SMART
+    and Da Vinci configurations were read and a token obtained. ``changes`` are the
+    differences from the endpoint's previous probe, as sentences; a probe with changes is
+    kept for ever, one without is pruned after ``RADAR_PROBE_RETENTION_DAYS`` unless it is
+    the endpoint's latest.
+    """
+
+    endpoint = models.ForeignKey(FhirEndpoint, on_delete=models.CASCADE, related_name="probes")
+    checked_at = models.DateTimeField()
+    trigger = models.CharField(max_length=8, choices=ProbeTrigger.choices)
+    ok = models.BooleanField()
+    summary = models.JSONField(default=dict, blank=True)
+    # The steps of the probe as the Test shows them: [{"name", "ok", "detail"}].
+    steps = models.JSONField(default=list, blank=True)
+    changes = models.JSONField(default=list, blank=True)
+    # When the operator's and administrators' alert about the changes was sent (claimed once).
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "compatibility radar probe"
+        verbose_name_plural = "compatibility radar"
+        indexes = [
+            models.Index(fields=["endpoint", "-checked_at"], name="endpoint_probe_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} at {self.checked_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def headline(self) -> str:
+        """Return the first failed step's sentence, or that every step passed."""
+        failed = next((s for s in self.steps if not s.get("ok")), None)
+        return str(failed["detail"]) if failed else "Every check passed."
 
 
 class ClientAuthMethod(models.TextChoices):

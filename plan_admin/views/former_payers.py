@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from exchange.models import RegistrationChoice
+from exchange.radar.selectors import holder_probes_latest
 from exchange.smart.registration import hub_jwks_url
 from exchange.smart.registration_settings import (
     FormerPayerRegistration,
@@ -53,10 +54,17 @@ def _values_to_register(payer: Payer) -> list[tuple[str, str]]:
 @require_GET
 def former_payers_page(request: HttpRequest, payer: Payer) -> HttpResponse:
     """List the former payers this payer's members can ask, with the hub's registration at each."""
+    entries = holder_registrations_list(payer=payer)
+    # How each former payer last answered the compatibility radar: a holder that stopped
+    # offering what this payer's pulls use shows here before a request fails.
+    probes = holder_probes_latest(former_payer_ids=[entry.former_payer.pk for entry in entries])
     return render(
         request,
         "plan_admin/former_payers.html",
-        {"payer": payer, "entries": holder_registrations_list(payer=payer)},
+        {
+            "payer": payer,
+            "rows": [(entry, probes.get(entry.former_payer.pk)) for entry in entries],
+        },
     )
 
 

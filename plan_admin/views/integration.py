@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from exchange.connectivity import fhir_endpoint_check
 from exchange.delivery import sftp as sftp_delivery
 from exchange.delivery.protocol import DeliveryFailed
+from exchange.radar.selectors import endpoint_probes_of
 from hub.audit import client_address
 from hub.connectivity import ConnectivityReport
 from hub.htmx_requests import wants_fragment
@@ -134,6 +135,9 @@ def _settings_page(
         "hub_values": hub_values_to_register(payer),
         "signing_keys": selectors.signing_keys_published(payer=payer),
         "algorithms": SigningAlgorithm.choices,
+        # The compatibility radar's latest probe of the payer's endpoint, and its latest change.
+        "last_probe": endpoint_probes_of(payer=payer).first(),
+        "last_change": endpoint_probes_of(payer=payer).exclude(changes=[]).first(),
         # Template variables cannot contain dashes: "fhir-endpoint" is shown as fhir_endpoint.
         "reports": {part.replace("-", "_"): report for part, report in (reports or {}).items()},
         **page_forms,

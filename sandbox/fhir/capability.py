@@ -35,8 +35,12 @@ def capability_statement(sandbox: Sandbox) -> dict[str, Any]:
         }
         if resource_type == "Patient":
             entry["operation"] = [
-                {"name": "member-match", "definition": HREX_MEMBER_MATCH},
-                {"name": "everything", "definition": EVERYTHING},
+                operation
+                for operation in (
+                    {"name": "member-match", "definition": HREX_MEMBER_MATCH},
+                    {"name": "everything", "definition": EVERYTHING},
+                )
+                if operation["name"] not in sandbox.withdrawn_operations
             ]
         resources.append(entry)
     resources.append(

@@ -65,6 +65,8 @@ def _dispatch(request: HttpRequest, sandbox: Sandbox, parts: list[str]) -> HttpR
         grant = access.bearer_grant(request, sandbox)
         return fhir_response(member_match(sandbox, grant, json_body(request)))
     if operation == "$everything" and len(parts) == 3 and resource_type == "Patient":
+        if "everything" in sandbox.withdrawn_operations:
+            raise FhirError(404, "not-supported", "Patient/$everything is not offered here")
         require_method(request, "GET")
         return _everything(request, sandbox, parts[1])
     if operation:

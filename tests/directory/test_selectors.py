@@ -32,7 +32,7 @@ def test_other_participating_payers_are_listed_with_their_endpoint_status(
 
     assert [(entry.payer.name, entry.endpoint_status) for entry in entries] == [
         ("Prairie Health", "No FHIR endpoint yet"),
-        ("Southern Cross Health", "Endpoint registered, not tested yet"),
+        ("Southern Cross Health", "Endpoint registered, waiting for its first probe"),
         ("West Coast Health", "Endpoint tested"),
     ]  # not North itself, not the invited plan
 

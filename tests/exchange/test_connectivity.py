@@ -26,12 +26,18 @@ def test_a_sandbox_payer_passes_and_its_operations_are_kept(
         ("Read the CapabilityStatement", True),
         ("List the operations", True),
         ("Read the SMART configuration", True),
+        ("Read the Da Vinci configuration", True),
+        ("Check the bulk output format", True),
         ("Get a payer-to-payer token", True),
     ]
     details = [step.detail for step in report.steps]
     assert details[1].startswith("Offers $member-match, $everything")
     assert f"Tokens at {holder.base}/auth/token" in details[2]
-    assert "as North Star Health" in details[3]
+    assert details[3] == "Not published (optional; nothing to do)."
+    assert details[4].startswith(
+        "Group exports ($davinci-data-export) come as application/fhir+ndjson"
+    )
+    assert "as North Star Health" in details[5]
     endpoint.refresh_from_db()
     assert endpoint.capabilities["fhir_version"] == "4.0.1"
     assert {"member-match", "everything"} <= set(endpoint.capabilities["operations"])

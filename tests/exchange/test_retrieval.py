@@ -566,8 +566,9 @@ def test_a_token_that_cannot_be_had_for_the_next_page_fails_after_this_page_is_s
 
     def provider(force_refresh: bool) -> str:
         calls.append(force_refresh)
-        # The metadata read, page 1; then the token server is down for page 2.
-        if len(calls) > 2:
+        # Page 1 (the CapabilityStatement was read by the radar's probe, without a token);
+        # then the token server is down for page 2.
+        if len(calls) > 1:
             raise FhirTransientError("the token server is down", code="unavailable")
         return real(force_refresh)
 

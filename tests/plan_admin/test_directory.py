@@ -28,7 +28,7 @@ def test_the_directory_lists_participating_payers_with_endpoint_status(
     response = client.get(admin_url("directory"))
     assert _names(response) == ["Southern Cross Health", "West Coast Health"]  # not us, not invited
     page = response.content.decode()
-    assert "Endpoint tested" in page and "Endpoint registered, not tested yet" in page
+    assert "Endpoint tested" in page and "Endpoint registered, waiting for its first probe" in page
     assert "Medicaid" in page and "CA, OR" in page
 
     assert _names(client.get(admin_url("directory"), {"q": "west"})) == ["West Coast Health"]

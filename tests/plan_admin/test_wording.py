@@ -206,12 +206,13 @@ def test_a_payer_that_delivered_to_us_shows_as_working_in_the_directory(
     FhirEndpointFactory(payer=south.payer, capabilities_checked_at=None)
     client = signed_in(north.admin)
     assert (
-        "Endpoint registered, not tested yet" in client.get(admin_url("directory")).content.decode()
+        "Endpoint registered, waiting for its first probe"
+        in client.get(admin_url("directory")).content.decode()
     )
     _request(north, south.payer, status=ExchangeStatus.DELIVERED)
     page = client.get(admin_url("directory")).content.decode()
     assert "Working: records delivered" in page
-    assert "not tested yet" not in page
+    assert "waiting for its first probe" not in page
 
 
 def test_every_screening_rule_and_status_has_its_own_words() -> None:
