@@ -16,9 +16,9 @@ from exchange.fhir.client import FhirClient
 from exchange.fhir.errors import FhirCallError
 from exchange.smart.backend_services import backend_access_token
 from exchange.smart.discovery import smart_configuration_read
+from hub.client_certificates import holder_http_client
 from hub.connectivity import ConnectivityReport
 from hub.models import FhirEndpoint, Payer, SigningKey, SigningKeyStatus
-from hub.outbound import PayerHttpClient
 
 READ_METADATA = "Read the CapabilityStatement"
 LIST_OPERATIONS = "List the operations"
@@ -102,7 +102,7 @@ def fhir_endpoint_check(
     """
     report = ConnectivityReport(subject=f"FHIR endpoint {endpoint.base_url}")
     holder_name = endpoint.payer.name
-    with PayerHttpClient() as http:
+    with holder_http_client(requesting_payer=requesting_payer or endpoint.payer) as http:
         # One attempt: an administrator is waiting for the answer.
         fhir = FhirClient(
             base_url=endpoint.base_url, holder_name=holder_name, http=http, max_attempts=1
