@@ -7,10 +7,17 @@ each page's permissions below. Every page that shows a payer's data records the 
 
 from django.contrib import admin
 
-from operator_console.admin import audit_log, exchange_requests, onboarding, payers, users
+from operator_console.admin import (
+    audit_log,
+    exchange_requests,
+    onboarding,
+    payers,
+    registrations,
+    users,
+)
 
 admin.site.site_header = "Hub operator console"
 admin.site.site_title = "Hub operator console"
 admin.site.index_title = "Payers, onboarding, people, requests and the audit log"
 
-__all__ = ["audit_log", "exchange_requests", "onboarding", "payers", "users"]
+__all__ = ["audit_log", "exchange_requests", "onboarding", "payers", "registrations", "users"]
