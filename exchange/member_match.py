@@ -27,7 +27,7 @@ from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirCallError, FhirPermanentError
 from exchange.models import ConsentStatus, ExchangeRequest, ExchangeStatus
 from exchange.smart.backend_services import backend_access_token
-from hub.outbound import PayerHttpClient
+from hub.client_certificates import holder_http_client
 
 # The local id of MemberPatient inside the Parameters; the references point at it.
 MEMBER_PATIENT_ID = "member"
@@ -258,7 +258,7 @@ def member_match_run(*, exchange_request: ExchangeRequest) -> MemberMatchOutcome
             payer=exchange_request.payer, former_payer=former_payer, force_refresh=force_refresh
         )
 
-    with PayerHttpClient() as http:
+    with holder_http_client(requesting_payer=exchange_request.payer_id) as http:
         fhir = FhirClient(
             base_url=endpoint.base_url,
             holder_name=former_payer.name,

@@ -65,7 +65,7 @@ from exchange.request_stopped import RequestStopped
 from exchange.screening import ScreeningRun
 from exchange.smart.access import token_provider_for
 from exchange.state_machine import IN_PROGRESS
-from hub.outbound import PayerHttpClient
+from hub.client_certificates import holder_http_client
 
 EVERYTHING = "everything"
 SEARCH = "search"
@@ -408,7 +408,7 @@ def _records_retrieve(
     if cursor.get("done"):
         return result(0.0)
     token_provider = token_provider_for(exchange_request)
-    with PayerHttpClient() as http:
+    with holder_http_client(requesting_payer=exchange_request.payer_id) as http:
         fhir = FhirClient(
             base_url=endpoint.base_url,
             holder_name=former_name,

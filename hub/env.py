@@ -83,3 +83,13 @@ def env_url(name: str, default: object = _UNSET, *, schemes: tuple[str, ...]) ->
         allowed = ", ".join(schemes)
         raise ImproperlyConfigured(f"{name} must be a URL with scheme {allowed}, not {value!r}")
     return value
+
+
+def env_readable_file(name: str) -> str:
+    """Return the path of a file the process can read, or "" when the variable is unset."""
+    value = env_str(name, "")
+    if value and not os.access(value, os.R_OK):
+        raise ImproperlyConfigured(f"{name}: cannot read {value} (no such file, or not readable)")
+    if value and not Path(value).is_file():
+        raise ImproperlyConfigured(f"{name}: {value} is not a file")
+    return value

@@ -8,15 +8,22 @@ What it guarantees (ARCHITECTURE.md "Security model"):
   the connection goes to the very address that was checked, so a DNS answer that
   changes between check and connect (rebinding) cannot slip through;
 - every redirect hop passes the same checks, because each hop goes through the
-  same transport.
+  same transport;
+- a requesting payer's client certificate (mutual TLS, hub.client_certificates) is offered
+  to holders that ask for one, and a holder refusing the connection for want of one, or
+  refusing the one offered, is told apart from a network fault.
 """
 
 import functools
 import ipaddress
+import os
 import socket
 import ssl
+import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -45,6 +52,70 @@ class TransportFailure(OutboundError):
     """The network failed (refused, reset, timed out); worth retrying later."""
 
     permanent = False
+
+
+# TLS alerts a server sends when it wants a client certificate and got none (TLS 1.3
+# certificate_required, RFC 8446 §4.4.2.4; TLS 1.2 servers answer handshake_failure).
+_CERTIFICATE_MISSING_ALERTS = frozenset(
+    {"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"}
+)
+# TLS alerts about the client certificate that was sent (RFC 8446 §6.2).
+_CERTIFICATE_REFUSED_ALERTS = frozenset(
+    {
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+        "TLSV1_ALERT_ACCESS_DENIED",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    }
+)
+
+
+class ClientCertificateRefused(OutboundError):
+    """The server ended the TLS handshake over the client certificate: it required one and
+    none was presented (``presented`` False), or it refused the one presented. Permanent:
+    retrying cannot help until the payer's administrator uploads a certificate it accepts."""
+
+    def __init__(self, message: str, *, host: str, presented: bool, alert: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.presented = presented
+        self.alert = alert
+
+
+def _tls_alert(exc: BaseException) -> str:
+    """Return the reason of the ssl.SSLError under ``exc`` (httpx and httpcore wrap it), or ""."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return str(seen.reason or "")
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
+def _certificate_refusal(
+    exc: BaseException, *, host: str, presented: bool
+) -> ClientCertificateRefused | None:
+    """Return the ClientCertificateRefused a TLS failure amounts to, or None for another fault."""
+    alert = _tls_alert(exc)
+    if not presented and alert in _CERTIFICATE_MISSING_ALERTS:
+        return ClientCertificateRefused(
+            f"{host} requires a client certificate (TLS alert {alert})",
+            host=host,
+            presented=False,
+            alert=alert,
+        )
+    if presented and alert in _CERTIFICATE_REFUSED_ALERTS:
+        return ClientCertificateRefused(
+            f"{host} refused the client certificate (TLS alert {alert})",
+            host=host,
+            presented=True,
+            alert=alert,
+        )
+    return None
 
 
 def _address_is_public(address: IPAddress) -> bool:
@@ -81,6 +152,10 @@ def vet_destination(host: str, port: int) -> str:
 class _VettedTransport(httpx.HTTPTransport):
     """Vet each request's destination and connect to the vetted address."""
 
+    def __init__(self, *, presents_certificate: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.presents_certificate = presents_certificate
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         host = url.host
@@ -106,25 +181,111 @@ class _VettedTransport(httpx.HTTPTransport):
         try:
             return super().handle_request(request)
         except httpx.TransportError as exc:
+            refusal = _certificate_refusal(exc, host=host, presented=self.presents_certificate)
+            if refusal is not None:
+                raise refusal from None
             raise TransportFailure(f"{host}: {exc.__class__.__name__}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class ClientTlsIdentity:
+    """A client certificate chain (PEM, leaf first) and its private key, for mutual TLS."""
+
+    fingerprint_sha256: str
+    certificate_chain_pem: str
+    private_key_pem: str = field(repr=False)
+
+
+def _new_verifying_context(ca_file: str) -> ssl.SSLContext:
+    """Return a context verifying servers against the trust store httpx would use
+    (SSL_CERT_FILE / SSL_CERT_DIR, else certifi), plus the OUTBOUND_CA_FILE bundle when set:
+    a private CA is added to the public ones, never put in their place."""
+    context = httpx.create_ssl_context(verify=True)
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 @functools.cache
-def _verifying_tls_context() -> ssl.SSLContext:
-    """Return the one TLS context of outbound calls: certificates verified against the trust
-    store httpx would use (SSL_CERT_FILE / SSL_CERT_DIR, else certifi). Built once per
-    process: loading the trust store costs tens of milliseconds, and a worker opens a client
-    for every poll of a bulk job."""
-    return httpx.create_ssl_context(verify=True)
+def _verifying_tls_context(ca_file: str) -> ssl.SSLContext:
+    """Return the TLS context of outbound calls that present no client certificate. Built
+    once per process (and trust setting): loading the trust store costs tens of milliseconds,
+    and a worker opens a client for every poll of a bulk job."""
+    return _new_verifying_context(ca_file)
+
+
+def _load_identity(context: ssl.SSLContext, identity: ClientTlsIdentity) -> None:
+    """Load the certificate chain and key into ``context`` without the key touching a disk.
+
+    ``SSLContext.load_cert_chain`` reads only from paths, so the PEM goes into an anonymous
+    in-memory file (memfd_create, Linux) read through /proc/self/fd; elsewhere into a 0600
+    temporary file removed as soon as it has been read.
+    """
+    pem = f"{identity.certificate_chain_pem.strip()}\n{identity.private_key_pem.strip()}\n"
+    data = pem.encode("ascii")
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        descriptor = os.memfd_create("payer-client-certificate", os.MFD_CLOEXEC)
+        try:
+            os.write(descriptor, data)
+            context.load_cert_chain(f"/proc/self/fd/{descriptor}")
+        finally:
+            os.close(descriptor)
+        return
+    descriptor, path = tempfile.mkstemp(prefix="payer-client-certificate-")  # mode 0600
+    try:
+        os.write(descriptor, data)
+        os.close(descriptor)
+        context.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+
+
+_identity_contexts: dict[tuple[str, str], ssl.SSLContext] = {}
+_identity_contexts_lock = threading.Lock()
+
+
+def _identity_tls_context(identity: ClientTlsIdentity, ca_file: str) -> ssl.SSLContext:
+    """Return the verifying context that also offers ``identity``, one per process per
+    certificate (keyed by its fingerprint): a replaced certificate gets a context of its own."""
+    key = (identity.fingerprint_sha256, ca_file)
+    with _identity_contexts_lock:
+        context = _identity_contexts.get(key)
+        if context is None:
+            context = _new_verifying_context(ca_file)
+            _load_identity(context, identity)
+            _identity_contexts[key] = context
+        return context
 
 
 class PayerHttpClient:
-    """Make calls to payers and identity providers. Use as a context manager."""
+    """Make calls to payers and identity providers. Use as a context manager.
 
-    def __init__(self, *, max_response_bytes: int | None = None) -> None:
+    ``client_identity`` is the requesting payer's client certificate, for holders that
+    require mutual TLS (seed 002: the mTLS connection carries registration and
+    ``$member-match``). Offering it to every holder is harmless: a TLS client sends its
+    certificate only when the server asks for one (CertificateRequest, RFC 8446 §4.3.2),
+    so a holder that does not ask never sees it.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_response_bytes: int | None = None,
+        client_identity: ClientTlsIdentity | None = None,
+    ) -> None:
         self.max_response_bytes = max_response_bytes or settings.OUTBOUND_MAX_RESPONSE_BYTES
+        ca_file = settings.OUTBOUND_CA_FILE
+        tls_context = (
+            _identity_tls_context(client_identity, ca_file)
+            if client_identity is not None
+            else _verifying_tls_context(ca_file)
+        )
         self._client = httpx.Client(
-            transport=_VettedTransport(verify=_verifying_tls_context(), retries=0),
+            transport=_VettedTransport(
+                verify=tls_context,
+                retries=0,
+                presents_certificate=client_identity is not None,
+            ),
             timeout=httpx.Timeout(
                 connect=settings.OUTBOUND_CONNECT_TIMEOUT_SECONDS,
                 read=settings.OUTBOUND_READ_TIMEOUT_SECONDS,

@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from hub.env import env_bool, env_int, env_list, env_str, env_url
+from hub.env import env_bool, env_int, env_list, env_readable_file, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,9 @@ OUTBOUND_CONNECT_TIMEOUT_SECONDS = env_int("OUTBOUND_CONNECT_TIMEOUT_SECONDS", 1
 OUTBOUND_READ_TIMEOUT_SECONDS = env_int("OUTBOUND_READ_TIMEOUT_SECONDS", 60, minimum=1)
 OUTBOUND_MAX_RESPONSE_BYTES = env_int("OUTBOUND_MAX_RESPONSE_BYTES", 50 * 1024 * 1024, minimum=1024)
 OUTBOUND_MAX_REDIRECTS = env_int("OUTBOUND_MAX_REDIRECTS", 5)
+# A PEM bundle of certificate authorities trusted for outbound TLS *in addition to* the
+# system's (a holder or test CA that issues private certificates); empty: the system's only.
+OUTBOUND_CA_FILE = env_readable_file("OUTBOUND_CA_FILE")
 # A webhook endpoint must answer 2xx within this (Standard Webhooks recommends a short timeout:
 # the receiver queues the work and answers at once).
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 15, minimum=1)

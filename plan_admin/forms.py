@@ -15,6 +15,7 @@ from django.db import models
 
 from exchange.models import ExchangeStatus, RegistrationChoice
 from exchange.webhooks.events import EVENT_TYPES
+from hub.client_certificates import PEM_MAX_BYTES
 from hub.models import (
     FhirEndpoint,
     IdentityProvider,
@@ -419,3 +420,46 @@ class MemberEducationForm(forms.Form):
         required=False,
         help_text="Leave it empty to number versions 1, 2, 3…; or give your own, e.g. 2027-01.",
     )
+
+
+class ClientCertificateForm(forms.Form):
+    """The payer's client certificate for holders that require mutual TLS, as two PEM files.
+
+    The files are only read here; hub.client_certificates checks them (PEM, key matches,
+    valid now, RSA or EC) and says what to fix.
+    """
+
+    certificate = forms.FileField(
+        label="Certificate (PEM)",
+        help_text="Your payer's client certificate, followed by any intermediate certificates "
+        "the former payer needs (a .pem or .crt file starting with -----BEGIN CERTIFICATE-----).",
+        widget=forms.FileInput(attrs={"accept": ".pem,.crt,.cer"}),
+    )
+    private_key = forms.FileField(
+        label="Private key (PEM)",
+        help_text="The RSA or EC key the certificate was issued for, without a passphrase. The "
+        "hub keeps it encrypted and never shows it again.",
+        widget=forms.FileInput(attrs={"accept": ".pem,.key"}),
+    )
+
+    def _small(self, name: str, what: str) -> Any:
+        upload = self.cleaned_data[name]
+        if upload.size > PEM_MAX_BYTES:
+            raise ValidationError(
+                f"The {what} file is {upload.size // 1024} KB; a PEM {what} is at most "
+                f"{PEM_MAX_BYTES // 1024} KB. Check that you chose the right file.",
+                code="too_large",
+            )
+        return upload
+
+    def clean_certificate(self) -> Any:
+        return self._small("certificate", "certificate")
+
+    def clean_private_key(self) -> Any:
+        return self._small("private_key", "private key")
+
+    def file_bytes(self, name: str) -> bytes:
+        """Return the uploaded file's content (the check refuses anything too large to be PEM)."""
+        upload = self.cleaned_data[name]
+        content: bytes = upload.read(PEM_MAX_BYTES + 1)
+        return content

@@ -20,6 +20,16 @@ urlpatterns = [
     path("settings/<slug:part>/", integration.settings_save, name="settings-save"),
     path("settings/<slug:part>/test/", integration.settings_test, name="settings-test"),
     path("sftp-host-key/", integration.sftp_host_key_fetch, name="sftp-host-key"),
+    path(
+        "client-certificate/",
+        integration.client_certificate_upload_view,
+        name="client-certificate-upload",
+    ),
+    path(
+        "client-certificate/<int:certificate_id>/remove/",
+        integration.client_certificate_remove_view,
+        name="client-certificate-remove",
+    ),
     path("signing-keys/rotate/", integration.signing_key_rotate_view, name="signing-key-rotate"),
     path("former-payers/", former_payers.former_payers_page, name="former-payers"),
     path(

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.wsgi import get_wsgi_application
 
     from sandbox.runtime import Sandbox, UnknownLargeMember, install
-    from sandbox.server import serve
+    from sandbox.server import serve, tls_context
 
     # Exit normally on SIGTERM (how tests and the demo stop a sandbox), so atexit cleanup runs.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m sandbox: error: {exc}", file=sys.stderr)
         return 2
     install(sandbox)
+    tls = (
+        tls_context(cert=config.tls_cert, key=config.tls_key, client_ca=config.client_ca)
+        if config.tls_cert and config.tls_key
+        else None
+    )
     application = get_wsgi_application()
     print(
         f"sandbox payer {config.name!r}: FHIR {config.fhir_base}, issuer {config.issuer}, "
@@ -37,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        serve(application, port=config.port, verbose=config.verbose)
+        serve(application, port=config.port, verbose=config.verbose, tls=tls)
     except KeyboardInterrupt:
         return 0
     return 0

@@ -45,6 +45,12 @@ class SandboxConfig:
     # (username, care factor) of members whose yearly care repeats that many times.
     large_members: tuple[tuple[str, int], ...] = ()
     verbose: bool = False
+    # HTTPS: the server's certificate chain and key (PEM); client_ca makes it a holder that
+    # requires mutual TLS, like the Connectathon one (PDex seed 002), accepting only client
+    # certificates that CA signed.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
 
     def care_factor(self, username: str) -> int:
         """Return how many times a year's ordinary care repeats for username (1 unless large)."""
@@ -59,7 +65,8 @@ class SandboxConfig:
     @property
     def base_url(self) -> str:
         """Return the origin every URL of this sandbox starts with."""
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def fhir_base(self) -> str:
@@ -178,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeat a year's ordinary care FACTOR times in this member's record (about 300 "
         "resources per factor for patricia.person): one member with a very large record",
     )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="serve HTTPS with this PEM certificate (chain); needs --tls-key",
+    )
+    parser.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
+    parser.add_argument(
+        "--client-ca",
+        type=Path,
+        help="require a client certificate signed by this PEM CA (mutual TLS); needs --tls-cert",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -189,6 +207,17 @@ def config_from_args(argv: list[str] | None = None) -> SandboxConfig:
     large_usernames = [username for username, _ in args.large_member]
     if len(set(large_usernames)) < len(large_usernames):
         parser.error("--large-member: a username is given more than once")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together: give both to serve HTTPS")
+    if args.client_ca and not args.tls_cert:
+        parser.error("--client-ca needs --tls-cert and --tls-key: mutual TLS is served over HTTPS")
+    for flag, path in (
+        ("--tls-cert", args.tls_cert),
+        ("--tls-key", args.tls_key),
+        ("--client-ca", args.client_ca),
+    ):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag}: no such file: {path}")
     env_uris = [u for u in os.environ.get(REDIRECT_URIS_ENV, "").split(",") if u.strip()]
     as_of = args.as_of or dt.datetime.now(dt.UTC).date()
     return SandboxConfig(
@@ -211,4 +240,7 @@ def config_from_args(argv: list[str] | None = None) -> SandboxConfig:
         hub_client_id=args.hub_client_id,
         large_members=tuple(args.large_member),
         verbose=args.verbose,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
     )

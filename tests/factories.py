@@ -41,6 +41,7 @@ from exchange.repository.models import RepositoryFile, RepositoryKey
 from exchange.webhooks.events import REQUEST_STATUS_CHANGED, webhook_message_id
 from exchange.webhooks.signing import webhook_secret_generate
 from hub.models import (
+    ClientCertificate,
     EndpointProbe,
     FhirEndpoint,
     FirstAdministratorLink,
@@ -327,6 +328,25 @@ class SigningKeyFactory(factory.django.DjangoModelFactory[SigningKey]):
     public_jwk = factory.LazyAttribute(lambda o: {"kty": "EC", "crv": "P-384", "kid": o.kid})
     # Previous keys may be many per algorithm; an active one is one per payer and algorithm.
     status = SigningKeyStatus.PREVIOUS
+
+
+class ClientCertificateFactory(factory.django.DjangoModelFactory[ClientCertificate]):
+    """A certificate row without real key material; hub.client_certificates checks real ones
+    (tests/support/pki.py makes them)."""
+
+    class Meta:
+        model = ClientCertificate
+
+    payer = factory.SubFactory(PayerFactory)
+    certificate_chain_pem = "not a real certificate"
+    private_key_pem = "not a real private key"
+    subject = factory.LazyAttribute(lambda o: f"CN={o.payer.name}")
+    issuer = "CN=Test CA"
+    serial_number = "1"
+    key_type = "EC secp256r1"
+    not_before = factory.LazyFunction(lambda: timezone.now() - timedelta(days=1))
+    not_after = factory.LazyFunction(lambda: timezone.now() + timedelta(days=30))
+    fingerprint_sha256 = factory.Sequence(lambda n: f"{n:064x}")
 
 
 class HolderRegistrationFactory(factory.django.DjangoModelFactory[HolderRegistration]):

@@ -40,10 +40,11 @@ from exchange.models import (
 )
 from exchange.repository.models import RepositoryKey
 from hub.audit import audit_record
-from hub.models import AuditEvent, TenantOwned, User
+from hub.models import AuditEvent, ClientCertificate, TenantOwned, User
 from tests.conftest import Tenant
 from tests.factories import (
     BulkJobFactory,
+    ClientCertificateFactory,
     CohortFactory,
     CohortMemberFactory,
     ConsentNotificationFactory,
@@ -147,6 +148,7 @@ class NorthsData:
             RepositoryKey.objects.for_payer(payer).values_list("revoked_at", flat=True).get(),
             ConsentSubscription.objects.for_payer(payer).values_list("status", flat=True).get(),
             AuditEvent.objects.for_payer(payer).count(),
+            ClientCertificate.objects.for_payer(payer).values_list("subject", flat=True).get(),
             (payer.client_jwks_url, payer.delivery_mode),
             WebhookEndpoint.objects.for_payer(payer).values_list("active", flat=True).get(),
             WebhookMessage.objects.for_payer(payer)
@@ -229,6 +231,7 @@ def norths_data(north: Tenant, south: Tenant, identity_provider: str) -> NorthsD
         IdentityProviderFactory(payer=north.payer, issuer=identity_provider),
         SftpDestinationFactory(payer=north.payer, host="sftp.northwind.example"),
         SigningKeyFactory(payer=north.payer),
+        ClientCertificateFactory(payer=north.payer, subject="CN=Northwind client"),
         RepositoryKeyFactory(payer=north.payer, label="northwind claims intake"),
         RepositoryFileFactory(payer=north.payer, path="south/1/northwind-bundle.json"),
         OnboardingRequestFactory(requested_by=north.member, organization_name="Northwind Co-op"),
@@ -268,6 +271,7 @@ PARAM_KINDS = {
     "endpoint_id": WebhookEndpoint,
     "message_id": WebhookMessage,
     "schedule_id": PullSchedule,
+    "certificate_id": ClientCertificate,
 }
 
 

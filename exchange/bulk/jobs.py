@@ -39,7 +39,7 @@ from exchange.payloads.storage import PayloadStorage
 from exchange.pipeline import exchange_request_fail
 from exchange.smart.backend_services import backend_access_token
 from exchange.smart.scopes import BULK_MATCH_SCOPES
-from hub.outbound import PayerHttpClient
+from hub.client_certificates import holder_http_client
 
 logger = logging.getLogger(__name__)
 S = ExchangeStatus
@@ -93,7 +93,9 @@ def holder_client(
             extra_scopes=BULK_MATCH_SCOPES,
         )
 
-    with PayerHttpClient(max_response_bytes=max_response_bytes) as http:
+    with holder_http_client(
+        requesting_payer=cohort.payer_id, max_response_bytes=max_response_bytes
+    ) as http:
         yield BulkDataClient(
             FhirClient(
                 base_url=endpoint.base_url,

@@ -13,7 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from exchange.models import ConsentNotification, ConsentSubscription, SubscriptionStatus
-from hub.outbound import OutboundError, PayerHttpClient
+from hub.client_certificates import holder_http_client
+from hub.outbound import OutboundError
 
 
 class NotificationNotDelivered(Exception):
@@ -41,7 +42,7 @@ def consent_notification_deliver(*, notification_id: int, payer_id: int) -> None
         attempts=notification.attempts + 1
     )
     try:
-        with PayerHttpClient() as client:
+        with holder_http_client(requesting_payer=payer_id) as client:
             response = client.post(subscription.endpoint, content=body, headers=headers)
     except OutboundError as exc:
         _failed(notification, str(exc))

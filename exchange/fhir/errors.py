@@ -8,7 +8,13 @@ member or a plan administrator can read and act on.
 
 from typing import Any
 
-from hub.outbound import DestinationForbidden, OutboundError, ResponseTooLarge, TransportFailure
+from hub.outbound import (
+    ClientCertificateRefused,
+    DestinationForbidden,
+    OutboundError,
+    ResponseTooLarge,
+    TransportFailure,
+)
 
 
 class FhirCallError(Exception):
@@ -53,6 +59,21 @@ class FhirPermanentError(FhirCallError):
 
 def outbound_failure(exc: OutboundError, *, holder_name: str) -> FhirCallError:
     """Return the FhirCallError of a failure of hub.outbound's client (no HTTP answer at all)."""
+    if isinstance(exc, ClientCertificateRefused):
+        # Mutual TLS (seed 002): only the payer's administrator can fix this, on the
+        # integration page; retrying would be refused the same way.
+        if not exc.presented:
+            return FhirPermanentError(
+                f"{holder_name} requires a client certificate (mutual TLS); upload your "
+                "payer's certificate on the integration page.",
+                code="client_certificate_required",
+            )
+        return FhirPermanentError(
+            f"{holder_name} refused your payer's client certificate (mutual TLS, TLS alert "
+            f"{exc.alert}); ask {holder_name} which certificate authorities it trusts, and "
+            "upload a certificate issued by one of them on the integration page.",
+            code="client_certificate_refused",
+        )
     if isinstance(exc, TransportFailure):
         return FhirTransientError(
             f"{holder_name}'s server could not be reached ({exc}); the hub will try again.",

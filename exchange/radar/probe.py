@@ -25,9 +25,9 @@ from exchange.fhir.errors import FhirCallError
 from exchange.models import HolderRegistration
 from exchange.smart.backend_services import backend_access_token
 from exchange.smart.discovery import smart_configuration_read
+from hub.client_certificates import holder_http_client
 from hub.connectivity import ConnectivityReport
 from hub.models import FhirEndpoint, Payer, SigningKey, SigningKeyStatus
-from hub.outbound import PayerHttpClient
 
 READ_METADATA = "Read the CapabilityStatement"
 LIST_OPERATIONS = "List the operations"
@@ -214,7 +214,9 @@ def endpoint_probe(
         checked_at=timezone.now(),
     )
     report = result.report
-    with PayerHttpClient() as http:
+    asking = requesting_payer or endpoint.payer
+    # As the payer who asks: a holder that requires mutual TLS sees its client certificate.
+    with holder_http_client(requesting_payer=asking) as http:
         fhir = FhirClient(
             base_url=endpoint.base_url,
             holder_name=endpoint.payer.name,
@@ -251,5 +253,5 @@ def endpoint_probe(
     summary["token"] = TOKEN_NOT_TRIED
     # As the Test always did: no token without a SMART configuration to find the token URL in.
     if try_token and endpoint.offers_backend_services and report.ok:
-        _token_step(endpoint, requesting_payer or endpoint.payer, summary, report)
+        _token_step(endpoint, asking, summary, report)
     return result

@@ -21,6 +21,7 @@ from exchange.smart.registration import (
     holder_registration_backend,
     holder_registration_error_record,
 )
+from hub.client_certificates import holder_http_client
 from hub.models import FhirEndpoint, Payer
 from hub.outbound import PayerHttpClient
 from hub.signing_keys import CLIENT_ASSERTION_TYPE, client_assertion_sign
@@ -97,7 +98,7 @@ def backend_access_token(
     ):
         return cached.backend_access_token
     try:
-        with PayerHttpClient() as http:
+        with holder_http_client(requesting_payer=payer) as http:
             configuration = smart_configuration_read(endpoint=endpoint, http=http)
             registration = holder_registration_backend(
                 payer=payer, endpoint=endpoint, configuration=configuration, http=http

@@ -23,6 +23,7 @@ from exchange.smart.backend_services import token_renewal_time
 from exchange.smart.discovery import smart_configuration_read
 from exchange.smart.oauth import TokenResponse, token_request
 from exchange.smart.registration import holder_registration_member
+from hub.client_certificates import holder_http_client
 from hub.models import Payer, User
 from hub.outbound import PayerHttpClient
 
@@ -54,7 +55,7 @@ def member_launch_begin(*, exchange_request: ExchangeRequest, redirect_uri: str)
             f"{former_payer.name} does not offer member sign-in (SMART App Launch).",
             code="member_authorization_not_offered",
         )
-    with PayerHttpClient() as http:
+    with holder_http_client(requesting_payer=exchange_request.payer_id) as http:
         configuration = smart_configuration_read(endpoint=endpoint, http=http)
         if not configuration.authorization_endpoint:
             raise FhirPermanentError(
@@ -178,7 +179,7 @@ def _open_launch(*, payer: Payer, member: User, state: str, redirect_uri: str) -
 def _member_token(exchange_request: ExchangeRequest, form: dict[str, str]) -> TokenResponse:
     """Ask the former payer's token endpoint for the member's tokens (code or refresh grant)."""
     fields, basic_auth = _client_auth(_member_registration(exchange_request))
-    with PayerHttpClient() as http:
+    with holder_http_client(requesting_payer=exchange_request.payer_id) as http:
         return token_request(
             http=http,
             token_url=_token_url(exchange_request, http),

@@ -26,8 +26,8 @@ from exchange.smart.registration import (
     holder_registration_error_record,
 )
 from hub.audit import audit_record
+from hub.client_certificates import holder_http_client
 from hub.models import Payer, User
-from hub.outbound import PayerHttpClient
 from hub.validators import validate_client_id
 
 # The cached token and the member client belong to the clients being replaced.
@@ -190,7 +190,7 @@ def holder_registration_register_again(
     try:
         if endpoint.offers_backend_services:
             if registration.choice == RegistrationChoice.AUTOMATIC:
-                with PayerHttpClient() as http:
+                with holder_http_client(requesting_payer=payer) as http:
                     configuration = smart_configuration_read(endpoint=endpoint, http=http)
                     holder_registration_backend(
                         payer=payer,

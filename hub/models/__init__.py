@@ -1,4 +1,5 @@
 from hub.models.audit import AuditEvent, AuditLogIsAppendOnly
+from hub.models.client_certificates import ClientCertificate
 from hub.models.integration import (
     ClientAuthMethod,
     EndpointProbe,
@@ -27,6 +28,7 @@ __all__ = [
     "AuditEvent",
     "AuditLogIsAppendOnly",
     "ClientAuthMethod",
+    "ClientCertificate",
     "DeliveryMode",
     "EndpointProbe",
     "FhirEndpoint",

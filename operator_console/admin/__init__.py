@@ -5,6 +5,22 @@ each page's permissions below. Every page that shows a payer's data records the 
 (operator_console/admin/looks.py).
 """
 
-from operator_console.admin import audit_log, exchange_requests, onboarding, payers, radar, users
+from operator_console.admin import (
+    audit_log,
+    exchange_requests,
+    onboarding,
+    payers,
+    radar,
+    registrations,
+    users,
+)
 
-__all__ = ["audit_log", "exchange_requests", "onboarding", "payers", "radar", "users"]
+__all__ = [
+    "audit_log",
+    "exchange_requests",
+    "onboarding",
+    "payers",
+    "radar",
+    "registrations",
+    "users",
+]

@@ -16,12 +16,19 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from exchange.connectivity import fhir_endpoint_check
 from exchange.delivery import sftp as sftp_delivery
 from exchange.delivery.protocol import DeliveryFailed
 from exchange.radar.selectors import endpoint_probes_of
 from hub.audit import client_address
+from hub.client_certificates import (
+    client_certificate_expired,
+    client_certificate_of,
+    client_certificate_remove,
+    client_certificate_upload,
+)
 from hub.connectivity import ConnectivityReport
 from hub.htmx_requests import wants_fragment
 from hub.models import (
@@ -37,6 +44,7 @@ from hub.ssh_keys import parse_public_key_line, sha256_fingerprint
 from hub.tenancy import tenant_view
 from plan_admin import connectivity, selectors, services
 from plan_admin.forms import (
+    ClientCertificateForm,
     ClientJwksForm,
     DeliveryModeForm,
     FhirEndpointForm,
@@ -123,13 +131,15 @@ def _settings_page(
     *,
     status: int = 200,
     reports: dict[str, ConnectivityReport] | None = None,
-    **bound_forms: forms.ModelForm[Any],
+    **bound_forms: forms.BaseForm,
 ) -> HttpResponse:
     """Render the settings page; ``bound_forms`` replace the default form of their section."""
-    page_forms: dict[str, forms.ModelForm[Any]] = {
+    page_forms: dict[str, forms.BaseForm] = {
         spec.context_name: _part_form(part, payer) for part, spec in _PARTS.items()
     }
+    page_forms["client_certificate_form"] = ClientCertificateForm(auto_id="client-certificate-%s")
     page_forms.update(bound_forms)
+    certificate = client_certificate_of(payer=payer)
     context: dict[str, Any] = {
         "payer": payer,
         "hub_values": hub_values_to_register(payer),
@@ -138,6 +148,8 @@ def _settings_page(
         # The compatibility radar's latest probe of the payer's endpoint, and its latest change.
         "last_probe": endpoint_probes_of(payer=payer).first(),
         "last_change": endpoint_probes_of(payer=payer).exclude(changes=[]).first(),
+        "client_certificate": certificate,
+        "client_certificate_expired": certificate and client_certificate_expired(certificate),
         # Template variables cannot contain dashes: "fhir-endpoint" is shown as fhir_endpoint.
         "reports": {part.replace("-", "_"): report for part, report in (reports or {}).items()},
         **page_forms,
@@ -309,3 +321,56 @@ def signing_key_rotate_view(request: HttpRequest, payer: Payer) -> HttpResponseR
         f"{settings.SIGNING_KEY_GRACE_DAYS} days.",
     )
     return redirect(_settings_url(payer, "signing-keys"))
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_POST
+def client_certificate_upload_view(request: HttpRequest, payer: Payer) -> HttpResponse:
+    """Check the uploaded certificate and key and make them the payer's, replacing any; audited."""
+    form = ClientCertificateForm(
+        data=request.POST, files=request.FILES, auto_id="client-certificate-%s"
+    )
+    if form.is_valid():
+        try:
+            certificate = client_certificate_upload(
+                payer=payer,
+                certificate_pem=form.file_bytes("certificate"),
+                private_key_pem=form.file_bytes("private_key"),
+                actor=acting_admin(request),
+                client_address=client_address(request),
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(
+                request,
+                f"Client certificate saved: {certificate.subject}, valid until "
+                f"{certificate.not_after:%Y-%m-%d}. The hub presents it to former payers that "
+                "ask for one.",
+            )
+            return redirect(_settings_url(payer, "client-certificate"))
+    return _settings_page(request, payer, status=400, client_certificate_form=form)
+
+
+@tenant_view(Role.PLAN_ADMIN)
+@require_POST
+def client_certificate_remove_view(
+    request: HttpRequest, payer: Payer, certificate_id: int
+) -> HttpResponse:
+    """Remove the payer's client certificate (another payer's is a 404); audited."""
+    client_certificate_remove(
+        payer=payer,
+        certificate_id=certificate_id,
+        actor=acting_admin(request),
+        client_address=client_address(request),
+    )
+    messages.success(
+        request,
+        "Client certificate removed. Former payers that require mutual TLS will refuse the "
+        "hub's calls for your members until you upload another.",
+    )
+    then = _settings_url(payer, "client-certificate")
+    if wants_fragment(request):
+        # The dialog posted with htmx; a full load shows the card without the certificate.
+        return HttpResponseClientRedirect(then)
+    return redirect(then)

@@ -48,10 +48,14 @@ class RunningSandbox:
     port: int
     process: subprocess.Popen[bytes]
     _members: dict[str, Any] | None = None
+    # "https" for a sandbox started with --tls-cert; ``verify`` is then the TLS context a
+    # test's own calls to it use (trusting its CA, presenting a client certificate).
+    scheme: str = "http"
+    verify: Any = True
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def fhir(self) -> str:
@@ -63,7 +67,9 @@ class RunningSandbox:
 
     def member_list(self) -> dict[str, Any]:
         if self._members is None:
-            self._members = httpx.get(f"{self.base}/sandbox/members.json", timeout=30).json()
+            self._members = httpx.get(
+                f"{self.base}/sandbox/members.json", timeout=30, verify=self.verify
+            ).json()
         return self._members
 
     def member(self, patient_id: str) -> dict[str, Any]:
@@ -71,8 +77,12 @@ class RunningSandbox:
 
 
 @contextlib.contextmanager
-def running_sandbox(name: str, *args: str) -> Iterator[RunningSandbox]:
-    """Run `python -m sandbox --name name --port <free> *args` for the duration of the block."""
+def running_sandbox(name: str, *args: str, verify: Any = None) -> Iterator[RunningSandbox]:
+    """Run `python -m sandbox --name name --port <free> *args` for the duration of the block.
+
+    ``verify`` (a TLS context) says the sandbox serves HTTPS (``--tls-cert`` among ``args``)
+    and is how the test's own calls reach it.
+    """
     port = free_loopback_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--name", name, "--port", str(port), *args],
@@ -81,7 +91,13 @@ def running_sandbox(name: str, *args: str) -> Iterator[RunningSandbox]:
     )
     try:
         wait_until_listening(port, timeout=30)
-        yield RunningSandbox(name=name, port=port, process=process)
+        yield RunningSandbox(
+            name=name,
+            port=port,
+            process=process,
+            scheme="http" if verify is None else "https",
+            verify=True if verify is None else verify,
+        )
     finally:
         process.terminate()
         try:
