@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods
 
+from exchange.radar.selectors import endpoint_probe_latest
 from hub.audit import client_address
 from hub.first_admin_links import LinkRefused, first_admin_link_issue
 from hub.models import FhirEndpoint, FirstAdministratorLink, Payer, PayerStatus, Role, User
@@ -70,10 +71,12 @@ class PayerAdmin(AuditedLooksAdmin):
         )
         if endpoint is None:
             return f"{listed}; no FHIR endpoint registered yet."
+        probe = endpoint_probe_latest(endpoint=endpoint)
         checked = (
-            f"tested {endpoint.capabilities_checked_at:%Y-%m-%d %H:%M}"
-            if endpoint.capabilities_checked_at
-            else "not tested yet"
+            f"last probe {probe.checked_at:%Y-%m-%d %H:%M} UTC "
+            f"{'passed' if probe.ok else 'failed'}, see Compatibility radar"
+            if probe is not None
+            else "waiting for its first probe"
         )
         return f"{listed}; FHIR endpoint {endpoint.base_url} ({checked})."
 

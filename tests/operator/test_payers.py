@@ -59,7 +59,8 @@ def test_payers_are_searched_filtered_and_shown_with_identifiers_and_listing(
     detail = console.get(f"{PAYERS}{south.payer.pk}/change/").content.decode()
     assert "1245319599" in detail
     assert (
-        "Listed in the directory; FHIR endpoint http://127.0.0.1:9/fhir (not tested yet)." in detail
+        "Listed in the directory; FHIR endpoint http://127.0.0.1:9/fhir (waiting for its first probe)."
+        in detail
     )
     # Opening a payer's page is a look at its data, recorded in its own audit trail.
     look = AuditEvent.objects.for_payer(south.payer).get(action="operator.look")
