@@ -23,6 +23,7 @@ from fhir.resources.R4B.parameters import Parameters
 
 from exchange.consents.resource import payer_identifier
 from exchange.fhir.client import FhirClient, outcome_codes, outcome_text
+from exchange.fhir.elements import repeated
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirCallError, FhirPermanentError
 from exchange.models import ConsentStatus, ExchangeRequest, ExchangeStatus
@@ -186,11 +187,32 @@ def member_match_parameters(*, exchange_request: ExchangeRequest) -> dict[str, A
     return parameters
 
 
-def _parameter(answer: dict[str, Any], name: str) -> dict[str, Any]:
-    for parameter in answer.get("parameter") or []:
+def _parameter(answer: dict[str, Any], name: str, *, holder_name: str) -> dict[str, Any]:
+    where = f"{holder_name}'s answer to $member-match"
+    for parameter in repeated(answer, "parameter", where=where, code="malformed_match_answer"):
         if isinstance(parameter, dict) and parameter.get("name") == name:
             return parameter
     return {}
+
+
+def matched_member_of(answer: dict[str, Any], *, holder_name: str) -> tuple[dict[str, Any], str]:
+    """Return the MemberIdentifier of a match and its Patient id ("" when MemberId, 0..1 since
+    HRex 1.1, is absent); raise FhirPermanentError for an answer that names no member."""
+    identifier = _parameter(answer, "MemberIdentifier", holder_name=holder_name).get(
+        "valueIdentifier"
+    )
+    if (
+        not isinstance(identifier, dict)
+        or not isinstance(identifier.get("value"), str)
+        or not identifier["value"]
+    ):
+        raise FhirPermanentError(
+            f"{holder_name} reported a match but sent no MemberIdentifier.",
+            code="malformed_match_answer",
+        )
+    member_id = _parameter(answer, "MemberId", holder_name=holder_name).get("valueReference")
+    reference = member_id.get("reference") if isinstance(member_id, dict) else None
+    return identifier, patient_id_of(reference)
 
 
 def patient_id_of(reference: object) -> str:
@@ -209,7 +231,9 @@ def _resolve_patient_id(fhir: FhirClient, identifier: dict[str, Any]) -> str:
     bundle = fhir.bundle_page("Patient", params={"identifier": token})
     ids = [
         entry["resource"].get("id")
-        for entry in bundle.get("entry") or []
+        for entry in repeated(
+            bundle, "entry", where="The search for the matched Patient", code="malformed_bundle"
+        )
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
     ]
     return str(ids[0]) if len(ids) == 1 and ids[0] else ""
@@ -271,14 +295,8 @@ def member_match_run(*, exchange_request: ExchangeRequest) -> MemberMatchOutcome
             if exc.status == 422:
                 return _unprocessable(exchange_request, exc)
             raise
-        identifier = _parameter(answer, "MemberIdentifier").get("valueIdentifier")
-        if not isinstance(identifier, dict) or not identifier.get("value"):
-            raise FhirPermanentError(
-                f"{former_payer.name} reported a match but sent no MemberIdentifier.",
-                code="malformed_match_answer",
-            )
-        reference = (_parameter(answer, "MemberId").get("valueReference") or {}).get("reference")
-        patient_id = patient_id_of(reference) or _resolve_patient_id(fhir, identifier)
+        identifier, patient_id = matched_member_of(answer, holder_name=former_payer.name)
+        patient_id = patient_id or _resolve_patient_id(fhir, identifier)
     if not patient_id:
         raise FhirPermanentError(
             f"{former_payer.name} reported a match but the hub cannot tell which Patient it is.",

@@ -52,6 +52,7 @@ from django.db import connections
 from django.utils import timezone
 
 from exchange.fhir.client import FhirClient, TokenProvider
+from exchange.fhir.elements import repeated
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
 from exchange.fhir.instants import fhir_instant
@@ -181,8 +182,9 @@ def _link_digest(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def _next_link(bundle: dict[str, Any]) -> str:
-    for link in bundle.get("link") or []:
+def _next_link(bundle: dict[str, Any], *, page: int, former_name: str) -> str:
+    where = f"{former_name}'s server sent a broken page {page}"
+    for link in repeated(bundle, "link", where=where, code="malformed_bundle"):
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
             return str(link["url"])
     return ""
@@ -190,7 +192,9 @@ def _next_link(bundle: dict[str, Any]) -> str:
 
 def _page_resources(bundle: dict[str, Any], *, page: int, former_name: str) -> list[dict[str, Any]]:
     resources = []
-    for position, entry in enumerate(bundle.get("entry") or [], start=1):
+    where = f"{former_name}'s server sent a broken page {page}"
+    entries = repeated(bundle, "entry", where=where, code="malformed_bundle")
+    for position, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
             raise FhirPermanentError(
                 f"{former_name}'s server sent a broken page {page}: entry {position} is not an "
@@ -437,7 +441,7 @@ def _records_retrieve(
                 fetched_url, params, bundle = ahead.take()
                 page = cursor["page"] + 1
                 resources = _page_resources(bundle, page=page, former_name=former_name)
-                next_url = _next_link(bundle)
+                next_url = _next_link(bundle, page=page, former_name=former_name)
                 if next_url:
                     # Refuse a next link off the holder's base before anything is saved.
                     next_url = fhir.url_for(next_url)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from exchange.fhir.elements import repeated
 from exchange.fhir.errors import FhirPermanentError
 from exchange.member_match import member_match_parts, patient_id_of
 from exchange.models import CohortMember, MatchOutcome
@@ -85,18 +86,19 @@ class MemberOutcome:
 def groups_of_parameters(answer: dict[str, Any], *, holder_name: str) -> list[dict[str, Any]]:
     """Return the Groups of an STU 2.1 answer (one Parameters), each with its result code."""
     groups = []
-    for parameter in answer.get("parameter") or []:
-        if not isinstance(parameter, dict) or parameter.get("name") not in STU21_PARAMETERS:
+    where = f"{holder_name}'s answer to $bulk-member-match"
+    for parameter in repeated(answer, "parameter", where=where, code="malformed_match_answer"):
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if not isinstance(name, str) or name not in STU21_PARAMETERS:
             continue
         group = parameter.get("resource")
         if not isinstance(group, dict) or group.get("resourceType") != "Group":
             raise FhirPermanentError(
-                f"{holder_name} answered $bulk-member-match with {parameter.get('name')} that "
-                "holds no Group.",
+                f"{holder_name} answered $bulk-member-match with {name} that holds no Group.",
                 code="malformed_match_answer",
             )
         # STU 2.1 says the code by the parameter's name; a Group may not carry it itself.
-        groups.append({**group, "_outcome": STU21_PARAMETERS[parameter["name"]]})
+        groups.append({**group, "_outcome": STU21_PARAMETERS[name]})
     return groups
 
 

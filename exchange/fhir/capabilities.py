@@ -7,6 +7,8 @@ every type the CapabilityStatement lists; for many members, which Group export t
 
 from typing import Any
 
+from exchange.fhir.elements import repeated
+
 FHIR_R4 = "4.0.1"
 # The operations the hub uses, in the order a report lists them.
 KNOWN_OPERATIONS = (
@@ -20,9 +22,21 @@ KNOWN_OPERATIONS = (
 GROUP_EXPORT_OPERATIONS = ("davinci-data-export", "export")
 
 
+def _array(node: dict[str, Any], name: str) -> list[Any]:
+    return repeated(
+        node, name, where="The CapabilityStatement", code="malformed_capability_statement"
+    )
+
+
+def _codes(items: list[Any], key: str) -> set[str]:
+    return {
+        item[key] for item in items if isinstance(item, dict) and isinstance(item.get(key), str)
+    }
+
+
 def _operation_names(holder: dict[str, Any]) -> set[str]:
     names = set()
-    for operation in holder.get("operation") or []:
+    for operation in _array(holder, "operation"):
         if isinstance(operation, dict) and isinstance(operation.get("name"), str):
             names.add(operation["name"].lstrip("$"))
     return names
@@ -34,24 +48,21 @@ def capability_summary(statement: dict[str, Any]) -> dict[str, Any]:
     ``{"fhir_version": "4.0.1", "operations": ["everything", "member-match"],
     "patient_search_types": ["Condition", ..., "Patient"]}`` — operations by name without
     ``$``, at system or resource level; the types searchable by ``patient`` (and Patient
-    itself when it can be searched, by ``_id``).
+    itself when it can be searched, by ``_id``). A statement that is not FHIR's JSON (a
+    repeating element that is no array) raises FhirPermanentError.
     """
     operations: set[str] = set()
     search_types: set[str] = set()
-    for rest in statement.get("rest") or []:
+    for rest in _array(statement, "rest"):
         if not isinstance(rest, dict) or rest.get("mode", "server") != "server":
             continue
         operations |= _operation_names(rest)
-        for resource in rest.get("resource") or []:
+        for resource in _array(rest, "resource"):
             if not isinstance(resource, dict) or not isinstance(resource.get("type"), str):
                 continue
             operations |= _operation_names(resource)
-            interactions = {
-                i.get("code") for i in resource.get("interaction") or [] if isinstance(i, dict)
-            }
-            parameters = {
-                p.get("name") for p in resource.get("searchParam") or [] if isinstance(p, dict)
-            }
+            interactions = _codes(_array(resource, "interaction"), "code")
+            parameters = _codes(_array(resource, "searchParam"), "name")
             if "search-type" not in interactions:
                 continue
             if "patient" in parameters or resource["type"] == "Patient":

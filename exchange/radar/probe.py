@@ -21,7 +21,8 @@ from exchange.fhir.capabilities import (
     capability_summary,
 )
 from exchange.fhir.client import FhirClient
-from exchange.fhir.errors import FhirCallError
+from exchange.fhir.elements import repeated
+from exchange.fhir.errors import FhirCallError, FhirPermanentError
 from exchange.models import HolderRegistration
 from exchange.smart.backend_services import backend_access_token
 from exchange.smart.discovery import smart_configuration_read
@@ -95,7 +96,8 @@ def _read_metadata(fhir: FhirClient, result: ProbeResult) -> dict[str, Any] | No
             f"FHIR R4 ({FHIR_R4}).",
         )
         return None
-    software = (statement.get("software") or {}).get("name") or "unnamed software"
+    software = statement.get("software")
+    software = (software.get("name") if isinstance(software, dict) else None) or "unnamed software"
     report.passed(READ_METADATA, f"A FHIR {FHIR_R4} server ({software}).")
     return statement
 
@@ -226,8 +228,21 @@ def endpoint_probe(
         statement = _read_metadata(fhir, result)
         if statement is None:
             return result
-        summary = capability_summary(statement)
-        summary["formats"] = [str(f) for f in statement.get("format") or [] if isinstance(f, str)]
+        try:
+            summary = capability_summary(statement)
+            formats = repeated(
+                statement,
+                "format",
+                where="The CapabilityStatement",
+                code="malformed_capability_statement",
+            )
+        except FhirPermanentError as exc:
+            result.error = exc
+            report.failed(
+                LIST_OPERATIONS, f"{exc.message} Ask {endpoint.payer.name} to correct it."
+            )
+            return result
+        summary["formats"] = [f for f in formats if isinstance(f, str)]
         result.summary = summary
         _list_operations(summary, report)
         try:

@@ -52,6 +52,7 @@ def test_operator_sign_in_is_accessible(page: Page) -> None:
     page.goto("/operator/login/?next=/operator/")
     page.get_by_label("Username").fill("operator")
     page.get_by_label("Password").fill("not the password")
+    page.get_by_label("Code from your authenticator app").fill("123456")
     page.get_by_role("button", name="Sign in").click()
 
     expect(page.get_by_role("alert")).to_contain_text("correct username and password")
