@@ -1,7 +1,7 @@
 """``/api/v1/``: the payer-system API, its OpenAPI schema and its interactive page."""
 
 from django.urls import include, path, re_path, register_converter
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from api import views
 from api.problems import no_such_path
@@ -42,7 +42,9 @@ v1 = [
     path("cohorts/<object_id:cohort_id>", views.CohortDetail.as_view(), name="cohort-detail"),
     # The schema covers this URLconf only: the plan administrators' API is another audience.
     path("schema/", SpectacularAPIView.as_view(urlconf="api.urls"), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The split view serves Swagger UI's start-up script from a URL of its own rather than
+    # inline, so the page runs under the hub's Content-Security-Policy (script-src 'self').
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     # Last: any other path is a problem document too, not the portal's HTML 404.
     # [\s\S]: a path with an encoded newline (%0A) is any other path too.
     re_path(r"^[\s\S]*$", no_such_path, name="no-such-path"),

@@ -225,7 +225,7 @@ def main() -> int:
         "beat": [python, "-m", "celery", "-A", "hub", "beat", "--loglevel", "WARNING",
                  "--schedule", str(STATE / "beat-schedule")],
         "web": [python, "-m", "gunicorn", "hub.wsgi", "--bind", f"127.0.0.1:{HUB_PORT}",
-                "--workers", "2", "--threads", "4", "--access-logfile", "-"],
+                "--workers", "2", "--threads", "4", "--config", "python:hub.gunicorn_config"],
     }  # fmt: skip
     supervisor = DemoSupervisor(commands, cwd=ROOT, env=env)
     supervisor.install_signal_handlers()

@@ -119,6 +119,9 @@ MIDDLEWARE = [
     "hub.request_context.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: static files need neither header (hub/security_headers.py).
+    "hub.security_headers.HubCSPMiddleware",
+    "hub.security_headers.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -223,6 +226,27 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 60 * 60 * 8
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp; hub/security_headers.py): the portals load USWDS and
+# htmx from the hub itself and have no inline script, style or event handler. form-action
+# must also let the forms that end at a payer's identity provider or former plan (sign-in,
+# sign-out's RP-Initiated Logout, the SMART launch) follow their redirect, which Chromium
+# checks against form-action (CSP Level 3 §6.4.1); those origins are each payer's own and
+# discovered at run time, so any https origin is allowed (http too only when HTTPS is off:
+# the demo's and the tests' providers on loopback).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'", "https:"] + ([] if HTTPS else ["http:"]),
+    }
+}
 
 # --- The operator console: two factors, short sessions, lockout (operator_console/site.py) ---
 # An operator's session ends after this long without a page of the console (NIST SP 800-63B

@@ -155,11 +155,17 @@ class PayloadWriter:
             self.abort()
 
 
+def _open_not_following_links(path: str, flags: int) -> int:
+    # Payload files are never links: one found in their place was planted, and following
+    # it could serve a file from anywhere (O_NOFOLLOW refuses with ELOOP instead).
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
 class PayloadReader:
     """Read one payload file's plaintext, from the start or at any offset."""
 
     def __init__(self, path: Path) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "rb", opener=_open_not_following_links)  # noqa: SIM115 - closed in close()
         self._header = self._file.read(HEADER_SIZE)
         if len(self._header) != HEADER_SIZE or not self._header.startswith(MAGIC):
             self._file.close()

@@ -154,3 +154,16 @@ def repository_space() -> RepositorySpace:
         volume = volume.parent
     usage = shutil.disk_usage(volume)
     return RepositorySpace(path=path, total=usage.total, used=usage.used, free=usage.free)
+
+
+def repository_keys_no_longer_active(*, keys: list[RepositoryKey]) -> set[int]:
+    """Return the ids of ``keys`` that were revoked or have expired (their sessions must end)."""
+    if not keys:
+        return set()
+    return set(
+        RepositoryKey.objects.filter(
+            payer_id__in={key.payer_id for key in keys}, pk__in=[key.pk for key in keys]
+        )
+        .filter(Q(revoked_at__isnull=False) | Q(expires_at__lte=timezone.now()))
+        .values_list("pk", flat=True)
+    )

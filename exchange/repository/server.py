@@ -3,21 +3,28 @@
 A payer's system signs in as the payer's slug with a registered key (no passwords, no
 certificates), sees its payer's folder as ``/``, and may list, stat, read and remove
 delivered files. Everything else (write, mkdir, rename, links, setstat) is refused with
-SFTP's permission-denied status, and no path can leave the folder (``paths.py``). Files
+SFTP's permission-denied status, and no path can leave the folder (``paths.py``), nor
+go through a link planted on disk (``storage.repository_local_path``). Files
 still being delivered (``*.uploading``, and the storage's own ``*.partial``) are neither
 listed nor served. Reads and removals are audited (``services.py``).
 
 Files are decrypted only as they are served: each read decrypts the 64 KiB chunks it
 touches (a few are kept per open file, as clients read in 32 KiB pieces).
+
+A revoked (or expired) key's sessions end within about a second: revocation happens in a
+web process, so the server asks the database, once a second for all its sessions at once,
+which of their keys may no longer sign in (``LiveSessions``).
 """
 
 import asyncio
+import errno
 import logging
 import os
 import stat
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import asyncssh
@@ -25,17 +32,23 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from exchange.payloads.storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader
+from exchange.payloads.storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader, plaintext_size
 from exchange.repository.limits import RepositoryLimits
 from exchange.repository.models import RepositoryKey
 from exchange.repository.paths import PathMalformed, PathOutsideFolder, repository_relative_path
-from exchange.repository.selectors import repository_key_for_sign_in
+from exchange.repository.selectors import (
+    repository_key_for_sign_in,
+    repository_keys_no_longer_active,
+)
 from exchange.repository.services import (
     repository_file_record_read,
     repository_file_remove,
     repository_key_mark_used,
 )
-from exchange.repository.storage import repository_storage, repository_storage_name
+from exchange.repository.storage import (
+    repository_local_path,
+    repository_storage,
+)
 from exchange.repository.temporary_names import is_temporary
 
 logger = logging.getLogger(__name__)
@@ -46,6 +59,9 @@ MAX_SIGN_IN_ATTEMPTS_PER_CONNECTION = 6
 LOGIN_TIMEOUT_SECONDS = 30
 _CACHED_CHUNKS = 8
 _READ_ONLY = "the repository is read-only: files can be listed, downloaded and removed"
+# How often the server asks whether the keys of its live sessions were revoked or expired.
+KEY_CHECK_SECONDS = 1.0
+_WATCHES: set["asyncio.Task[None]"] = set()
 
 
 async def _in_database(function: Callable[..., _T], **kwargs: Any) -> _T:
@@ -58,11 +74,55 @@ async def _in_database(function: Callable[..., _T], **kwargs: Any) -> _T:
     return await sync_to_async(run, thread_sensitive=True)()
 
 
+class LiveSessions:
+    """The signed-in connections of one server by key, ended when their key stops being active."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[int, set[RepositorySSHServer]] = {}
+        self._keys: dict[int, RepositoryKey] = {}
+
+    def add(self, server: "RepositorySSHServer", key: RepositoryKey) -> None:
+        self._by_key.setdefault(key.pk, set()).add(server)
+        self._keys[key.pk] = key
+
+    def discard(self, server: "RepositorySSHServer", key: RepositoryKey) -> None:
+        servers = self._by_key.get(key.pk)
+        if servers is None:
+            return
+        servers.discard(server)
+        if not servers:
+            del self._by_key[key.pk]
+            del self._keys[key.pk]
+
+    async def end_sessions_of_inactive_keys(self) -> None:
+        """Disconnect every session whose key was revoked or has expired since it signed in."""
+        if not self._keys:
+            return
+        ended = await _in_database(repository_keys_no_longer_active, keys=list(self._keys.values()))
+        for key_id in ended:
+            for server in list(self._by_key.get(key_id, ())):
+                server.end(
+                    "this key was revoked or has expired; sign in with an active key "
+                    "registered by your plan administrator"
+                )
+
+    async def watch(self, acceptor: asyncssh.SSHAcceptor) -> None:
+        """Check the live sessions' keys every KEY_CHECK_SECONDS while ``acceptor`` serves."""
+        while acceptor.is_serving():
+            await asyncio.sleep(KEY_CHECK_SECONDS)
+            try:
+                await self.end_sessions_of_inactive_keys()
+            except Exception:
+                # A database hiccup must not stop the checks; the next round tries again.
+                logger.exception("sftp repository could not check its sessions' keys")
+
+
 class RepositorySSHServer(asyncssh.SSHServer):
     """One connection: who it comes from, which key signed in, how long it has been idle."""
 
-    def __init__(self, limits: RepositoryLimits) -> None:
+    def __init__(self, limits: RepositoryLimits, sessions: LiveSessions) -> None:
         self.limits = limits
+        self.sessions = sessions
         self.address = ""
         self.key: RepositoryKey | None = None
         self.failed_attempts = 0
@@ -88,6 +148,7 @@ class RepositorySSHServer(asyncssh.SSHServer):
             self._counted = False
         if self._session_counted and self.key is not None:
             self.limits.session_closed(self.key.payer_id)
+            self.sessions.discard(self, self.key)
             self._session_counted = False
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -143,6 +204,7 @@ class RepositorySSHServer(asyncssh.SSHServer):
             )
             return
         self._session_counted = True
+        self.sessions.add(self, self.key)
         await _in_database(repository_key_mark_used, key=self.key)
         self.touch()
         self._schedule_idle_check()
@@ -166,6 +228,11 @@ class RepositorySSHServer(asyncssh.SSHServer):
     def _disconnect(self, code: int, reason: str) -> None:
         if self._connection is not None:
             self._connection.disconnect(code, reason)
+
+    def end(self, reason: str) -> None:
+        """End this connection now, telling the client why."""
+        logger.info("sftp repository ended a session: %s", reason)
+        self._disconnect(asyncssh.DISC_BY_APPLICATION, reason)
 
 
 class _ServedFile:
@@ -266,30 +333,33 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
         except PathMalformed as exc:
             raise asyncssh.SFTPNoSuchFile(str(exc)) from None
 
-    def _storage_name(self, relative: str) -> str:
-        """Return the storage name of ``relative``; refuse names the storage would refuse."""
+    def _local(self, relative: str) -> Path:
+        """Return where ``relative`` is on disk; refuse names the storage would refuse, and
+        anything that leaves the payer's folder or goes through a link (permission denied)."""
         if is_temporary(relative):
             raise asyncssh.SFTPNoSuchFile("no such file")
-        name = repository_storage_name(payer_slug=self.key.payer.slug, path=relative)
         try:
-            self.storage.path(name)
+            return repository_local_path(
+                storage=self.storage, payer_slug=self.key.payer.slug, path=relative
+            )
+        except PathOutsideFolder as exc:
+            raise asyncssh.SFTPPermissionDenied(str(exc)) from None
         except ValueError:
             raise asyncssh.SFTPNoSuchFile("no such file") from None
-        return name
 
     def _attrs(self, relative: str) -> asyncssh.SFTPAttrs:
-        name = self._storage_name(relative)
-        local = self.storage.path(name)
+        local = self._local(relative)
         if relative == "" or local.is_dir():
             return _directory_attrs()
         if not local.is_file():
             raise asyncssh.SFTPNoSuchFile("no such file")
+        modified = int(local.stat().st_mtime)
         return asyncssh.SFTPAttrs(
             type=asyncssh.FILEXFER_TYPE_REGULAR,
-            size=self.storage.size(name),
+            size=plaintext_size(local.stat().st_size),
             permissions=stat.S_IFREG | 0o444,
-            mtime=int(local.stat().st_mtime),
-            atime=int(local.stat().st_mtime),
+            mtime=modified,
+            atime=modified,
         )
 
     def realpath(self, path: bytes) -> bytes:
@@ -303,7 +373,7 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         relative = self._relative(path)
-        folder = self.storage.path(self._storage_name(relative))
+        folder = self._local(relative)
         # A payer with nothing delivered yet still has its (empty) root folder.
         if relative and not folder.is_dir():
             raise asyncssh.SFTPNoSuchFile("no such folder")
@@ -337,13 +407,20 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
         return self._open_for_reading(relative)
 
     def _open_for_reading(self, relative: str) -> _ServedFile:
-        name = self._storage_name(relative)
-        if relative == "" or self.storage.path(name).is_dir():
+        local = self._local(relative)
+        if relative == "" or local.is_dir():
             raise asyncssh.SFTPFailure("that is a folder; open the files inside it")
         try:
-            return _ServedFile(self.storage.open(name), relative)
+            return _ServedFile(PayloadReader(local), relative)
         except FileNotFoundError:
             raise asyncssh.SFTPNoSuchFile("no such file") from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            # A link planted after the path was checked: the reader refused to follow it.
+            raise asyncssh.SFTPPermissionDenied(
+                "the path goes through a link; the repository follows none"
+            ) from None
         except PayloadCorrupt:
             logger.error("repository file failed its integrity check", extra={"path": relative})
             raise asyncssh.SFTPFailure(
@@ -381,7 +458,7 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
 
     async def remove(self, path: bytes) -> None:
         relative = self._relative(path)
-        if relative == "" or not self.storage.path(self._storage_name(relative)).is_file():
+        if relative == "" or not self._local(relative).is_file():
             raise asyncssh.SFTPNoSuchFile("no such file")
         try:
             await _in_database(
@@ -453,15 +530,16 @@ async def repository_server_start(
     *, host: str, port: int, host_key: asyncssh.SSHKey
 ) -> asyncssh.SSHAcceptor:
     """Listen on ``host:port``; return the acceptor (``close()`` it to stop listening)."""
+    sessions = LiveSessions()
     limits = RepositoryLimits(
         max_connections_per_address=settings.SFTP_REPOSITORY_MAX_CONNECTIONS_PER_ADDRESS,
         max_auth_failures_per_address=settings.SFTP_REPOSITORY_MAX_AUTH_FAILURES_PER_ADDRESS,
         max_sessions_per_payer=settings.SFTP_REPOSITORY_MAX_SESSIONS_PER_PAYER,
     )
-    return await asyncssh.listen(
+    acceptor = await asyncssh.listen(
         host,
         port,
-        server_factory=partial(RepositorySSHServer, limits),
+        server_factory=partial(RepositorySSHServer, limits, sessions),
         server_host_keys=[host_key],
         sftp_factory=RepositorySFTPServer,
         allow_scp=False,
@@ -469,6 +547,11 @@ async def repository_server_start(
         x11_forwarding=False,
         login_timeout=LOGIN_TIMEOUT_SECONDS,
     )
+    watch = asyncio.get_running_loop().create_task(sessions.watch(acceptor))
+    # asyncio keeps only a weak reference to a task; the watch ends with the server.
+    _WATCHES.add(watch)
+    watch.add_done_callback(_WATCHES.discard)
+    return acceptor
 
 
 async def repository_server_release_database() -> None:

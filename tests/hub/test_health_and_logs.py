@@ -2,6 +2,13 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
@@ -48,3 +55,35 @@ def test_an_unacceptable_request_id_is_replaced() -> None:
     response = Client().get("/healthz", HTTP_X_REQUEST_ID="bad id\nwith newline")
     assert response["X-Request-ID"] != "bad id\nwith newline"
     assert len(response["X-Request-ID"]) == 32
+
+
+def test_gunicorns_access_log_has_the_path_without_the_query_string(tmp_path: Path) -> None:
+    """As `make demo` serves the hub, with gunicorn's own access log turned on as well."""
+    port = free_loopback_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "hub.wsgi", "--bind", f"127.0.0.1:{port}",
+             "--workers", "1", "--config", "python:hub.gunicorn_config", "--access-logfile", "-"],
+            stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "LOG_LEVEL": "INFO"},
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/oidc/callback/?code=secret-code&state=secret-state"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+            except urllib.error.HTTPError:
+                break  # answered (the callback refuses a state it never issued)
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            else:
+                break
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    written = log.read_text()
+    assert '"GET /oidc/callback/ HTTP/1.1"' in written  # gunicorn's line
+    assert '"path": "/oidc/callback/"' in written  # the hub's own JSON line
+    assert "secret" not in written

@@ -65,7 +65,9 @@ def _modal_opened(page: Page) -> None:
     """Wait for the withdrawal dialog to have faded in (axe reads colours mid-fade wrongly)."""
     expect(page.get_by_role("dialog").get_by_role("heading")).to_be_visible()
     page.wait_for_function(
-        "getComputedStyle(document.querySelector('.usa-modal-wrapper')).opacity === '1'"
+        # A function, not a bare expression: Playwright evals an expression in the page,
+        # which the Content-Security-Policy refuses (no 'unsafe-eval').
+        "() => getComputedStyle(document.querySelector('.usa-modal-wrapper')).opacity === '1'"
     )
 
 

@@ -41,7 +41,7 @@ def _run(page: Page, button: str) -> None:
     with page.expect_response(lambda r: r.request.method == "POST"):
         page.get_by_role("button", name=button).click()
     page.wait_for_load_state()
-    page.wait_for_function("!document.querySelector('.htmx-request')")
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")
 
 
 @pytest.mark.django_db(transaction=True)

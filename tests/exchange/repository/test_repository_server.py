@@ -306,3 +306,56 @@ def test_a_shell_or_command_is_refused(
         pass  # refusing the channel request outright is as good
     finally:
         transport.close()
+
+
+def test_a_link_planted_on_disk_is_never_followed(
+    repository: RunningRepository, both_delivered: None, north_system: SystemKey
+) -> None:
+    root = Path(repository_storage().root)
+    north_folder = root / "north" / "south" / "41"
+    # Someone with access to the disk links into South's folder: a folder, a file, and a
+    # file inside North's own folder (refused too: the hub itself never writes a link).
+    (root / "north" / "elsewhere").symlink_to(root / "south")
+    (north_folder / "stolen.json").symlink_to(root / "south" / "north" / "77" / "bundle.json")
+    (north_folder / "copy.json").symlink_to(north_folder / "bundle.json")
+    with paramiko_sftp(repository, "north", north_system.key) as sftp:
+        assert sftp.listdir("/") == ["south"]
+        assert sftp.listdir("/south/41") == ["bundle.json", "manifest.json"]
+        for path in (
+            "/elsewhere", "/elsewhere/north/77/bundle.json", "/south/41/stolen.json",
+            "/south/41/copy.json",
+        ):  # fmt: skip
+            for attempt in (sftp.stat, sftp.lstat, sftp.listdir, sftp.open, sftp.remove):
+                with pytest.raises(PermissionError, match="link"):
+                    attempt(path)
+        with sftp.open("/south/41/bundle.json") as remote:
+            assert remote.read() == BUNDLE
+    assert (north_folder / "stolen.json").is_symlink()
+    assert repository_storage().read_bytes("south/north/77/bundle.json") == (
+        b"South's member, not North's"
+    )
+
+
+def test_revoking_a_key_ends_the_sessions_it_opened(
+    repository: RunningRepository,
+    north: Tenant,
+    north_system: SystemKey,
+    tmp_path: Path,
+) -> None:
+    deliver_package(north, tmp_path, "south/41")
+    other = register_system_key(north, tmp_path, "north-second-collector")
+    with (
+        paramiko_sftp(repository, "north", north_system.key) as revoked,
+        paramiko_sftp(repository, "north", other.key) as kept,
+    ):
+        assert revoked.listdir("/south/41") == ["bundle.json", "manifest.json"]
+        repository_key_revoke(key=north_system.row, revoked_by=north.admin)
+        transport = revoked.get_channel().get_transport()
+        deadline = time.monotonic() + 5
+        while transport.is_active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not transport.is_active()
+        with pytest.raises((OSError, EOFError, paramiko.SSHException)):
+            revoked.listdir("/south/41")
+        # The payer's other key goes on working.
+        assert kept.listdir("/south/41") == ["bundle.json", "manifest.json"]
