@@ -16,6 +16,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from exchange.enrollment import OptInRefused
+from exchange.match_limits import MemberMatchLimited
 
 PROBLEM_JSON = "application/problem+json"
 # RFC 9457 §4.2.1 suggests a tag URI for problem types no page describes.
@@ -90,6 +91,15 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             422,
             "The opt-in was refused; nothing was recorded. Fix the fields listed and send it again.",
             errors=errors,
+        )
+    if isinstance(exc, MemberMatchLimited):
+        # RFC 6585 §4: 429 with Retry-After; nothing was recorded, so the same opt-in (and its
+        # Idempotency-Key: only 2xx answers are kept) may be sent again once the time comes.
+        return problem_response(
+            429,
+            f"{exc} Nothing was recorded.",
+            errors=[{"field": exc.field or "body", "message": str(exc)}],
+            headers={"Retry-After": str(exc.retry_after_seconds)},
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

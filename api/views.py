@@ -59,6 +59,8 @@ def _problems(*codes: int) -> dict[Any, OpenApiResponse]:
         409: "The member's opt-in for a payer named is open already; each is named in `errors`.",
         413: f"The body is larger than {COHORT_MAX_BYTES // 2**20} MiB; post fewer members at once.",
         422: "Fields are missing or not acceptable; each is named in `errors`.",
+        429: "The member was looked for at a payer named too often (HRex: member matching "
+        "resists guessing); `Retry-After` and `detail` say when to send the opt-in again.",
     }
     return {
         (code, PROBLEM_JSON): OpenApiResponse(PROBLEM, description=described[code])
@@ -148,7 +150,7 @@ class OptInCollection(PayerSystemView):
         "(the same opt-in sent again, or twice at once) is a 409 naming that payer.",
         request=OptInInSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={201: OptInOutSerializer, **_problems(400, 401, 403, 409, 422)},
+        responses={201: OptInOutSerializer, **_problems(400, 401, 403, 409, 422, 429)},
         tags=["opt-ins"],
     )
     def post(self, request: Request) -> Response:

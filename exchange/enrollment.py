@@ -29,6 +29,11 @@ from exchange.education import (
 )
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirPermanentError
+from exchange.match_limits import (
+    MemberMatchLimited,
+    member_match_attempts_check,
+    member_match_attempts_spend,
+)
 from exchange.member_links.services import member_authorization_links_create
 from exchange.models import (
     AuthorizationMode,
@@ -422,6 +427,15 @@ def opt_in_create(
         open_requests = _open_requests(new_payer=new_payer, member=member, coverages=coverages)
         if open_requests:
             raise OptInRefused(open_requests, conflict=True)
+        former_payers = [coverage.former_payer for coverage in coverages]
+        try:
+            member_match_attempts_check(
+                new_payer=new_payer, member=member, former_payers=former_payers, for_member=False
+            )
+        except MemberMatchLimited as exc:
+            # The API's 429; a member made here is rolled back with everything else.
+            exc.field = next(c.where for c in coverages if c.former_payer == exc.former_payer)
+            raise
         education_text_version = attestation.education_text_version or (
             member_education_version_current(payer=new_payer, at=attestation.obtained_at)
         )
@@ -446,6 +460,7 @@ def opt_in_create(
             consent_ends_on=consent_ends_on,
             opt_in_record=record,
         )
+        member_match_attempts_spend(member=member, former_payers=former_payers)
         audit_record(
             action="opt_in.create",
             obj=record,

@@ -32,6 +32,7 @@ from exchange.delivery import (
     delivery_remote_directory,
 )
 from exchange.fhir.errors import FhirCallError
+from exchange.match_limits import member_match_no_match_record
 from exchange.member_match import member_match_run
 from exchange.models import (
     AuthorizationMode,
@@ -219,13 +220,18 @@ def exchange_request_match(*, request_id: int, payer_id: int) -> str | None:
     if outcome.status == S.MATCHED:
         engine_move(exchange_request, S.MATCHED, f"{exchange_request.former_payer.name} found you.")
         return S.MATCHED
-    engine_move(
+    moved = engine_move(
         exchange_request,
         outcome.status,
         outcome.reason_message,
         reason_code=outcome.reason_code,
         reason_message=outcome.reason_message,
     )
+    if moved and outcome.status == S.NO_MATCH:
+        # Counted once, by the call that moved the request (a redelivered task does not).
+        member_match_no_match_record(
+            new_payer=exchange_request.payer, former_payer=exchange_request.former_payer
+        )
     return None
 
 

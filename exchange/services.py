@@ -20,6 +20,7 @@ from exchange.education import (
     member_education_version_current,
     opt_in_withdrawal_record,
 )
+from exchange.match_limits import member_match_attempts_check, member_match_attempts_spend
 from exchange.models import (
     AuthorizationMode,
     ConsentPolicy,
@@ -179,6 +180,12 @@ def exchange_requests_create(
         raise ExchangeRequestRefused(
             "the explanation of your rights you were shown is not one your plan published"
         )
+    former_payers = [coverage.former_payer for coverage in coverages]
+    # Before anything is written, so a refused attempt sends no $member-match (raises
+    # MemberMatchLimited, which names the time the member may ask again).
+    member_match_attempts_check(
+        new_payer=member.payer, member=member, former_payers=former_payers, for_member=True
+    )
     with transaction.atomic():
         opt_in_record = OptInRecord.objects.create(
             payer=member.payer,
@@ -215,6 +222,7 @@ def exchange_requests_create(
             },
             client_address=client_address,
         )
+        member_match_attempts_spend(member=member, former_payers=former_payers)
         return requests
 
 

@@ -329,6 +329,51 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Longer than the longest transfer, so a slow delivery is not redelivered mid-flight.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 60 * 60}
+# --- The shared cache: rate-limit counters every web process and worker must see alike ---
+# (hub/rate_limits.py). Redis: by default the broker's own server and database, the keys
+# prefixed so they never meet Celery's; the demo's filesystem broker has no server, so its
+# single machine counts in memory. The default cache stays per process: it holds only
+# copies of providers' documents (hub/oidc/), which each process may fetch for itself.
+# An AMQP broker offers no cache: CACHE_URL is then required.
+_CACHE_SCHEMES = ("redis", "rediss", "locmem")
+_cache_default = {
+    "redis": CELERY_BROKER_URL,
+    "rediss": CELERY_BROKER_URL,
+    "filesystem": "locmem://",
+}.get(urlsplit(CELERY_BROKER_URL).scheme)
+CACHE_URL = (
+    env_url("CACHE_URL", default=_cache_default, schemes=_CACHE_SCHEMES)
+    if _cache_default
+    else env_url("CACHE_URL", schemes=_CACHE_SCHEMES)
+)
+CACHES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "rate_limits": (
+        {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "rate-limits"}
+        if CACHE_URL.startswith("locmem://")
+        else {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "hub",
+        }
+    ),
+}
+RATELIMIT_USE_CACHE = "rate_limits"
+RATELIMIT_CACHE_PREFIX = "rate-limit:"
+# The token endpoint (exchange/consents/endpoint/token_limits.py): refused client assertions
+# per client id and per client address before either is told to wait out the window.
+TOKEN_FAILURES_PER_CLIENT = env_int("TOKEN_FAILURES_PER_CLIENT", 10, minimum=1)
+TOKEN_FAILURES_PER_ADDRESS = env_int("TOKEN_FAILURES_PER_ADDRESS", 10, minimum=1)
+TOKEN_LOCKOUT_MINUTES = env_int("TOKEN_LOCKOUT_MINUTES", 10, minimum=1)
+# Single-member $member-match (exchange/match_limits.py; HRex §mm asks servers to resist
+# guessing, so the requester does not make itself the guesser's tool): requests one member
+# may open to one former payer per window, and failed matches (no_match) one requesting
+# payer's members may run up at one former payer per hour before new requests there wait.
+MEMBER_MATCH_REQUESTS_PER_MEMBER = env_int("MEMBER_MATCH_REQUESTS_PER_MEMBER", 5, minimum=1)
+MEMBER_MATCH_MEMBER_WINDOW_HOURS = env_int("MEMBER_MATCH_MEMBER_WINDOW_HOURS", 24, minimum=1)
+MEMBER_MATCH_NO_MATCHES_PER_PAYER_HOUR = env_int(
+    "MEMBER_MATCH_NO_MATCHES_PER_PAYER_HOUR", 30, minimum=1
+)
 # Celery's Django fix-up closes the worker's database connections after every task unless
 # told to reuse them: a new PostgreSQL connection per task cost a cohort of 1,000 members
 # some 4,000 connects (bench/cohort_exchange.py). Reused for 100 tasks (CONN_MAX_AGE and

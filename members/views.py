@@ -15,6 +15,7 @@ from directory.selectors import directory_payers_to_ask, onboarding_requests_by_
 from directory.services import onboarding_request_create
 from exchange.education import member_education_text_current
 from exchange.fhir.errors import FhirCallError
+from exchange.match_limits import MemberMatchLimited
 from exchange.models import ExchangeStatus
 from exchange.services import (
     ExchangeRequestRefused,
@@ -121,6 +122,7 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
     open_requests = selectors.member_open_requests_to(
         payer=payer, member=member, former_payers=former_payers
     )
+    limited: MemberMatchLimited | None = None
     if (
         data is not None
         and consent_form.is_valid()
@@ -152,6 +154,9 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
                     education_text_version=consent_form.cleaned_data["education_text"].version,
                     client_address=client_address(request),
                 )
+            except MemberMatchLimited as exc:
+                consent_form.add_error(None, str(exc))
+                limited = exc
             except ExchangeRequestRefused as exc:
                 consent_form.add_error(None, str(exc))
             else:
@@ -161,7 +166,7 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
                 return HttpResponseRedirect(
                     reverse("members:request-list", kwargs={"payer_slug": payer.slug})
                 )
-    return render(
+    response = render(
         request,
         "members/request_new.html",
         {
@@ -174,8 +179,12 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
             "education": member_education_text_current(payer=payer),
             "errors": form_errors(*(f for _, f in coverage_forms), consent_form),
         },
-        status=400 if data is not None else 200,
+        status=429 if limited else 400 if data is not None else 200,
     )
+    if limited:
+        # RFC 6585 §4; the page itself says when, in words.
+        response["Retry-After"] = str(limited.retry_after_seconds)
+    return response
 
 
 @tenant_view(Role.MEMBER)

@@ -156,8 +156,15 @@ def _cache_key(url: str) -> str:
     return "hub.oidc.jwks:" + hashlib.sha256(url.encode()).hexdigest()
 
 
-def key_set_read(*, url: str, http: PayerHttpClient, refresh: bool = False) -> KeySet:
-    """Return the JWK Set at ``url``: the cached copy, or (``refresh`` or none cached) a fresh one."""
+def key_set_read(
+    *,
+    url: str,
+    http: PayerHttpClient,
+    refresh: bool = False,
+    cache_seconds: int = JWKS_CACHE_SECONDS,
+) -> KeySet:
+    """Return the JWK Set at ``url``: the cached copy, or (``refresh`` or none cached) a fresh
+    one, kept ``cache_seconds``."""
     key = _cache_key(url)
     if not refresh:
         cached = cache.get(key)
@@ -165,7 +172,7 @@ def key_set_read(*, url: str, http: PayerHttpClient, refresh: bool = False) -> K
             return key_set_parse(cached, source=url, from_cache=True)
     document = json_document_fetch(http, url)
     key_set = key_set_parse(document, source=url)
-    cache.set(key, document, JWKS_CACHE_SECONDS)
+    cache.set(key, document, cache_seconds)
     return key_set
 
 

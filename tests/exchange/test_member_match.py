@@ -5,13 +5,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.test import Client
 
+from exchange.education import HUB_DEFAULT_VERSION
 from exchange.fhir.errors import FhirPermanentError
 from exchange.member_match import member_match_parameters, member_match_run
-from exchange.models import ConsentPolicy, ExchangeStatus
+from exchange.models import ConsentPolicy, ExchangeRequest, ExchangeStatus
+from exchange.pipeline import exchange_request_match
+from hub.models import Payer, Role, User
 from tests.conftest import Tenant
+from tests.exchange.holder_proxy import HolderProxy, holder_proxy
 from tests.exchange.holders import former_payer_of, member_request, ordinary_member
+from tests.factories import UserFactory
 from tests.sandbox.harness import FORMER, NEW, NPI, SEED, RunningSandbox, running_sandbox
+from tests.support.exchange_setup import member_demographics_set
 
 HREX_TEMP = "http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp"
 
@@ -153,3 +160,92 @@ def test_missing_demographics_are_named_before_anything_is_sent(
 
     assert refused.value.code == "member_demographics_missing"
     assert "date of birth, gender" in refused.value.message
+
+
+# --- Guessing (HRex §mm: resist brute force): limits per member and per requesting payer,
+# the refused one told when to come back, and nothing sent to the former payer (issue 15).
+
+
+@pytest.fixture
+def proxy(holder: RunningSandbox) -> Iterator[HolderProxy]:
+    """The sandbox holder behind a proxy that counts what the hub sends it."""
+    with holder_proxy(holder) as counted:
+        yield counted
+
+
+def _member_matches_sent(proxy: HolderProxy) -> int:
+    return sum(1 for method, path, _ in proxy.received if path.endswith("/Patient/$member-match"))
+
+
+def _ask(member: User, former: Payer, card: str) -> Any:
+    client = Client()
+    client.force_login(member)
+    assert member.payer is not None
+    return client.post(
+        f"/p/{member.payer.slug}/me/requests/new/",
+        {
+            "former": [former.pk],
+            "policy": "sensitive",
+            "agree": "on",
+            "ask_again": "on",
+            "education_version": HUB_DEFAULT_VERSION,
+            f"p{former.pk}-card_member_id": card,
+            f"p{former.pk}-coverage_start": "2021-01-01",
+            f"p{former.pk}-coverage_end": "2025-06-30",
+        },
+    )
+
+
+def _ask_and_match(member: User, former: Payer, card: str) -> ExchangeRequest:
+    """Open a request in the portal, then run its $member-match as the worker would."""
+    response = _ask(member, former, card)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    request = ExchangeRequest.objects.for_payer(member.payer).filter(member=member).latest("pk")
+    exchange_request_match(request_id=request.pk, payer_id=request.payer_id)
+    request.refresh_from_db()
+    return request
+
+
+@pytest.mark.usefixtures("empty_broker")
+def test_guessing_card_numbers_is_stopped_per_member_and_per_payer(
+    hub: Tenant, south: Tenant, holder: RunningSandbox, proxy: HolderProxy, settings: Any
+) -> None:
+    settings.MEMBER_MATCH_REQUESTS_PER_MEMBER = 2
+    settings.MEMBER_MATCH_NO_MATCHES_PER_PAYER_HOUR = 3
+    former = former_payer_of(holder, base_url=proxy.fhir)
+    person = ordinary_member(holder)
+    member_demographics_set(user=hub.member, member=person)
+
+    for guess in ("GUESS-1", "GUESS-2"):
+        request = _ask_and_match(hub.member, former, guess)
+        assert request.status == ExchangeStatus.NO_MATCH
+    assert _member_matches_sent(proxy) == 2
+
+    # The third request of the member to that payer within the day: refused, with the time.
+    refused = _ask(hub.member, former, "GUESS-3")
+    assert refused.status_code == 429
+    wait = int(refused["Retry-After"])
+    assert 0 < wait <= 24 * 3600
+    page = refused.content.decode()
+    assert "You have asked Former Health Plan for your records 2 times in the last 24 hours" in page
+    assert "you can ask again in " in page
+    assert ExchangeRequest.objects.for_payer(hub.payer).filter(member=hub.member).count() == 2
+    assert _member_matches_sent(proxy) == 0 + 2  # nothing more reached the former payer
+
+    # Another North member may still ask; the third failed match of North's members at that
+    # payer within the hour pauses North's new requests there...
+    second = UserFactory(payer=hub.payer, role=Role.MEMBER, username="north-member-2")
+    member_demographics_set(user=second, member=ordinary_member(holder, 1))
+    assert _ask_and_match(second, former, "GUESS-4").status == ExchangeStatus.NO_MATCH
+    third = UserFactory(payer=hub.payer, role=Role.MEMBER, username="north-member-3")
+    member_demographics_set(user=third, member=ordinary_member(holder, 2))
+    paused = _ask(third, former, ordinary_member(holder, 2)["card_number"])
+    assert paused.status_code == 429
+    assert "could not find North Star Health members too many times in the last hour" in (
+        paused.content.decode()
+    )
+    assert _member_matches_sent(proxy) == 3
+
+    # ...but not another payer's members.
+    member_demographics_set(user=south.member, member=ordinary_member(holder, 3))
+    assert _ask(south.member, former, ordinary_member(holder, 3)["card_number"]).status_code == 302

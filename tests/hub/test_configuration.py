@@ -57,6 +57,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "OUTBOUND_READ_TIMEOUT_SECONDS must be a whole number",
         ),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be"),
+        ("CACHE_URL", "memcached://cache:11211", "CACHE_URL must be a URL with scheme redis"),
     ],
 )
 def test_a_bad_environment_value_stops_start_up_naming_it(

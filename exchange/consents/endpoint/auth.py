@@ -2,9 +2,11 @@
 (former payers) and the payer-system API under ``/api/v1/`` (new payers' enrollment systems).
 
 A payer's client id is its slug. Its systems sign the client assertion with a key published
-at the JWKS URL its administrators registered (``Payer.client_jwks_url``); the hub fetches
-that JWKS through the one vetted client at every token request, so key rotation at the
-payer needs nothing at the hub (SMART App Launch 2.x, Backend Services §Authenticating).
+at the JWKS URL its administrators registered (``Payer.client_jwks_url``); the hub reads
+that JWKS through the one vetted client (a copy kept briefly, client_keys.py), so key
+rotation at the payer needs nothing at the hub (SMART App Launch 2.x, Backend Services
+§Authenticating). Refused requests lock the client id and the address out for a while
+(token_limits.py).
 """
 
 from datetime import UTC, datetime, timedelta
@@ -18,11 +20,18 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from exchange.consents.endpoint.client_keys import client_verification_key
+from exchange.consents.endpoint.token_limits import (
+    assertion_client_id,
+    token_lockout_description,
+    token_lockout_read,
+    token_refusal_record,
+)
 from exchange.models import UsedClientAssertion
+from hub.audit import client_address
 from hub.models import Payer, PayerStatus
-from hub.oidc.documents import oidc_http_client
 from hub.oidc.errors import IdentityNotConfirmed, ProviderMisconfigured, ProviderUnreachable
-from hub.oidc.keys import BACKEND_SERVICES_ALGORITHMS, jwt_header, jwt_verify, key_set_fetch
+from hub.oidc.keys import BACKEND_SERVICES_ALGORITHMS, jwt_header, jwt_verify
 from hub.signing_keys import CLIENT_ASSERTION_TYPE
 
 # Backend Services: the assertion's exp SHALL be no more than five minutes in the future.
@@ -81,14 +90,8 @@ def client_assertion_verify(assertion: str) -> Payer:
         raise ClientRefused("invalid_client", f"no client {client_id!r} is registered at the hub")
     if header.get("alg") not in BACKEND_SERVICES_ALGORITHMS:
         raise ClientRefused("invalid_client", "the assertion must be signed with RS384 or ES384")
-    # Read at every token request, past any cache: a key the payer withdraws stops working
-    # at once, and one it rotates in works at once.
     try:
-        with oidc_http_client() as http:
-            key_set = key_set_fetch(url=payer.client_jwks_url, http=http)
-        key = key_set.verification_key(
-            header, algorithms=BACKEND_SERVICES_ALGORITHMS, what="client assertion"
-        )
+        key = client_verification_key(url=payer.client_jwks_url, header=header)
         claims = jwt_verify(
             assertion,
             key,
@@ -150,6 +153,14 @@ def access_token_check(token: str) -> tuple[Payer, list[str]]:
 def token(request: HttpRequest) -> JsonResponse:
     """The hub's token endpoint: client_credentials with a private_key_jwt assertion."""
     form = request.POST
+    client_id = assertion_client_id(form.get("client_assertion", ""))
+    address = client_address(request)
+    if held := token_lockout_read(client_id=client_id, address=address):
+        return JsonResponse(
+            {"error": "invalid_client", "error_description": token_lockout_description(held)},
+            status=429,
+            headers={"Retry-After": str(held.retry_after_seconds), "Cache-Control": "no-store"},
+        )
     try:
         if form.get("grant_type") != "client_credentials":
             raise ClientRefused("unsupported_grant_type", "grant_type must be client_credentials")
@@ -166,6 +177,7 @@ def token(request: HttpRequest) -> JsonResponse:
             )
         payer = client_assertion_verify(form["client_assertion"])
     except ClientRefused as exc:
+        token_refusal_record(client_id=client_id, address=address)
         status = 401 if exc.error == "invalid_client" else 400
         return JsonResponse(
             {"error": exc.error, "error_description": exc.description}, status=status

@@ -1,0 +1,68 @@
+"""Lockout at the hub's token endpoint after refused client assertions (issue 15).
+
+Each refusal counts against the client id the assertion names (its ``iss``) and against the
+address it came from; once either reaches its limit within the window, the endpoint answers
+429 with ``Retry-After`` (RFC 6585 §4) before reading the assertion, so a guesser gets no
+further answers and the client's JWKS is no longer fetched on its behalf. The body keeps
+the OAuth error shape of RFC 6749 §5.2 with ``invalid_client``: the lockout is the outcome of
+failed client authentication (``slow_down`` is RFC 8628's, for device codes only).
+
+A known weakness, shared by every per-account lockout: whoever knows a client id (a payer's
+slug) can lock that client out for the window. The per-address count stops one address
+doing it repeatedly; the window is short and configurable.
+"""
+
+import jwt
+from django.conf import settings
+
+from hub.rate_limits import Allowance, rate_limit_read, rate_limit_spend
+
+_BY_CLIENT = "hub.token.refused-by-client"
+_BY_ADDRESS = "hub.token.refused-by-address"
+
+
+def assertion_client_id(assertion: str) -> str:
+    """Return the client id an assertion claims (its unverified ``iss``), or ""."""
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ""
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else ""
+
+
+def _limits(*, client_id: str, address: str | None) -> list[tuple[str, str, int]]:
+    limits = []
+    if client_id:
+        limits.append((_BY_CLIENT, client_id, settings.TOKEN_FAILURES_PER_CLIENT))
+    if address:
+        limits.append((_BY_ADDRESS, address, settings.TOKEN_FAILURES_PER_ADDRESS))
+    return limits
+
+
+def token_lockout_read(*, client_id: str, address: str | None) -> Allowance | None:
+    """Return the used-up allowance that holds this client or address back, or None."""
+    window = settings.TOKEN_LOCKOUT_MINUTES * 60
+    held = [
+        allowance
+        for group, key, limit in _limits(client_id=client_id, address=address)
+        if (
+            allowance := rate_limit_read(group=group, key=key, limit=limit, window_seconds=window)
+        ).exhausted
+    ]
+    return max(held, key=lambda a: a.retry_after_seconds, default=None)
+
+
+def token_refusal_record(*, client_id: str, address: str | None) -> None:
+    """Count one refused token request against its client id and its address."""
+    window = settings.TOKEN_LOCKOUT_MINUTES * 60
+    for group, key, limit in _limits(client_id=client_id, address=address):
+        rate_limit_spend(group=group, key=key, limit=limit, window_seconds=window)
+
+
+def token_lockout_description(allowance: Allowance) -> str:
+    return (
+        f"too many refused token requests from this client or address "
+        f"({allowance.limit} within {settings.TOKEN_LOCKOUT_MINUTES} minutes); "
+        f"try again in {allowance.retry_after_seconds} seconds"
+    )
