@@ -7,6 +7,7 @@ loopback is refused for the whole run.
 
 import ipaddress
 import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.test import Client
 
 from hub.models import Payer, PayerStatus, Role, User
@@ -55,6 +57,19 @@ def _network_stays_on_loopback() -> Any:
     yield
     socket.socket.connect = _real_connect
     socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(autouse=True)
+def _counters_and_copies_of_this_case(settings: Any) -> None:
+    """Give each case rate-limit counters of its own and an empty Django cache.
+
+    The counters live in Redis and outlast a case, and every request of Django's test
+    client comes from 127.0.0.1: refusals counted in one case would lock the token endpoint
+    in the next (hub/rate_limits.py). Key sets and discovery documents kept in the cache
+    belong to the case that fetched them: the next case's stub serves other keys.
+    """
+    settings.RATELIMIT_CACHE_PREFIX = f"rate-limit:test-{uuid.uuid4().hex}:"
+    cache.clear()
 
 
 @dataclass

@@ -12,7 +12,6 @@ from hub.models import Payer, PayerStatus
 from tests.api.payer_systems import PayerSystems, payer_systems_registered
 from tests.conftest import Tenant
 from tests.factories import FhirEndpointFactory, PayerFactory
-from tests.support.rate_limits import rate_limits_of_this_case  # noqa: F401 - autouse
 
 WEST_NPI = "1367902453"
 

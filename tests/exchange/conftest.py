@@ -9,7 +9,6 @@ from hub.signing_keys import signing_keys_ensure
 from tests.conftest import Tenant
 from tests.exchange.holders import hub_url
 from tests.sandbox.harness import FORMER, NEW, SEED, RunningSandbox, running_sandbox
-from tests.support.rate_limits import rate_limits_of_this_case  # noqa: F401 - autouse
 
 
 @pytest.fixture(scope="module")
