@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.pagination import Cursor, CursorPagination
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,7 +28,7 @@ from api.authentication import (
     payer_system,
 )
 from api.idempotency import HEADER, idempotent_post
-from api.parsers import NDJSON, NdjsonParser
+from api.parsers import NDJSON, JsonBodyParser, NdjsonParser
 from api.problems import PROBLEM_JSON, problem_exception_handler, problem_response
 from api.serializers import (
     PROBLEM,
@@ -89,6 +89,8 @@ class PayerSystemView(APIView):
     """Base of the API's views: bearer tokens only, errors as problem documents."""
 
     authentication_classes = [PayerSystemAuthentication]
+    # DRF's defaults, JSON read by the hub's one JSON reader.
+    parser_classes = [JsonBodyParser, FormParser, MultiPartParser]
 
     def get_exception_handler(self) -> Any:
         return problem_exception_handler
@@ -105,11 +107,23 @@ class IdCursor(CursorPagination):
     def decode_cursor(self, request: Request) -> Cursor | None:
         # DRF answers a cursor it cannot read with a 404; it is a bad query parameter (422).
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
+            cursor = None
+            valid = False
+        else:
+            # DRF takes the position as any text; compared with the bigint id, anything but
+            # digits that fit it is a database error. The hub's own links hold ids only.
+            # The stubs say int; DRF gives the text of the cursor's ``p``.
+            position = str(cursor.position) if cursor and cursor.position is not None else None
+            valid = position is None or (
+                position.isascii() and position.isdigit() and len(position) <= 18
+            )
+        if not valid:
             raise exceptions.ValidationError(
                 {self.cursor_query_param: [self.invalid_cursor_message]}
-            ) from None
+            )
+        return cursor
 
 
 CURSOR_PARAMETERS = [
@@ -329,7 +343,7 @@ def _roster_refused(exc: RosterRefused, *, ndjson: bool) -> Response:
 class CohortCollection(PayerSystemView, generics.GenericAPIView[Any]):
     pagination_class = IdCursor
     serializer_class = CohortSummarySerializer
-    parser_classes = [JSONParser, NdjsonParser]
+    parser_classes = [JsonBodyParser, NdjsonParser]
 
     def get_permissions(self) -> list[Any]:
         return [CohortsWrite()] if self.request.method == "POST" else [CohortsRead()]

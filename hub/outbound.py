@@ -29,9 +29,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from hub.address_policy import address_literal, address_refusal
 from hub.validators import host_is_allow_listed
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class OutboundError(Exception):
@@ -118,33 +117,37 @@ def _certificate_refusal(
     return None
 
 
-def _address_is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    # is_global is False for private, loopback, link-local, shared (100.64/10),
-    # reserved, documentation and unspecified ranges alike.
-    return address.is_global and not address.is_multicast
-
-
 def vet_destination(host: str, port: int) -> str:
     """Return the address to connect to for ``host``, or raise DestinationForbidden.
 
     An allow-listed host is used as resolved; any other host must resolve only to
-    public addresses (one bad answer among good ones refuses the whole host).
+    addresses the one address policy (hub/address_policy.py) calls public unicast: one
+    bad answer among good ones refuses the whole host.
     """
+    if not 0 < port < 65536:
+        raise DestinationForbidden(f"{port} is not a TCP port; ports run from 1 to 65535")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TransportFailure(f"cannot resolve {host}: {exc.strerror}") from None
+    except UnicodeError as exc:
+        # A name the IDNA codec cannot encode (a label over 63 characters, say): no lookup
+        # could ever succeed, so it is no network fault.
+        raise DestinationForbidden(
+            f"{host} is not a host name the hub can look up ({exc})"
+        ) from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     if not addresses:
         raise TransportFailure(f"{host} has no address")
     if host_is_allow_listed(host):
         return str(addresses[0])
     for address in addresses:
-        if not _address_is_public(address) and not host_is_allow_listed(str(address)):
+        refusal = address_refusal(address)
+        if refusal and not host_is_allow_listed(str(address)):
+            if address_literal(host) is not None:
+                raise DestinationForbidden(f"{refusal}; the hub does not call it")
             raise DestinationForbidden(
-                f"{host} resolves to {address}, a private or reserved address the hub does not call"
+                f"{host} resolves to {address}, which the hub does not call: {refusal}"
             )
     return str(addresses[0])
 
@@ -321,6 +324,12 @@ class PayerHttpClient:
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
         """Open a response without reading its body; read it with ``iter_limited``."""
         try:
+            httpx.URL(url)
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            # A URL stored before validate_payer_url parsed URLs as httpx does (idna raises
+            # a UnicodeError of its own for a bad A-label): no retry can help.
+            raise DestinationForbidden(f"the URL {url!r} cannot be used: {exc}") from None
+        try:
             with self._client.stream(method, url, **kwargs) as response:
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > self.max_response_bytes:
@@ -329,6 +338,8 @@ class PayerHttpClient:
                         f"{self.max_response_bytes}"
                     )
                 yield response
+        except httpx.UnsupportedProtocol as exc:
+            raise DestinationForbidden(f"the URL cannot be used: {exc}") from None
         except httpx.TooManyRedirects:
             raise DestinationForbidden(
                 f"more than {settings.OUTBOUND_MAX_REDIRECTS} redirects"

@@ -11,6 +11,7 @@ import io
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from paramiko.pkey import UnknownKeyType
 
 MINIMUM_RSA_BITS = 2048
 
@@ -19,17 +20,33 @@ class SshKeyError(ValueError):
     """The text is not a usable SSH key; the message says why in plain words."""
 
 
+def _refuse_non_ascii(text: str, what: str) -> None:
+    """Refuse a character no key text holds (sshd(8) AUTHORIZED_KEYS FILE FORMAT: key type
+    and base64 data are ASCII), naming where it is: a pasted key picks up curly quotes,
+    non-breaking spaces and the like from documents and chat windows."""
+    for position, char in enumerate(text, start=1):
+        if not char.isascii() or char == "\x00":
+            raise SshKeyError(
+                f"the {what} holds the character {char!r} at position {position}, which SSH "
+                "keys never contain; copy the key again from its file"
+            )
+
+
 def parse_public_key_line(text: str) -> paramiko.PKey:
     """Return the key of an OpenSSH public key line (``ssh-ed25519 AAAA... comment``)."""
     fields = text.strip().split()
     if len(fields) < 2:
         raise SshKeyError("paste a public key line such as 'ssh-ed25519 AAAAC3Nz... comment'")
+    # The comment after the key may be any text; the type and the key data may not.
+    _refuse_non_ascii(" ".join(fields[:2]), "key")
     try:
         blob = base64.b64decode(fields[1], validate=True)
     except binascii.Error:
         raise SshKeyError("the key data after the key type is not base64") from None
     try:
         key = paramiko.PKey.from_type_string(fields[0], blob)
+    except UnknownKeyType:
+        raise SshKeyError(f"{fields[0]!r} is not an SSH key type the hub knows") from None
     except (paramiko.SSHException, ValueError, TypeError, IndexError) as exc:
         raise SshKeyError(f"this is not a valid SSH public key ({exc})") from None
     _refuse_weak(key)
@@ -38,6 +55,7 @@ def parse_public_key_line(text: str) -> paramiko.PKey:
 
 def load_private_key(text: str) -> paramiko.PKey:
     """Return the key of an unencrypted OpenSSH or PEM private key (ed25519, ECDSA, RSA)."""
+    _refuse_non_ascii(text.strip(), "private key")
     data = text.strip().encode("utf-8") + b"\n"
     loaded: object
     try:

@@ -7,10 +7,12 @@ saved until every value passes.
 import ipaddress
 from urllib.parse import urlsplit
 
+import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
+from hub.address_policy import address_literal, address_refusal
 from hub.ssh_keys import SshKeyError, load_private_key, parse_public_key_line
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -56,17 +58,61 @@ def host_is_allow_listed(host: str) -> bool:
     return False
 
 
-def validate_payer_url(value: str) -> None:
-    """Refuse a payer-facing URL that is malformed or not HTTPS.
+def validate_public_host(host: str) -> None:
+    """Refuse a host the hub would never connect to: an IP address the one address policy
+    (hub/address_policy.py) refuses, or a name that always means this machine.
 
-    Plain HTTP is accepted only for hosts in OUTBOUND_ALLOWED_HOSTS (the demo's and
-    the tests' loopback sandboxes); everything a real payer exposes must use TLS.
+    Other host *names* are vetted where the hub connects (hub/outbound.py resolves them and
+    checks every address, on every redirect): their answers may change after saving.
     """
+    literal = host.strip("[]")
+    if not literal or host_is_allow_listed(literal):
+        return
+    address = address_literal(literal)
+    if address is not None:
+        refusal = address_refusal(address)
+        if refusal:
+            raise ValidationError(
+                f"{refusal}; the hub only connects to public addresses.", code="private_address"
+            )
+        return
+    name = literal.lower().rstrip(".")
+    # RFC 6761 §6.3: "localhost" and every name under it are this machine's loopback.
+    if name == "localhost" or name.endswith(".localhost"):
+        raise ValidationError(
+            f"{literal} names this machine; the hub only connects to public addresses.",
+            code="private_address",
+        )
+
+
+def validate_payer_url(value: str) -> None:
+    """Refuse a payer-facing URL that is malformed, not HTTPS, or aimed at a non-public host.
+
+    The one check of every stored or typed URL the hub will call: it parses the URL as the
+    HTTP client will (so a saved URL never fails there for its form), applies the address
+    policy to a literal address, and accepts plain HTTP only for hosts in
+    OUTBOUND_ALLOWED_HOSTS (the demo's and the tests' loopback sandboxes); everything a real
+    payer exposes must use TLS.
+    """
+    if "\x00" in value:
+        # PostgreSQL text cannot hold a NUL, and no URL contains one (RFC 3986 §2).
+        raise ValidationError("The URL holds a NUL character; type it again.", code="nul")
     URLValidator(
         schemes=["http", "https"],
         message="Enter a full URL such as https://fhir.example-payer.com/r4.",
     )(value)
     parts = urlsplit(value)
+    try:
+        _ = parts.port
+        httpx.URL(value)
+    except (ValueError, httpx.InvalidURL) as exc:
+        # ValueError: a port outside 0-65535 (urlsplit), a host name IDNA refuses (idna's
+        # own errors are UnicodeErrors).
+        raise ValidationError(
+            f"The URL cannot be used: {exc}. Enter a full URL such as "
+            "https://fhir.example-payer.com/r4.",
+            code="unparseable",
+        ) from None
     if parts.username or parts.password:
         raise ValidationError("Do not put a user name or password in the URL.", code="credentials")
     if parts.fragment:
@@ -76,6 +122,7 @@ def validate_payer_url(value: str) -> None:
             "The URL must start with https:// — payer traffic is only sent over TLS.",
             code="not_https",
         )
+    validate_public_host(parts.hostname or "")
 
 
 def validate_ssh_public_key(value: str) -> None:

@@ -96,6 +96,8 @@ def directory(request: HttpRequest, payer: Payer) -> HttpResponse:
         request,
         "members/directory.html",
         {"payer": payer, "form": form, "rows": rows, "search_errors": form_errors(form)},
+        # A search the form refuses (a NUL byte, an over-long name) is the asker's error.
+        status=400 if form.is_bound and form.errors else 200,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import viewsets
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.routers import SimpleRouter
 
 from exchange.models import Consent, Delivery, DeliveryAttempt, ExchangeEvent, ExchangeRequest
@@ -23,8 +24,17 @@ from hub.tenancy import TenantScopedAPIMixin
 from plan_admin import serializers
 
 
+class BoundedLimitOffset(LimitOffsetPagination):
+    """Pages of at most ``max_limit`` items: a larger ``limit`` is clamped (DRF's own rule for
+    ``max_limit``), so no request asks PostgreSQL for a LIMIT beyond its bigint. An offset
+    past the last item is an empty page before any query uses it."""
+
+    max_limit = 200
+
+
 class _TenantReadOnlyViewSet(TenantScopedAPIMixin, viewsets.ReadOnlyModelViewSet[Any]):
     tenant_role = Role.PLAN_ADMIN
+    pagination_class = BoundedLimitOffset
     model: Any
 
     def get_queryset(self) -> QuerySet[Any]:

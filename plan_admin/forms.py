@@ -4,7 +4,6 @@ Field validation lives on the models (hub/validators.py); these forms add what o
 makes sense at the door: refusing private network addresses typed as literals.
 """
 
-import ipaddress
 from datetime import date
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -26,32 +25,13 @@ from hub.models import (
 from hub.secret_inputs import SecretFieldsFormMixin, SecretInput
 from hub.validators import (
     CLIENT_ID_MAX_LENGTH,
-    host_is_allow_listed,
     validate_client_id,
     validate_payer_url,
+    validate_public_host,
 )
 from plan_admin.cohort_selectors import MEMBER_GROUPS, MemberFilters
 from plan_admin.schedule_selectors import SCHEDULE_STATES, ScheduleFilters
 from plan_admin.selectors import REQUEST_SORTS, RequestFilters
-
-
-def validate_public_address(host: str) -> None:
-    """Refuse a host given as a private, loopback, link-local or reserved IP address.
-
-    Host *names* are vetted where the hub connects (hub/outbound.py resolves and checks
-    every address, on every redirect); an address literal can be refused right away.
-    """
-    literal = host.strip("[]")
-    try:
-        address = ipaddress.ip_address(literal)
-    except ValueError:
-        return
-    if not address.is_global and not host_is_allow_listed(literal):
-        raise ValidationError(
-            f"{literal} is a private or reserved network address; the hub only connects "
-            "to public addresses.",
-            code="private_address",
-        )
 
 
 class PublicDestinationFormMixin(forms.BaseForm):
@@ -68,7 +48,7 @@ class PublicDestinationFormMixin(forms.BaseForm):
         hosts += [(name, cleaned.get(name) or "") for name in self.host_fields]
         for name, host in hosts:
             try:
-                validate_public_address(host)
+                validate_public_host(host)
             except ValidationError as exc:
                 self.add_error(name, exc)
         return cleaned

@@ -14,6 +14,7 @@ from hub.validators import (
     CLIENT_ID_MAX_LENGTH,
     validate_client_id,
     validate_payer_url,
+    validate_public_host,
     validate_ssh_private_key,
     validate_ssh_public_key,
 )
@@ -217,7 +218,8 @@ class SftpDestination(TenantOwned):
     host = models.CharField(
         max_length=253,
         validators=[
-            RegexValidator(r"^[A-Za-z0-9.:\-\[\]]+$", "Enter a host name or an IP address.")
+            RegexValidator(r"^[A-Za-z0-9.:\-\[\]]+$", "Enter a host name or an IP address."),
+            validate_public_host,
         ],
     )
     port = models.PositiveIntegerField(

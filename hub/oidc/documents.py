@@ -4,11 +4,11 @@ Failures are sorted as STYLE.md #6 asks: the network or a 5xx is ``ProviderUnrea
 (try later); any other wrong answer is ``ProviderMisconfigured`` (someone must fix it).
 """
 
-import json
 from typing import Any
 
 import httpx
 
+from hub.json_input import JsonInputRefused, json_input_load
 from hub.oidc.errors import ProviderMisconfigured, ProviderUnreachable
 from hub.outbound import OutboundError, PayerHttpClient
 
@@ -55,9 +55,11 @@ def document_get(
 def json_object(response: httpx.Response) -> dict[str, Any]:
     """Return the JSON object a response carries; raise ProviderMisconfigured otherwise."""
     try:
-        body = json.loads(response.content)
-    except ValueError:
-        raise ProviderMisconfigured(f"{response.url} did not answer with JSON.") from None
+        body = json_input_load(response.content, what=f"The answer of {response.url}")
+    except JsonInputRefused as exc:
+        if exc.not_json:
+            raise ProviderMisconfigured(f"{response.url} did not answer with JSON.") from None
+        raise ProviderMisconfigured(str(exc)) from None
     if not isinstance(body, dict):
         raise ProviderMisconfigured(f"{response.url} answered JSON, but not an object.")
     return body

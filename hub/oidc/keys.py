@@ -105,6 +105,10 @@ class KeySet:
 def _key_problem(position: int, raw: dict[str, Any]) -> str:
     """Return why key number ``position`` cannot verify anything the hub accepts, or ""."""
     kty, alg, use = raw.get("kty"), raw.get("alg"), raw.get("use")
+    # RFC 7517 §4: these members are strings (JSON lets a hostile key set put anything there).
+    for name in ("kty", "alg", "use", "kid", "crv"):
+        if name in raw and not isinstance(raw[name], str):
+            return f"key {position} has a {name} that is not a string (RFC 7517 §4)"
     if kty not in _ALGORITHMS_OF_KEY_TYPE:
         # RFC 7517 §5: keys of a type the reader does not understand are ignored.
         return f"key {position} has key type {kty!r}, not RSA, EC or OKP"
@@ -207,4 +211,9 @@ def jwt_verify(
         )
     except jwt.PyJWTError as exc:
         raise IdentityNotConfirmed(f"The {what} was refused: {exc}.") from exc
+    except (OverflowError, TypeError, ValueError) as exc:
+        # PyJWT reads times with int(): Infinity (which Python's json accepts) overflows.
+        raise IdentityNotConfirmed(
+            f"The {what} holds a time claim that is no number ({exc})."
+        ) from exc
     return claims

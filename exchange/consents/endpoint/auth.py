@@ -9,6 +9,8 @@ rotation at the payer needs nothing at the hub (SMART App Launch 2.x, Backend Se
 (token_limits.py).
 """
 
+import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -36,6 +38,13 @@ from hub.signing_keys import CLIENT_ASSERTION_TYPE
 
 # Backend Services: the assertion's exp SHALL be no more than five minutes in the future.
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
+# Allowance for the client's clock running ahead of the hub's when judging that limit.
+ASSERTION_CLOCK_SKEW = timedelta(seconds=30)
+# The jti is kept (UsedClientAssertion.jti) until the assertion expires; SMART gives no
+# length, a UUID has 36 characters, and nothing longer than the column is stored.
+MAX_JTI_LENGTH = 255
+# A client id is the payer's slug (Payer.slug, a Django slug of at most 60 characters).
+_CLIENT_ID = re.compile(r"[-a-zA-Z0-9_]{1,60}")
 ACCESS_TOKEN_SECONDS = 300
 # The payer-system API's scopes, one per capability, and what each allows (the API's
 # OpenAPI document shows them). The hub's own names: SMART's ``system/<Resource>.<perm>``
@@ -81,7 +90,14 @@ def client_assertion_verify(assertion: str) -> Payer:
         unverified = jwt.decode(assertion, options={"verify_signature": False})
     except (IdentityNotConfirmed, jwt.PyJWTError) as exc:
         raise ClientRefused("invalid_client", f"the client assertion is not a JWT ({exc})") from exc
-    client_id = str(unverified.get("iss", ""))
+    issuer = unverified.get("iss")
+    if not isinstance(issuer, str) or not _CLIENT_ID.fullmatch(issuer):
+        # Looked up only once it could be a slug: a NUL or a megabyte never reaches the
+        # database (PostgreSQL text refuses U+0000).
+        raise ClientRefused(
+            "invalid_client", "the assertion's iss is not the client id of any client at the hub"
+        )
+    client_id = issuer
     payer = Payer.objects.filter(slug=client_id).first()
     if payer is not None and payer.status == PayerStatus.SUSPENDED:
         # Suspended by the hub's team (operator console): say so, rather than "unknown".
@@ -111,16 +127,23 @@ def client_assertion_verify(assertion: str) -> Payer:
         raise ClientRefused(
             "invalid_client", "the assertion's sub must equal its iss (the client id)"
         )
-    expires = datetime.fromtimestamp(claims["exp"], tz=UTC)
-    if expires - timezone.now() > MAX_ASSERTION_LIFETIME:
+    # Compared as numbers first: an exp centuries ahead is past what a datetime can hold.
+    # PyJWT has checked that int() reads it (RFC 7519 §2 NumericDate).
+    exp = int(claims["exp"])
+    if exp - time.time() > (MAX_ASSERTION_LIFETIME + ASSERTION_CLOCK_SKEW).total_seconds():
         raise ClientRefused("invalid_client", "the assertion's exp is more than five minutes ahead")
+    expires = datetime.fromtimestamp(exp, tz=UTC)
+    jti = claims["jti"]
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH or "\x00" in jti:
+        raise ClientRefused(
+            "invalid_client",
+            f"the assertion's jti must be a string of 1 to {MAX_JTI_LENGTH} characters",
+        )
     # Spent jtis are kept only while their assertion could still be presented.
     UsedClientAssertion.objects.filter(expires_at__lt=timezone.now()).delete()
     try:
         with transaction.atomic():
-            UsedClientAssertion.objects.create(
-                issuer=client_id, jti=str(claims["jti"]), expires_at=expires
-            )
+            UsedClientAssertion.objects.create(issuer=client_id, jti=jti, expires_at=expires)
     except IntegrityError:
         raise ClientRefused(
             "invalid_client", "this client assertion was already used (jti replay)"

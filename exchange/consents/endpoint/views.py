@@ -6,7 +6,6 @@ A caller sees only Consents whose source (the disclosing former payer) it is; an
 else is a 404, as for a Consent that does not exist.
 """
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from pydantic import ValidationError as ModelValidationError
 from exchange.consents.endpoint.auth import ClientRefused, access_token_check
 from exchange.models import Consent, ConsentSubscription, SubscriptionStatus
 from hub.audit import audit_record
+from hub.json_input import JsonInputRefused, json_input_load
 from hub.models import Payer
 from hub.validators import validate_payer_url
 
@@ -106,6 +106,36 @@ def _subscription_resource(subscription: ConsentSubscription) -> dict[str, Any]:
     return resource
 
 
+# Bounds of the headers a subscriber asks the hub to send with each notification (FHIR R4
+# Subscription.channel.header): enough for an authorization header and a few more, and no
+# way to make the hub store or send megabytes.
+MAX_CHANNEL_HEADERS = 10
+MAX_CHANNEL_HEADER_BYTES = 1024
+# RFC 9110 §5.1 field-name = token; §5.5 field-value: visible ASCII, spaces and tabs.
+_HEADER_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*")
+
+
+def _header_problem(headers: list[str]) -> str:
+    """Return why the channel's headers cannot be stored and sent, or ""."""
+    if len(headers) > MAX_CHANNEL_HEADERS:
+        return (
+            f"channel.header holds {len(headers)} headers; the hub sends at most "
+            f"{MAX_CHANNEL_HEADERS}"
+        )
+    for position, line in enumerate(headers, start=1):
+        if len(line.encode()) > MAX_CHANNEL_HEADER_BYTES:
+            return (
+                f"channel.header {position} is longer than {MAX_CHANNEL_HEADER_BYTES} bytes; "
+                "the hub sends shorter headers only"
+            )
+        if not _HEADER_LINE.fullmatch(line):
+            return (
+                f"channel.header {position} is not one 'Name: value' line of printable ASCII "
+                "(RFC 9110 §5)"
+            )
+    return ""
+
+
 @require_GET
 def metadata(request: HttpRequest, payer_slug: str) -> JsonResponse:
     """The CapabilityStatement of the Consent endpoint (open, as FHIR requires)."""
@@ -173,9 +203,9 @@ def subscription_create(
     if not SUBSCRIPTION_SCOPES & set(scopes):
         return _lacks_subscription_scope()
     try:
-        body = json.loads(request.body)
-    except ValueError:
-        return operation_outcome(400, "invalid", "the body is not JSON")
+        body = json_input_load(request.body, what="the body")
+    except JsonInputRefused as exc:
+        return operation_outcome(400, "invalid", str(exc))
     if not isinstance(body, dict) or body.get("resourceType") != "Subscription":
         return operation_outcome(400, "invalid", "the body must be a Subscription resource")
     try:
@@ -209,8 +239,9 @@ def subscription_create(
             422, "value", f"channel.endpoint is not usable: {' '.join(exc.messages)}"
         )
     headers = [str(line) for line in channel.get("header", [])]
-    if any(":" not in line or "\n" in line for line in headers):
-        return operation_outcome(422, "value", "each channel.header must be one 'Name: value' line")
+    problem = _header_problem(headers)
+    if problem:
+        return operation_outcome(422, "value", problem)
     with transaction.atomic():
         subscription = ConsentSubscription.objects.create(
             payer=tenant,
