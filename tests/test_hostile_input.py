@@ -1,6 +1,9 @@
 """Hostile input at every edge ends in a 4xx that names the problem, never a 500, and leaves
 nothing behind (issue 15): the anonymous token endpoint, the Consent endpoint, the
 payer-system API, the plan administrators' API and forms, the member portal, the sign-in page.
+
+A table of known hostile inputs, each with its sentence; then properties (hypothesis, how many
+examples: tests/support/fuzz.py) drawing signed assertions and Subscriptions nobody listed.
 """
 
 import base64
@@ -12,8 +15,11 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.test import Client
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exchange.consents.endpoint.auth import PAYER_API_SCOPES, token_endpoint_url
 from exchange.models import ConsentSubscription, OptInRecord, UsedClientAssertion
@@ -22,6 +28,7 @@ from tests.api.conftest import opt_in_body
 from tests.api.payer_systems import PayerSystemClient
 from tests.conftest import Tenant
 from tests.factories import ExchangeRequestFactory
+from tests.support.fuzz import fuzz_requests, json_values, mutated
 from tests.support.http_stub import HttpStub, http_stub
 from tests.support.sessions import signed_in
 
@@ -482,3 +489,80 @@ def test_pages_refuse_a_nul_byte_in_the_query(
     response = client.get(path)
     assert 400 <= response.status_code < 500
     assert sentence in response.content.decode()
+
+
+# Property-based (hypothesis): the hostile inputs nobody listed above (issue 15 item 4).
+CLAIMS = {
+    "iss": "south",
+    "sub": "south",
+    "aud": "set per example",
+    "exp": 0,
+    "jti": "set per example",
+}
+
+
+def _signed_as_is(header: dict[str, Any], claims: Any) -> str:
+    """Return a JWT with exactly this header and payload, signed with South's key (RS384):
+    PyJWT would refuse to write some of what a hostile client may send."""
+    header_part = _segment(json.dumps(header).encode())
+    signing_input = f"{header_part}.{_segment(json.dumps(claims).encode())}"
+    signature = KEY.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA384())
+    return f"{signing_input}.{_segment(signature)}"
+
+
+@fuzz_requests
+@given(
+    claims=mutated(CLAIMS),
+    header=st.dictionaries(
+        st.sampled_from(["kid", "typ", "jku", "x5u", "cty"]), json_values, max_size=3
+    ),
+)
+def test_any_signed_assertion_gets_a_token_or_a_refusal_under_500(
+    south_jwks: Any, settings: Any, claims: Any, header: dict[str, Any]
+) -> None:
+    # Refusals here are the point: the lockout (tested on its own) must not end the draw.
+    settings.TOKEN_FAILURES_PER_CLIENT = settings.TOKEN_FAILURES_PER_ADDRESS = 10**6
+    if isinstance(claims, dict):
+        claims = {
+            **claims,
+            "aud": claims["aud"]
+            if claims.get("aud") != "set per example"
+            else token_endpoint_url(),
+            "exp": claims["exp"] if claims.get("exp") != 0 else int(time.time()) + 240,
+            "jti": claims["jti"] if claims.get("jti") != "set per example" else str(uuid.uuid4()),
+        }
+    used_before = UsedClientAssertion.objects.count()
+    response = _token(_signed_as_is({"alg": "RS384", "kid": "k", **header}, claims))
+
+    assert response.status_code < 500, response.content
+    if response.status_code != 200:
+        assert response.json()["error_description"].strip()
+        assert UsedClientAssertion.objects.count() == used_before
+
+
+@fuzz_requests
+@given(data=st.data())
+def test_any_subscription_is_kept_or_refused_under_500_leaving_nothing(
+    subscriber: tuple[dict[str, str], int], data: st.DataObject
+) -> None:
+    bearer, consent_id = subscriber
+    north = Payer.objects.get(slug="north")
+    body = data.draw(mutated(_subscription(consent_id)))
+    before = ConsentSubscription.objects.for_payer(north).count()
+
+    response = Client().post(
+        "/p/north/fhir/Subscription",
+        json.dumps(body),
+        content_type="application/fhir+json",
+        **bearer,
+    )
+
+    assert response.status_code < 500, response.content
+    after = ConsentSubscription.objects.for_payer(north).count()
+    if response.status_code >= 400:
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["diagnostics"].strip()
+        assert after == before
+    else:
+        assert after == before + 1

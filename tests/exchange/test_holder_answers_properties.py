@@ -8,18 +8,15 @@ FhirPermanentError with a sentence naming the problem — never an unexpected ex
 would end a worker's task without a reason a person can read. The inputs are arbitrary JSON
 and the IGs' own examples (tests/exchange/fixtures) with one part replaced by arbitrary JSON.
 
-``FUZZ_EXAMPLES`` examples per property in ``make test`` (60); run longer with, e.g.,
-``FUZZ_EXAMPLES=5000 pytest tests/exchange/test_holder_answers_properties.py``.
+How many examples: tests/support/fuzz.py.
 """
 
-import copy
 import json
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.bulk.matching import correlate, groups_of_parameters
@@ -30,43 +27,7 @@ from exchange.models import ConsentPolicy
 from exchange.retrieval import _page_resources
 from exchange.screening.decision import Kept, Quarantined, Removed, resource_screen
 from tests.exchange.screening.support import FIXTURES, SAMPLES_AS_OF, sample, sample_names
-
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
-# No example database in the tree: each run draws afresh (a failure prints its example).
-fuzz = settings(max_examples=EXAMPLES, deadline=None, database=None)
-
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=24)
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
-
-
-@st.composite
-def mutated(draw: st.DrawFn, original: Any) -> Any:
-    """Return a copy of ``original`` with one value somewhere in it replaced by arbitrary JSON."""
-    document = copy.deepcopy(original)
-    node = document
-    while True:
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        if not keys:
-            return draw(json_values)
-        key = draw(st.sampled_from(keys))
-        child = node[key]
-        if isinstance(child, dict | list) and child and draw(st.booleans()):
-            node = child
-            continue
-        node[key] = draw(json_values)
-        return document
+from tests.support.fuzz import fuzz, json_values, mutated
 
 
 def _declared(error: FhirPermanentError, code: str) -> None:

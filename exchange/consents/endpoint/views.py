@@ -20,6 +20,7 @@ from pydantic import ValidationError as ModelValidationError
 
 from exchange.consents.endpoint.auth import ClientRefused, access_token_check
 from exchange.models import Consent, ConsentSubscription, SubscriptionStatus
+from exchange.screening.structural_validation import structural_problems
 from hub.audit import audit_record
 from hub.json_input import JsonInputRefused, json_input_load
 from hub.models import Payer
@@ -208,6 +209,13 @@ def subscription_create(
         return operation_outcome(400, "invalid", str(exc))
     if not isinstance(body, dict) or body.get("resourceType") != "Subscription":
         return operation_outcome(400, "invalid", "the body must be a Subscription resource")
+    # FHIR's JSON Schema first (the screening's own check): it names the element at fault,
+    # where the model library may fail on a shape it does not expect (a list for a string).
+    problems = structural_problems(body)
+    if problems:
+        return operation_outcome(
+            400, "structure", f"the Subscription is not valid FHIR R4: {problems[0]}"
+        )
     try:
         # Keep the parsed model: its ``end`` is a datetime, not the instant's text.
         parsed = FhirSubscription.model_validate(body)
