@@ -96,8 +96,8 @@ def run_cohort(
     """Upload a roster of ``members`` of South's, run it to its end, return it and its rows."""
     scene.configure(fhir or holder.fhir, chunk_size=CHUNK)
     rows = [dict(m) for m in ordinary_members(holder, members)]
-    cohort = scene.upload(rows)
     workers.ready()
+    cohort = scene.upload(rows)
     cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
     return cohort, rows
 
@@ -273,8 +273,8 @@ def test_malformed_ndjson_fails_what_it_touches_with_a_sentence_naming_file_and_
     with south_sandbox("bad-ndjson=0.05") as faulty:
         scene.configure(faulty.fhir, chunk_size=MEMBERS)
         rows = [dict(m) for m in ordinary_members(faulty, MEMBERS)]
-        cohort = scene.upload(rows)
         module_worker.ready()
+        cohort = scene.upload(rows)
         cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
         members = scene.assert_every_member_ended_once(cohort)
         failed = [m.exchange_request for m in members if m.exchange_request.status == S.FAILED]
