@@ -21,6 +21,7 @@ from hub.operator_accounts import operator_authenticator_issue
 from tests.factories import PayerFactory, UserFactory
 from tests.support.sessions import signed_in
 from tests.support.sshd import SftpServer, running_sshd
+from tests.support.table_flush import tables_emptied_by_delete
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -55,6 +56,13 @@ def _network_stays_on_loopback() -> Any:
     yield
     socket.socket.connect = _real_connect
     socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _transactional_tests_end_by_delete() -> Any:
+    """Empty the tables after each transactional test by DELETE, not TRUNCATE (faster)."""
+    with tables_emptied_by_delete():
+        yield
 
 
 @dataclass
