@@ -49,8 +49,8 @@ def tables_emptied_by_delete() -> Iterator[None]:
         ]
         return statements
 
-    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign]
+    DatabaseOperations.sql_flush = sql_flush
     try:
         yield
     finally:
-        DatabaseOperations.sql_flush = truncate  # type: ignore[method-assign]
+        DatabaseOperations.sql_flush = truncate
