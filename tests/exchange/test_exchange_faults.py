@@ -3,11 +3,12 @@
 Real parts only: Celery worker processes, the hub served over HTTP (the former payer fetches
 the hub's JWKS from it), sandbox payers started with ``--faults`` (sandbox/faults.py), the
 test-only holder proxy where the sandbox has no such fault, and a real OpenSSH sshd receiving
-the delivery. Patricia, a member of North, asks for her records from South payer-to-payer
-($member-match). Every case ends ``delivered`` with the content checked against South's own
-record of her (``delivery_check``), or ``failed`` with a reason a person understands; there
-is never a partial file under its final name and never a second delivery. Workers are
-killed with SIGKILL and the reaper (``exchange_requests_resume_stuck``) resumes their work.
+the delivery; one worker serves the module's cases that need not kill or stop theirs.
+Patricia, a member of North, asks for her records from South payer-to-payer ($member-match).
+Every case ends ``delivered`` with the content checked against South's own record of her
+(``delivery_check``), or ``failed`` with a reason a person understands; there is never a
+partial file under its final name and never a second delivery. Workers are killed with
+SIGKILL and the reaper (``exchange_requests_resume_stuck``) resumes their work.
 
 The sandbox's fault dice are seeded (``FaultDice``, seed ``SEED``): a worker asks one thing
 at a time, so the faults it meets are known in advance, and each test first states them.
@@ -41,7 +42,7 @@ from tests.conftest import Tenant
 from tests.exchange.holder_proxy import HolderProxy, Rewrite, holder_proxy, on_path
 from tests.exchange.holders import hub_url
 from tests.sandbox.harness import FORMER, SEED, RunningSandbox, running_sandbox
-from tests.support.celery_worker import running_worker, wait_for
+from tests.support.celery_worker import ModuleWorker, running_worker, wait_for
 from tests.support.exchange_setup import (
     NORTH_NPI,
     SHOWCASE_CARD,
@@ -118,6 +119,7 @@ class Scene:
     sftp_server: SftpServer
     hub: str
     oracle: list[dict[str, Any]]
+    workers: ModuleWorker
 
     @property
     def deliveries(self) -> Path:
@@ -149,14 +151,17 @@ class Scene:
             policy=ConsentPolicy.SENSITIVE,
         )
 
-    def worker(self) -> Any:
-        """Start a Celery worker process (stopped at the end of the ``with`` block)."""
+    def own_worker(self) -> Any:
+        """Start a Celery worker process of the case's own, to kill or to stop with work still
+        scheduled (stopped at the end of the ``with`` block); the module's is stopped first,
+        or the two would share the work."""
+        self.workers.stop()
         return running_worker(HUB_PUBLIC_URL=self.hub)
 
     def run_to_the_end(self, exchange_request: ExchangeRequest) -> None:
-        """Let a worker run until the request ends."""
-        with self.worker():
-            until_ended(exchange_request)
+        """Let the module's worker run until the request ends."""
+        self.workers.ready()
+        until_ended(exchange_request)
 
     def assert_delivered_once(
         self, exchange_request: ExchangeRequest, *, withheld: tuple[Key, ...] = ()
@@ -249,6 +254,14 @@ def oracle(clean_south: RunningSandbox) -> list[dict[str, Any]]:
     return sandbox_everything(clean_south, member=patricia, recipient_npi=NORTH_NPI)
 
 
+@pytest.fixture(scope="module")
+def module_worker(live_server: Any) -> Iterator[ModuleWorker]:
+    """The worker of the cases that need not kill theirs (the hub's URL is the session's)."""
+    workers = ModuleWorker(HUB_PUBLIC_URL=hub_url(live_server))
+    yield workers
+    workers.stop()
+
+
 @pytest.fixture
 def scene(
     north: Tenant,
@@ -257,10 +270,11 @@ def scene(
     live_server: Any,
     settings: Any,
     oracle: list[dict[str, Any]],
+    module_worker: ModuleWorker,
 ) -> Iterator[Scene]:
     # The former payer fetches North's JWKS from the live hub.
     settings.HUB_PUBLIC_URL = hub_url(live_server)
-    case = Scene(north, south, sftp_server, settings.HUB_PUBLIC_URL, oracle)
+    case = Scene(north, south, sftp_server, settings.HUB_PUBLIC_URL, oracle, module_worker)
     yield case
     shutil.rmtree(case.deliveries, ignore_errors=True)
 
@@ -359,8 +373,7 @@ def test_a_mismatched_sftp_host_key_fails_naming_both_fingerprints(
     )
     exchange_request = scene.patricia_asks(clean_south)
     SftpDestination.objects.filter(payer=scene.north.payer).update(host_key=impostor)
-    with scene.worker():
-        until_ended(exchange_request)
+    scene.run_to_the_end(exchange_request)
 
     scene.assert_failed_with_nothing_delivered(exchange_request)
     assert exchange_request.reason_code == "host_key_mismatch"
@@ -409,7 +422,8 @@ def test_work_waiting_out_a_long_retry_after_is_not_taken_for_stuck(
         throttling: list[str] = []
         proxy.rewrites.append(answers_containing(b"injected fault: 429", throttling))
         exchange_request = scene.patricia_asks(throttled, through=proxy)
-        with scene.worker():
+        # Its own worker: stopped below with the long retry still scheduled.
+        with scene.own_worker():
             wait_for(lambda: bool(throttling), timeout=30)
             # Longer than EXCHANGE_STUCK_AFTER_SECONDS, far shorter than the Retry-After.
             assert resume_stuck_work() == 0
@@ -436,7 +450,7 @@ def test_a_worker_killed_mid_retrieval_and_mid_upload_delivers_exactly_once(
         folder = scene.deliveries / str(exchange_request.pk)
 
         # 1. Killed while retrieving, with the first page staged and the second on its way.
-        with scene.worker() as worker:
+        with scene.own_worker() as worker:
             wait_for(
                 lambda: current(exchange_request).retrieval_cursor.get("page", 0) >= 1,
                 timeout=60,
@@ -447,7 +461,7 @@ def test_a_worker_killed_mid_retrieval_and_mid_upload_delivers_exactly_once(
 
         # 2. Restarted and resumed by the reaper; killed again in the middle of the upload.
         uploading = folder / "bundle.json.uploading"
-        with scene.worker() as worker:
+        with scene.own_worker() as worker:
             assert resume_stuck_work() == 1
             wait_for(lambda: bytes_landed(uploading) > 0, timeout=90)
             kill(worker)
@@ -458,7 +472,7 @@ def test_a_worker_killed_mid_retrieval_and_mid_upload_delivers_exactly_once(
 
         # 3. Restarted and resumed again, on a link back to full speed: delivered once.
         link.upload_rate = None
-        with scene.worker():
+        with scene.own_worker():
             assert resume_stuck_work() == 1
             until_ended(exchange_request)
 

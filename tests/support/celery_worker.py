@@ -5,10 +5,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from django.db import connection
+
+from hub.celery import app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,6 +41,37 @@ def running_worker(**environment: str) -> Iterator[subprocess.Popen[bytes]]:
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=20)
+
+
+class ModuleWorker:
+    """One worker kept for a test module's cases (each start costs seconds of the run).
+
+    A case that stops or kills workers of its own calls ``stop`` first: two workers would
+    share the work. A case that empties the broker (``empty_broker``) calls ``ready``
+    after it: that also empties the queues' bindings the worker declared when it started.
+    """
+
+    def __init__(self, **environment: str) -> None:
+        self._environment = environment
+        self._stack: ExitStack | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def ready(self) -> None:
+        """Declare the queues again and start the worker unless it runs."""
+        with app.connection_for_write() as broker:
+            for queue in app.amqp.queues.values():
+                queue.bind(broker.default_channel).declare()
+        if self._process is not None and self._process.poll() is not None:
+            self.stop()
+        if self._stack is None:
+            self._stack = ExitStack()
+            self._process = self._stack.enter_context(running_worker(**self._environment))
+
+    def stop(self) -> None:
+        """Stop the worker, if it runs."""
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = self._process = None
 
 
 def wait_for(predicate: object, *, timeout: float = 30.0) -> None:

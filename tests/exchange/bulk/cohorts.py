@@ -24,7 +24,6 @@ from exchange.models import (
     BulkJobKind,
     Cohort,
     CohortMember,
-    ExchangeRequest,
     ExchangeStatus,
 )
 from exchange.state_machine import ENDED
@@ -217,14 +216,6 @@ def south_record(sandbox: RunningSandbox, rows: list[dict[str, Any]]) -> dict[st
             return dict(
                 zip((row["card_number"] for row in rows), pool.map(record, rows), strict=True)
             )
-
-
-def requests_in(scene: CohortScene, cohort: Cohort, *statuses: str) -> int:
-    return (
-        ExchangeRequest.objects.for_payer(scene.north.payer)
-        .filter(cohort_member__cohort=cohort, status__in=statuses)
-        .count()
-    )
 
 
 def wait_for_job(scene: CohortScene, cohort: Cohort, kind: str, *states: str) -> BulkJob:

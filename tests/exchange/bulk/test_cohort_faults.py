@@ -1,31 +1,42 @@
 """Cohorts under faults (issue 12 "What it must show"): every member ends in exactly one
 outcome, every delivered member holds exactly South's record, nothing partial lands.
 
-Real parts only: Celery worker processes (killed with SIGKILL where a case says so, then
-resumed by the reapers), the hub served over HTTP, sandbox payers started with ``--faults``
-(sandbox/faults.py), the holder proxy (tests/exchange/holder_proxy.py) where a holder must
-misbehave in a way the sandbox does not, and a real OpenSSH sshd receiving the deliveries.
+Real parts only: Celery worker processes (one kept for the module's cases; killed with
+SIGKILL where a case says so, then resumed by the reapers), the hub served over HTTP,
+sandbox payers started with ``--faults`` (sandbox/faults.py), the holder proxy
+(tests/exchange/holder_proxy.py) where a holder must misbehave in a way the sandbox does
+not, and a real OpenSSH sshd receiving the deliveries.
 """
 
 import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from exchange.bulk.tasks import bulk_jobs_resume_stuck
-from exchange.models import BulkJobKind, BulkJobState, CohortStatus, ExchangeStatus
+from exchange.models import (
+    BulkJob,
+    BulkJobKind,
+    BulkJobState,
+    CohortStatus,
+    ExchangeRequest,
+    ExchangeStatus,
+)
 from exchange.tasks import exchange_requests_resume_stuck
 from tests.conftest import Tenant
-from tests.exchange.bulk.cohorts import CohortScene, ordinary_members, requests_in, wait_for_job
+from tests.exchange.bulk.cohorts import CohortScene, ordinary_members, wait_for_job
 from tests.exchange.holder_proxy import holder_proxy
 from tests.exchange.holders import hub_url
 from tests.sandbox.harness import FORMER, RunningSandbox, running_sandbox
-from tests.support.celery_worker import running_worker, wait_for
+from tests.support.celery_worker import ModuleWorker, running_worker, wait_for
 from tests.support.exchange_setup import SOUTH_SANDBOX_ARGS
 from tests.support.sshd import SftpServer
 
@@ -49,6 +60,14 @@ def clean_south() -> Iterator[RunningSandbox]:
         yield sandbox
 
 
+@pytest.fixture(scope="module")
+def module_worker(live_server: Any) -> Iterator[ModuleWorker]:
+    """The worker of the cases that need not kill theirs (the hub's URL is the session's)."""
+    workers = ModuleWorker(HUB_PUBLIC_URL=hub_url(live_server))
+    yield workers
+    workers.stop()
+
+
 @pytest.fixture
 def scene(
     north: Tenant, south: Tenant, sftp_server: SftpServer, live_server: Any, settings: Any
@@ -67,14 +86,19 @@ def worker(scene: CohortScene) -> Any:
 
 
 def run_cohort(
-    scene: CohortScene, holder: RunningSandbox, *, fhir: str | None = None, members: int = MEMBERS
+    scene: CohortScene,
+    holder: RunningSandbox,
+    workers: ModuleWorker,
+    *,
+    fhir: str | None = None,
+    members: int = MEMBERS,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Upload a roster of ``members`` of South's, run it to its end, return it and its rows."""
     scene.configure(fhir or holder.fhir, chunk_size=CHUNK)
     rows = [dict(m) for m in ordinary_members(holder, members)]
+    workers.ready()
     cohort = scene.upload(rows)
-    with worker(scene):
-        cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
+    cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
     return cohort, rows
 
 
@@ -92,10 +116,10 @@ def kill(process: Any) -> None:
 
 
 def test_429_503_and_dropped_connections_are_waited_out(
-    scene: CohortScene, clean_south: RunningSandbox
+    scene: CohortScene, clean_south: RunningSandbox, module_worker: ModuleWorker
 ) -> None:
     with south_sandbox("429=0.2", "503=0.15", "drop=0.15", "retry-after=1s") as faulty:
-        cohort, rows = run_cohort(scene, faulty)
+        cohort, rows = run_cohort(scene, faulty, module_worker)
         members = scene.assert_every_member_ended_once(cohort)
 
         assert [m.exchange_request.status for m in members] == [S.DELIVERED] * MEMBERS
@@ -104,10 +128,10 @@ def test_429_503_and_dropped_connections_are_waited_out(
 
 
 def test_an_access_token_that_ends_early_is_renewed(
-    scene: CohortScene, clean_south: RunningSandbox
+    scene: CohortScene, clean_south: RunningSandbox, module_worker: ModuleWorker
 ) -> None:
     with south_sandbox("token-ttl=3s", "latency=400ms") as short_lived:
-        cohort, rows = run_cohort(scene, short_lived)
+        cohort, rows = run_cohort(scene, short_lived, module_worker)
         members = scene.assert_every_member_ended_once(cohort)
 
         assert [m.exchange_request.status for m in members] == [S.DELIVERED] * MEMBERS
@@ -117,6 +141,7 @@ def test_an_access_token_that_ends_early_is_renewed(
 def test_a_file_gone_before_it_is_read_has_the_export_kicked_off_again(
     scene: CohortScene,
     clean_south: RunningSandbox,
+    module_worker: ModuleWorker,
 ) -> None:
     gone: list[str] = []
 
@@ -130,7 +155,7 @@ def test_a_file_gone_before_it_is_read_has_the_export_kicked_off_again(
 
     with south_sandbox() as holder, holder_proxy(holder) as proxy:
         proxy.refusals.append(first_export_file_gone)
-        cohort, rows = run_cohort(scene, holder, fhir=proxy.fhir)
+        cohort, rows = run_cohort(scene, holder, module_worker, fhir=proxy.fhir)
         members = scene.assert_every_member_ended_once(cohort)
 
         assert [m.exchange_request.status for m in members] == [S.DELIVERED] * MEMBERS
@@ -183,6 +208,7 @@ def an_observation_in_the_condition_file(victim: list[str]) -> Callable[[str, by
 def test_a_group_that_omits_a_member_and_a_line_of_the_wrong_type_fail_only_those_members(
     scene: CohortScene,
     clean_south: RunningSandbox,
+    module_worker: ModuleWorker,
 ) -> None:
     victim: list[str] = []
     dropped: list[str] = []
@@ -191,7 +217,7 @@ def test_a_group_that_omits_a_member_and_a_line_of_the_wrong_type_fail_only_thos
             a_group_without_its_last_member(dropped),
             an_observation_in_the_condition_file(victim),
         ]
-        cohort, rows = run_cohort(scene, holder, fhir=proxy.fhir)
+        cohort, rows = run_cohort(scene, holder, module_worker, fhir=proxy.fhir)
         members = scene.assert_every_member_ended_once(cohort)
         failed = {
             m.line: m.exchange_request.reason_message
@@ -211,6 +237,7 @@ def test_a_group_that_omits_a_member_and_a_line_of_the_wrong_type_fail_only_thos
 def test_a_malformed_manifest_fails_its_chunk_and_the_other_chunk_is_delivered(
     scene: CohortScene,
     clean_south: RunningSandbox,
+    module_worker: ModuleWorker,
 ) -> None:
     broken: list[str] = []
 
@@ -226,7 +253,7 @@ def test_a_malformed_manifest_fails_its_chunk_and_the_other_chunk_is_delivered(
 
     with south_sandbox() as holder, holder_proxy(holder) as proxy:
         proxy.rewrites.append(first_export_manifest_without_transaction_time)
-        cohort, rows = run_cohort(scene, holder, fhir=proxy.fhir)
+        cohort, rows = run_cohort(scene, holder, module_worker, fhir=proxy.fhir)
         members = scene.assert_every_member_ended_once(cohort)
         statuses = [m.exchange_request.status for m in members]
 
@@ -240,15 +267,15 @@ def test_a_malformed_manifest_fails_its_chunk_and_the_other_chunk_is_delivered(
 
 
 def test_malformed_ndjson_fails_what_it_touches_with_a_sentence_naming_file_and_line(
-    scene: CohortScene, clean_south: RunningSandbox
+    scene: CohortScene, clean_south: RunningSandbox, module_worker: ModuleWorker
 ) -> None:
     # One chunk: the sandbox's dice meet the files in a known order.
     with south_sandbox("bad-ndjson=0.05") as faulty:
         scene.configure(faulty.fhir, chunk_size=MEMBERS)
         rows = [dict(m) for m in ordinary_members(faulty, MEMBERS)]
+        module_worker.ready()
         cohort = scene.upload(rows)
-        with worker(scene):
-            cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
+        cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
         members = scene.assert_every_member_ended_once(cohort)
         failed = [m.exchange_request for m in members if m.exchange_request.status == S.FAILED]
 
@@ -271,29 +298,57 @@ def resume_after_kill(scene: CohortScene) -> None:
     exchange_requests_resume_stuck()
 
 
-@pytest.mark.parametrize(
-    "moment",
-    ["polling", "downloading", "packaging"],
-)
-def test_a_worker_killed_mid_way_is_resumed_without_a_second_kick_off(
-    scene: CohortScene, clean_south: RunningSandbox, moment: str
+def downloading_since(scene: CohortScene, cohort: Any, moment: datetime) -> bool:
+    """Return whether an export job went on to download its files after ``moment``."""
+    return (
+        BulkJob.objects.for_payer(scene.north.payer)
+        .filter(
+            cohort=cohort,
+            kind=BulkJobKind.DATA_EXPORT,
+            state=J.DOWNLOADING,
+            last_progress_at__gte=moment,
+        )
+        .exists()
+    )
+
+
+def packaging_since(scene: CohortScene, cohort: Any, moment: datetime) -> bool:
+    """Return whether a member went on to be screened, packaged or delivered after ``moment``."""
+    return (
+        ExchangeRequest.objects.for_payer(scene.north.payer)
+        .filter(
+            cohort_member__cohort=cohort,
+            status__in=(S.SCREENING, S.PACKAGING, S.DELIVERING),
+            status_changed_at__gte=moment,
+        )
+        .exists()
+    )
+
+
+def test_a_worker_killed_polling_downloading_and_packaging_is_resumed_without_a_second_kick_off(
+    scene: CohortScene, clean_south: RunningSandbox, module_worker: ModuleWorker
 ) -> None:
-    # Slow answers keep the worker in each phase long enough to be caught there.
+    # One cohort, its worker killed at each moment in turn, each time restarted and its work
+    # handed out by the reapers. A moment counts only once the restarted worker reached it
+    # (never a state the killed one left behind). Slow answers keep the worker in each phase
+    # long enough to be caught there.
+    module_worker.stop()
     with south_sandbox("latency=300ms") as slow:
         scene.configure(slow.fhir, chunk_size=CHUNK)
         rows = [dict(m) for m in ordinary_members(slow, MEMBERS)]
         cohort = scene.upload(rows)
         with worker(scene) as first:
-            if moment == "polling":
-                wait_for_job(scene, cohort, BulkJobKind.DATA_EXPORT, J.RUNNING)
-            elif moment == "downloading":
-                wait_for_job(scene, cohort, BulkJobKind.DATA_EXPORT, J.DOWNLOADING)
-            else:
-                wait_for(
-                    lambda: requests_in(scene, cohort, S.SCREENING, S.PACKAGING, S.DELIVERING) > 0,
-                    timeout=120,
-                )
+            wait_for_job(scene, cohort, BulkJobKind.DATA_EXPORT, J.RUNNING)  # polling
             kill(first)
+        for reached in (downloading_since, packaging_since):
+            restarted = timezone.now()
+            with worker(scene) as again:
+                resume_after_kill(scene)
+                try:
+                    wait_for(partial(reached, scene, cohort, restarted), timeout=120)
+                except TimeoutError:
+                    raise AssertionError(f"{reached.__name__}: {scene.report(cohort)}") from None
+                kill(again)
         with worker(scene):
             resume_after_kill(scene)
             cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)

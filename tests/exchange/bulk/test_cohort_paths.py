@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-from django.conf import settings as django_settings
 
 from exchange.models import BulkJob, BulkJobKind, CohortPath, CohortStatus, ExchangeStatus
 from tests.conftest import Tenant
@@ -21,7 +20,7 @@ from tests.exchange.bulk.cohorts import CohortScene, ordinary_members
 from tests.exchange.holder_proxy import holder_proxy
 from tests.exchange.holders import hub_url
 from tests.sandbox.harness import FORMER, RunningSandbox, running_sandbox
-from tests.support.celery_worker import running_worker
+from tests.support.celery_worker import ModuleWorker
 from tests.support.exchange_setup import SOUTH_SANDBOX_ARGS
 from tests.support.sshd import SftpServer
 
@@ -36,11 +35,25 @@ def south_holder() -> Iterator[RunningSandbox]:
         yield sandbox
 
 
+@pytest.fixture(scope="module")
+def module_worker(live_server: Any) -> Iterator[ModuleWorker]:
+    """One worker for the module's cases (the hub's URL is the session's)."""
+    workers = ModuleWorker(HUB_PUBLIC_URL=hub_url(live_server))
+    yield workers
+    workers.stop()
+
+
 @pytest.fixture
 def scene(
-    north: Tenant, south: Tenant, sftp_server: SftpServer, live_server: Any, settings: Any
+    north: Tenant,
+    south: Tenant,
+    sftp_server: SftpServer,
+    live_server: Any,
+    settings: Any,
+    module_worker: ModuleWorker,
 ) -> Iterator[CohortScene]:
     settings.HUB_PUBLIC_URL = hub_url(live_server)
+    module_worker.ready()
     case = CohortScene(north, south, sftp_server)
     yield case
     shutil.rmtree(case.deliveries, ignore_errors=True)
@@ -69,8 +82,7 @@ def run_all_delivered(
     scene.configure(fhir, chunk_size=MEMBERS)
     rows = [dict(m) for m in ordinary_members(holder, MEMBERS)]
     cohort = scene.upload(rows)
-    with running_worker(HUB_PUBLIC_URL=str(django_settings.HUB_PUBLIC_URL)):
-        cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
+    cohort = scene.wait_until(cohort, CohortStatus.COMPLETED)
     members = scene.assert_every_member_ended_once(cohort)
     assert [m.exchange_request.status for m in members] == [S.DELIVERED] * MEMBERS, scene.report(
         cohort
