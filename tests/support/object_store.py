@@ -39,3 +39,22 @@ def object_store_server() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+
+
+def object_store_environment(endpoint: str) -> dict[str, str]:
+    """Return the environment that points a hub process at the test store."""
+    return {
+        "PAYLOAD_STORAGE_BACKEND": "s3",
+        "PAYLOAD_S3_ENDPOINT": endpoint,
+        "PAYLOAD_S3_BUCKET": BUCKET,
+        "PAYLOAD_S3_REGION": "us-east-1",
+        "PAYLOAD_S3_ACCESS_KEY_ID": ACCESS_KEY_ID,
+        "PAYLOAD_S3_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        "PAYLOAD_S3_SSE": "AES256",
+    }
+
+
+def object_store_settings_apply(settings: Any, endpoint: str) -> None:
+    """Point this process's Django ``settings`` (pytest-django's fixture) at the test store."""
+    for name, value in object_store_environment(endpoint).items():
+        setattr(settings, name, value)
