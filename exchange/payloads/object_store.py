@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 
 from exchange.payloads.storage import (
+    PayloadCorrupt,
     PayloadReader,
     PayloadStorage,
     PayloadWriter,
@@ -41,6 +42,7 @@ _SPOOL_BYTES = 8 * 1024 * 1024
 # DeleteObjects takes at most 1000 keys per call (S3 API reference, DeleteObjects).
 _DELETE_BATCH = 1000
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+_REPLACED = {"412", "PreconditionFailed"}
 
 
 @lru_cache(maxsize=8)
@@ -95,8 +97,8 @@ class _ObjectSource:
                 raise FileNotFoundError(key) from None
             raise
         self.stored_size = int(head["ContentLength"])
-        # Every range is read from this version: a file replaced while it is being read
-        # fails its integrity check instead of mixing two files' chunks.
+        # Every range is read from this version (If-Match, RFC 9110 §13.1.1): a file replaced
+        # while it is being read is refused as corrupt instead of mixing two files' chunks.
         self._etag = str(head["ETag"])
 
     def read_range(self, offset: int, length: int) -> bytes:
@@ -113,6 +115,8 @@ class _ObjectSource:
         except ClientError as exc:
             if _missing(exc):
                 raise FileNotFoundError(self._key) from None
+            if str(exc.response.get("Error", {}).get("Code")) in _REPLACED:
+                raise PayloadCorrupt("a payload file was replaced while it was read") from None
             raise
         return bytes(response["Body"].read())
 

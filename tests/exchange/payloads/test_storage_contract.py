@@ -149,3 +149,16 @@ def test_names_outside_the_grammar_are_refused(storage: PayloadStorage, name: st
         storage.writer(name)
     with pytest.raises(ValueError, match="payload name"):
         storage.exists(name)
+
+
+def test_a_file_replaced_while_it_is_read_is_refused_not_mixed(storage: PayloadStorage) -> None:
+    storage.write_bytes("requests/7/bundle.json", b"a" * (3 * CHUNK_SIZE))
+    with storage.open("requests/7/bundle.json") as reader:
+        assert reader.read_at(0, 10) == b"a" * 10
+        storage.write_bytes("requests/7/bundle.json", b"b" * (3 * CHUNK_SIZE))
+        if isinstance(storage, LocalPayloadStorage):
+            # The open file is the old one (the new one was renamed over its name).
+            assert reader.read_at(2 * CHUNK_SIZE, 10) == b"a" * 10
+        else:
+            with pytest.raises(PayloadCorrupt, match="replaced"):
+                reader.read_at(2 * CHUNK_SIZE, 10)
