@@ -476,16 +476,16 @@ def _ts(moment: datetime | None) -> float | None:
 def files_split_at(cohort_id: int, job_id: int) -> float | None:
     """Return when the export job's last split record was written (exchange/bulk/export_jobs.py
     writes ``split-NNNN.json`` in the job's folder as each file is split)."""
+    from exchange.payloads.backends import payload_storage
     from exchange.payloads.layout import CohortFiles
-    from exchange.payloads.storage import PayloadStorage
 
-    storage = PayloadStorage()
+    storage = payload_storage()
     records = [
         name
         for name in storage.list(CohortFiles(cohort_id).job_folder(job_id))
         if name.rsplit("/", 1)[-1].startswith("split-")
     ]
-    return max((storage.path(name).stat().st_mtime for name in records), default=None)
+    return max((storage.modified_at(name).timestamp() for name in records), default=None)
 
 
 def job_figures(
@@ -940,7 +940,7 @@ def match_only_run(
 
     from exchange.bulk import pipeline
     from exchange.models import BulkJob, BulkJobKind, BulkJobState
-    from exchange.payloads.storage import PayloadStorage
+    from exchange.payloads.backends import payload_storage
     from hub.celery import app
 
     created = cohort_from_roster(north=north, south=south, members=members, prefix="M")
@@ -951,7 +951,7 @@ def match_only_run(
         f"created in {created.create_s:.1f} s",
         flush=True,
     )
-    storage = PayloadStorage()
+    storage = payload_storage()
     profiler = cProfile.Profile() if profile is not None else None
     if profiler is not None:
         profiler.enable()

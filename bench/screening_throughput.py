@@ -41,12 +41,12 @@ def _setup_django() -> None:
 def stage(root: Path, target: int) -> int:
     """Write at least ``target`` generated resources as staging pages; return how many."""
     from exchange.payloads.layout import RequestFiles
-    from exchange.payloads.storage import PayloadStorage
+    from exchange.payloads.storage import LocalPayloadStorage
     from sandbox.data.generator import member_resources
     from sandbox.data.population import Population
     from sandbox.organizations import payer_identity
 
-    storage = PayloadStorage(root)
+    storage = LocalPayloadStorage(root)
     files = RequestFiles(REQUEST_ID)
     population = Population(
         identity=payer_identity("Bench Health"), seed="bench", size=target // 150, as_of=AS_OF
@@ -73,10 +73,10 @@ def stage(root: Path, target: int) -> int:
 def measure(root: Path) -> dict[str, float]:
     """Screen and package the staged record (child process); return times and peak RSS."""
     from exchange.packaging import PackageContext, PayerParty, package_build
-    from exchange.payloads.storage import PayloadStorage
+    from exchange.payloads.storage import LocalPayloadStorage
     from exchange.screening import screening_run
 
-    storage = PayloadStorage(root)
+    storage = LocalPayloadStorage(root)
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     result = screening_run(

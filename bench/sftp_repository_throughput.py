@@ -52,7 +52,7 @@ from django.core.management import call_command  # noqa: E402
 
 from exchange.delivery import deliver_files  # noqa: E402
 from exchange.delivery.sftp import sftp_host_key_fetch  # noqa: E402
-from exchange.payloads.storage import PayloadStorage  # noqa: E402
+from exchange.payloads.backends import payload_storage  # noqa: E402
 from exchange.repository.services import repository_key_register  # noqa: E402
 from hub.models import Payer, Role, User  # noqa: E402
 from tests.exchange.repository.harness import ClientKey, client_key  # noqa: E402
@@ -115,7 +115,7 @@ def main() -> int:
     with plaintext.open("wb") as out:
         for _ in range(size // MB):
             out.write(os.urandom(MB))
-    staging = PayloadStorage()
+    staging = payload_storage()
     with staging.writer("requests/1/member.ndjson") as writer, plaintext.open("rb") as source:
         while block := source.read(1 << 20):
             writer.write(block)

@@ -24,6 +24,7 @@ from exchange.repository.selectors import (
     repository_space,
     repository_uncollected_by_payer,
 )
+from exchange.repository.storage import repository_storage
 from exchange.state_machine import STUCK_CAN_BE, exchange_requests_stuck_filter
 from hub.models import Payer
 
@@ -181,6 +182,9 @@ class SpaceReading:
 
     space: RepositorySpace | None
     problem: str = ""
+    # Where the repository is when it is not a local volume ("object store: <bucket>/..."):
+    # an object store has no free space to read or run out of.
+    object_store: str = ""
 
     @property
     def low(self) -> bool:
@@ -189,7 +193,9 @@ class SpaceReading:
 
 def repository_space_reading() -> SpaceReading:
     """Return the space of the volume holding SFTP_REPOSITORY_DIR, or a sentence saying why it
-    cannot be read."""
+    cannot be read; for the object store, which bucket holds it."""
+    if settings.PAYLOAD_STORAGE_BACKEND == "s3":
+        return SpaceReading(space=None, object_store=repository_storage().describe())
     try:
         return SpaceReading(space=repository_space())
     except OSError as exc:

@@ -31,7 +31,7 @@ from exchange.models import (
     OptInMethod,
     OptInRecord,
 )
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.backends import payload_storage
 from exchange.radar.selectors import endpoint_probe_latest, probe_is_fresh
 from exchange.retrieval import records_retrieval_reset
 from exchange.schedules import pull_schedules_end_for_consent, pull_schedules_open
@@ -408,7 +408,7 @@ def exchange_request_retry(
                 "The request changed while you were looking at it; reload the page."
             )
         # The retry starts over: nothing staged by the failed attempt may mix in.
-        records_retrieval_reset(exchange_request=exchange_request, storage=PayloadStorage())
+        records_retrieval_reset(exchange_request=exchange_request, storage=payload_storage())
         # A cohort member retried alone goes the single-member way ($member-match).
         ExchangeRequest.objects.for_payer(payer).filter(pk=exchange_request.pk).update(
             screened_out_counts={}, resume_count=0, awaits_bulk_job=False

@@ -18,8 +18,8 @@ from django.utils import timezone
 from exchange import pipeline
 from exchange.deadlines import deadlines_alert
 from exchange.models import ExchangeRequest, ExchangeStatus
+from exchange.payloads.backends import payload_storage
 from exchange.payloads.retention import payloads_purge
-from exchange.payloads.storage import PayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.schedules import pull_schedules_run
 
@@ -92,14 +92,14 @@ def exchange_request_match(self: Task, request_id: int, payer_id: int) -> None:
 @shared_task(name="exchange.retrieve", bind=True)
 def exchange_request_retrieve(self: Task, request_id: int, payer_id: int) -> None:
     _run_step(
-        self, request_id, payer_id, pipeline.exchange_request_retrieve, storage=PayloadStorage()
+        self, request_id, payer_id, pipeline.exchange_request_retrieve, storage=payload_storage()
     )
 
 
 @shared_task(name="exchange.screen", bind=True)
 def exchange_request_screen(self: Task, request_id: int, payer_id: int) -> None:
     _run_step(
-        self, request_id, payer_id, pipeline.exchange_request_screen, storage=PayloadStorage()
+        self, request_id, payer_id, pipeline.exchange_request_screen, storage=payload_storage()
     )
 
 
@@ -111,7 +111,7 @@ def exchange_request_deliver(self: Task, request_id: int, payer_id: int) -> None
         payer_id,
         pipeline.exchange_request_deliver,
         task_id=self.request.id,
-        storage=PayloadStorage(),
+        storage=payload_storage(),
     )
 
 
@@ -120,7 +120,7 @@ def exchange_requests_screen(request_ids: list[int], payer_id: int) -> None:
     """Screen and package requests handed over together (a cohort's members), then deliver
     them together; any the batch could not finish go on alone."""
     left = pipeline.exchange_requests_screen(
-        request_ids=request_ids, payer_id=payer_id, storage=PayloadStorage()
+        request_ids=request_ids, payer_id=payer_id, storage=payload_storage()
     )
     for request_id in left:
         exchange_request_advance.delay(request_id, payer_id)
@@ -136,7 +136,7 @@ def exchange_requests_deliver(self: Task, request_ids: list[int], payer_id: int)
         request_ids=request_ids,
         payer_id=payer_id,
         task_id=str(self.request.id),
-        storage=PayloadStorage(),
+        storage=payload_storage(),
     )
     for request_id in left:
         exchange_request_advance.delay(request_id, payer_id)
@@ -158,7 +158,7 @@ _STEP_OF_STATE: dict[str, Task] = {
 def exchange_payloads_purge() -> int:
     """Delete the payload files of requests that ended PAYLOAD_RETENTION_DAYS ago (hourly)."""
     return payloads_purge(
-        storage=PayloadStorage(), retention=timedelta(days=settings.PAYLOAD_RETENTION_DAYS)
+        storage=payload_storage(), retention=timedelta(days=settings.PAYLOAD_RETENTION_DAYS)
     )
 
 

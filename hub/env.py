@@ -75,6 +75,15 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return items
 
 
+def env_choice(name: str, default: str, *, choices: tuple[str, ...]) -> str:
+    """Return one of ``choices`` (exactly as spelled there)."""
+    value = env_str(name, default)
+    if value not in choices:
+        allowed = ", ".join(choices)
+        raise ImproperlyConfigured(f"{name} must be one of {allowed}, not {value!r}")
+    return value
+
+
 def env_url(name: str, default: object = _UNSET, *, schemes: tuple[str, ...]) -> str:
     """Return a URL whose scheme is one of ``schemes``."""
     value = env_str(name, default)

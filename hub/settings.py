@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from hub.env import env_bool, env_int, env_list, env_readable_file, env_str, env_url
+from hub.env import env_bool, env_choice, env_int, env_list, env_readable_file, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -61,6 +61,25 @@ HUB_NAME = env_str("HUB_NAME", "Payer-to-payer hub")
 
 # --- Payload staging storage (retrieved FHIR data before delivery) ---
 PAYLOAD_STORAGE_DIR = Path(env_str("PAYLOAD_STORAGE_DIR", str(BASE_DIR / "var" / "payloads")))
+# Where payload files (and the SFTP repository's) are kept: "local" (the folders
+# PAYLOAD_STORAGE_DIR and SFTP_REPOSITORY_DIR) or "s3" (one S3-compatible bucket, the
+# prefixes payloads/ and repository/). README "Payload storage".
+PAYLOAD_STORAGE_BACKEND = env_choice("PAYLOAD_STORAGE_BACKEND", "local", choices=("local", "s3"))
+_S3 = PAYLOAD_STORAGE_BACKEND == "s3"
+# Empty for AWS itself; the URL of any other S3-compatible store (MinIO, Ceph, ...).
+PAYLOAD_S3_ENDPOINT = (
+    env_url("PAYLOAD_S3_ENDPOINT", schemes=("https", "http"))
+    if env_str("PAYLOAD_S3_ENDPOINT", "")
+    else ""
+)
+PAYLOAD_S3_BUCKET = env_str("PAYLOAD_S3_BUCKET") if _S3 else env_str("PAYLOAD_S3_BUCKET", "")
+PAYLOAD_S3_REGION = env_str("PAYLOAD_S3_REGION", "us-east-1")
+# Empty: boto3's own chain (instance role, AWS_* variables, ~/.aws).
+PAYLOAD_S3_ACCESS_KEY_ID = env_str("PAYLOAD_S3_ACCESS_KEY_ID", "")
+PAYLOAD_S3_SECRET_ACCESS_KEY = env_str("PAYLOAD_S3_SECRET_ACCESS_KEY", "")
+# The store's own encryption, on top of the hub's per-file AES-256-GCM which always applies.
+PAYLOAD_S3_SSE = env_choice("PAYLOAD_S3_SSE", "AES256", choices=("none", "AES256", "aws:kms"))
+PAYLOAD_S3_KMS_KEY_ID = env_str("PAYLOAD_S3_KMS_KEY_ID", "")
 # A request's staged, screened and packaged files are purged this long after it ended.
 PAYLOAD_RETENTION_DAYS = env_int("PAYLOAD_RETENTION_DAYS", 7, minimum=0)
 

@@ -34,8 +34,8 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
 )
+from exchange.payloads.backends import payload_storage
 from exchange.payloads.layout import CohortFiles, RequestFiles
-from exchange.payloads.storage import PayloadStorage
 from exchange.pipeline import exchange_request_fail
 from exchange.smart.backend_services import backend_access_token
 from exchange.smart.scopes import BULK_MATCH_SCOPES
@@ -357,7 +357,7 @@ def job_staging_forget(job: BulkJob) -> None:
     need not be the old one's, so no page of the old may stay."""
     if job.kind != BulkJobKind.DATA_EXPORT:
         return
-    storage = PayloadStorage()
+    storage = payload_storage()
     prefix = f"bulk-{job.pk:08d}-"
     for request_id in (
         CohortMember.objects.for_payer(job.payer_id)

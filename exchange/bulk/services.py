@@ -29,7 +29,7 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
 )
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.backends import payload_storage
 from exchange.retrieval import records_retrieval_reset
 from exchange.state_machine import IN_PROGRESS, Move, exchange_requests_transition
 from hub.audit import audit_record
@@ -354,7 +354,7 @@ def cohort_chunk_retry(
             client_address=client_address,
         )
         for request in failed:
-            records_retrieval_reset(exchange_request=request, storage=PayloadStorage())
+            records_retrieval_reset(exchange_request=request, storage=payload_storage())
         ids = [request.pk for request in failed]
         ExchangeRequest.objects.for_payer(payer).filter(pk__in=ids).update(
             awaits_bulk_job=True, matched_patient_id="", screened_out_counts={}, resume_count=0

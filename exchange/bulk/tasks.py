@@ -12,7 +12,7 @@ from django.conf import settings
 from exchange.bulk import jobs, pipeline
 from exchange.fhir.errors import FhirCallError
 from exchange.models import Cohort, CohortStatus
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.backends import payload_storage
 from exchange.tasks import (
     MAX_RETRY_COUNTDOWN_SECONDS,
     exchange_request_advance,
@@ -62,7 +62,7 @@ def cohort_advance(cohort_id: int, payer_id: int) -> None:
         _follow(next_step, job_id=None, cohort_id=cohort_id, payer_id=payer_id)
         return
     next_step = pipeline.cohort_settle(
-        cohort_id=cohort_id, payer_id=payer_id, storage=PayloadStorage()
+        cohort_id=cohort_id, payer_id=payer_id, storage=payload_storage()
     )
     if next_step.run_again_in is not None:
         cohort_advance.apply_async(
@@ -74,7 +74,7 @@ def cohort_advance(cohort_id: int, payer_id: int) -> None:
 @shared_task(name="exchange.bulk_job_run")
 def bulk_job_run(job_id: int, payer_id: int) -> None:
     """Move one bulk job on by a step, and schedule what comes next."""
-    next_step = pipeline.bulk_job_step(job_id=job_id, payer_id=payer_id, storage=PayloadStorage())
+    next_step = pipeline.bulk_job_step(job_id=job_id, payer_id=payer_id, storage=payload_storage())
     cohort_id = pipeline.job_cohort_id(job_id=job_id, payer_id=payer_id)
     _follow(next_step, job_id=job_id, cohort_id=cohort_id, payer_id=payer_id)
 

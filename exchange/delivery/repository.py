@@ -5,7 +5,6 @@ folder; the repository server hides temporary names, so a collecting system sees
 only once it is complete, and a manifest only once the whole set is.
 """
 
-import os
 import posixpath
 from collections.abc import Iterator
 
@@ -30,13 +29,14 @@ class RepositoryTarget:
         )
 
     def prepare(self) -> None:
-        # Storage makes folders as it writes; resolving the folder now refuses a bad name early.
-        self.storage.path(repository_storage_name(payer_slug=self.payer.slug, path=self.directory))
+        # Storage makes folders as it writes; checking the folder's name now refuses a bad one early.
+        self.storage.validate(
+            repository_storage_name(payer_slug=self.payer.slug, path=self.directory)
+        )
 
     def existing_size(self, name: str) -> int | None:
-        return (
-            self.storage.size(self._name(name)) if self.storage.exists(self._name(name)) else None
-        )
+        stored = self.storage.stat(self._name(name))
+        return stored.size if stored is not None else None
 
     def sha256(self, name: str) -> str:
         return payload_sha256(self.storage, self._name(name))
@@ -50,10 +50,8 @@ class RepositoryTarget:
         return self.storage.size(self._name(temporary_name(name)))
 
     def publish(self, name: str, *, size: int, sha256: str) -> None:
-        # A rename within one folder is atomic: collectors see the old file or the new one.
-        os.replace(
-            self.storage.path(self._name(temporary_name(name))), self.storage.path(self._name(name))
-        )
+        # The storage's rename is atomic for the target: collectors see the old file or the new one.
+        self.storage.rename(self._name(temporary_name(name)), self._name(name))
         repository_file_record_delivered(
             payer=self.payer, path=posixpath.join(self.directory, name), size=size, sha256=sha256
         )

@@ -24,12 +24,13 @@ def payloads_purge(*, storage: PayloadStorage, retention: timedelta) -> int:
     """Delete the folders of requests that ended more than ``retention`` ago; return how many.
 
     Walks the folders that exist rather than the table, so the work is bounded by what is
-    still on disk, not by the history of every request.
+    still stored, not by the history of every request.
     """
-    folder = storage.root / REQUESTS_FOLDER
-    if not folder.is_dir():
-        return 0
-    request_ids = sorted(int(path.name) for path in folder.iterdir() if path.name.isdigit())
+    request_ids = sorted(
+        int(entry.name)
+        for entry in storage.children(REQUESTS_FOLDER)
+        if entry.folder and entry.name.isdigit()
+    )
     finished_before = timezone.now() - retention
     purged = 0
     for start in range(0, len(request_ids), _BATCH):

@@ -4,7 +4,9 @@ A payer's system signs in as the payer's slug with a registered key (no password
 certificates), sees its payer's folder as ``/``, and may list, stat, read and remove
 delivered files. Everything else (write, mkdir, rename, links, setstat) is refused with
 SFTP's permission-denied status, and no path can leave the folder (``paths.py``), nor
-go through a link planted on disk (``storage.repository_local_path``). Files
+go through a link planted on disk (the local storage refuses links: PayloadLinkRefused).
+Everything goes through the storage interface, so the same server serves a local folder
+or an object store (several servers behind one address then serve the same files). Files
 still being delivered (``*.uploading``, and the storage's own ``*.partial``) are neither
 listed nor served. Reads and removals are audited (``services.py``).
 
@@ -17,14 +19,12 @@ which of their keys may no longer sign in (``LiveSessions``).
 """
 
 import asyncio
-import errno
 import logging
 import os
 import stat
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import asyncssh
@@ -32,7 +32,13 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from exchange.payloads.storage import CHUNK_SIZE, PayloadCorrupt, PayloadReader, plaintext_size
+from exchange.payloads.storage import (
+    CHUNK_SIZE,
+    PayloadCorrupt,
+    PayloadLinkRefused,
+    PayloadReader,
+    StoredFile,
+)
 from exchange.repository.limits import RepositoryLimits
 from exchange.repository.models import RepositoryKey
 from exchange.repository.paths import PathMalformed, PathOutsideFolder, repository_relative_path
@@ -45,10 +51,7 @@ from exchange.repository.services import (
     repository_file_remove,
     repository_key_mark_used,
 )
-from exchange.repository.storage import (
-    repository_local_path,
-    repository_storage,
-)
+from exchange.repository.storage import repository_storage, repository_storage_name
 from exchange.repository.temporary_names import is_temporary
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ MAX_SIGN_IN_ATTEMPTS_PER_CONNECTION = 6
 LOGIN_TIMEOUT_SECONDS = 30
 _CACHED_CHUNKS = 8
 _READ_ONLY = "the repository is read-only: files can be listed, downloaded and removed"
+_THROUGH_A_LINK = "the path goes through a link; the repository follows none"
 # How often the server asks whether the keys of its live sessions were revoked or expired.
 KEY_CHECK_SECONDS = 1.0
 _WATCHES: set["asyncio.Task[None]"] = set()
@@ -333,30 +337,41 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
         except PathMalformed as exc:
             raise asyncssh.SFTPNoSuchFile(str(exc)) from None
 
-    def _local(self, relative: str) -> Path:
-        """Return where ``relative`` is on disk; refuse names the storage would refuse, and
-        anything that leaves the payer's folder or goes through a link (permission denied)."""
+    def _name(self, relative: str) -> str:
+        """Return the storage name of ``relative``; refuse names the storage would refuse."""
         if is_temporary(relative):
             raise asyncssh.SFTPNoSuchFile("no such file")
+        name = repository_storage_name(payer_slug=self.key.payer.slug, path=relative)
         try:
-            return repository_local_path(
-                storage=self.storage, payer_slug=self.key.payer.slug, path=relative
-            )
-        except PathOutsideFolder as exc:
-            raise asyncssh.SFTPPermissionDenied(str(exc)) from None
+            return self.storage.validate(name)
         except ValueError:
             raise asyncssh.SFTPNoSuchFile("no such file") from None
 
+    def _file(self, relative: str) -> StoredFile | None:
+        """Return the stored file at ``relative``, or None; permission denied through a link."""
+        try:
+            return self.storage.stat(self._name(relative))
+        except PayloadLinkRefused:
+            raise asyncssh.SFTPPermissionDenied(_THROUGH_A_LINK) from None
+
+    def _is_folder(self, relative: str) -> bool:
+        try:
+            return self.storage.is_folder(self._name(relative))
+        except PayloadLinkRefused:
+            raise asyncssh.SFTPPermissionDenied(_THROUGH_A_LINK) from None
+
     def _attrs(self, relative: str) -> asyncssh.SFTPAttrs:
-        local = self._local(relative)
-        if relative == "" or local.is_dir():
+        if relative == "":
             return _directory_attrs()
-        if not local.is_file():
+        stored = self._file(relative)
+        if stored is None:
+            if self._is_folder(relative):
+                return _directory_attrs()
             raise asyncssh.SFTPNoSuchFile("no such file")
-        modified = int(local.stat().st_mtime)
+        modified = int(stored.modified_at.timestamp())
         return asyncssh.SFTPAttrs(
             type=asyncssh.FILEXFER_TYPE_REGULAR,
-            size=plaintext_size(local.stat().st_size),
+            size=stored.size,
             permissions=stat.S_IFREG | 0o444,
             mtime=modified,
             atime=modified,
@@ -373,13 +388,16 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         relative = self._relative(path)
-        folder = self._local(relative)
         # A payer with nothing delivered yet still has its (empty) root folder.
-        if relative and not folder.is_dir():
+        if relative and not self._is_folder(relative):
             raise asyncssh.SFTPNoSuchFile("no such folder")
+        try:
+            entries = self.storage.children(self._name(relative))
+        except PayloadLinkRefused:
+            raise asyncssh.SFTPPermissionDenied(_THROUGH_A_LINK) from None
         for dot in (b".", b".."):
             yield asyncssh.SFTPName(dot, attrs=_directory_attrs())
-        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        for entry in entries:
             child = f"{relative}/{entry.name}" if relative else entry.name
             try:
                 attrs = self._attrs(child)
@@ -407,20 +425,15 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
         return self._open_for_reading(relative)
 
     def _open_for_reading(self, relative: str) -> _ServedFile:
-        local = self._local(relative)
-        if relative == "" or local.is_dir():
+        if relative == "" or (self._file(relative) is None and self._is_folder(relative)):
             raise asyncssh.SFTPFailure("that is a folder; open the files inside it")
         try:
-            return _ServedFile(PayloadReader(local), relative)
-        except FileNotFoundError:
+            return _ServedFile(self.storage.open(self._name(relative)), relative)
+        except (FileNotFoundError, IsADirectoryError):
             raise asyncssh.SFTPNoSuchFile("no such file") from None
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            # A link planted after the path was checked: the reader refused to follow it.
-            raise asyncssh.SFTPPermissionDenied(
-                "the path goes through a link; the repository follows none"
-            ) from None
+        except PayloadLinkRefused:
+            # Also a link planted after the path was checked: the reader refused to follow it.
+            raise asyncssh.SFTPPermissionDenied(_THROUGH_A_LINK) from None
         except PayloadCorrupt:
             logger.error("repository file failed its integrity check", extra={"path": relative})
             raise asyncssh.SFTPFailure(
@@ -458,7 +471,7 @@ class RepositorySFTPServer(asyncssh.SFTPServer):
 
     async def remove(self, path: bytes) -> None:
         relative = self._relative(path)
-        if relative == "" or not self._local(relative).is_file():
+        if relative == "" or self._file(relative) is None:
             raise asyncssh.SFTPNoSuchFile("no such file")
         try:
             await _in_database(

@@ -6,13 +6,13 @@ payer's system name the key that signed in (``sftp-key:<label>``, with its finge
 
 import logging
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from exchange.payloads.storage import LocalPayloadStorage, PayloadStorage
 from exchange.repository.models import RepositoryFile, RepositoryKey
 from exchange.repository.storage import repository_storage, repository_storage_name
 from hub.audit import audit_record
@@ -207,22 +207,22 @@ def repository_files_purge(*, now: datetime | None = None) -> int:
             row.delete()
             storage.delete(repository_storage_name(payer_slug=row.payer.slug, path=row.path))
         purged += 1
-    purged += _purge_leftovers(storage.root, cutoff=cutoff)
+    purged += _purge_leftovers(storage, cutoff=cutoff)
     return purged
 
 
-def _purge_leftovers(root: Path, *, cutoff: datetime) -> int:
-    if not root.is_dir():
-        return 0
+def _purge_leftovers(storage: PayloadStorage, *, cutoff: datetime) -> int:
     removed = 0
-    oldest = cutoff.timestamp()
-    for path in sorted(root.rglob("*"), reverse=True):
-        if path.is_file() and path.stat().st_mtime < oldest:
-            path.unlink(missing_ok=True)
+    for stored in storage.files(""):
+        if stored.modified_at < cutoff:
+            storage.delete(stored.name)
             removed += 1
-        elif path.is_dir() and path.parent != root and not any(path.iterdir()):
-            # Empty request folders of purged deliveries; payer folders themselves stay.
-            path.rmdir()
+    if isinstance(storage, LocalPayloadStorage):
+        # A write cut short on disk leaves its temporary file, and purged deliveries their
+        # empty folders (payer folders themselves stay). An object store keeps neither: an
+        # upload that never completed is not an object.
+        removed += storage.partials_purge(before=cutoff)
+        storage.prune_empty_folders()
     if removed:
         logger.info("purged %d leftover repository files", removed)
     return removed

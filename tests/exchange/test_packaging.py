@@ -11,7 +11,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.provenance import Provenance
 
 from exchange.packaging import PackageContext, PayerParty, package_build
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from exchange.screening import screening_run
 from exchange.screening.non_financial_claims import is_claim
 from exchange.screening.prior_authorizations import is_prior_authorization
@@ -49,11 +49,11 @@ def _context(*, request_id: int = REQUEST_ID, policy: str = "regular") -> Packag
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> PayloadStorage:
-    return PayloadStorage(tmp_path)
+def storage(tmp_path: Path) -> LocalPayloadStorage:
+    return LocalPayloadStorage(tmp_path)
 
 
-def _screened_small_record(storage: PayloadStorage, policy: str = "regular") -> None:
+def _screened_small_record(storage: LocalPayloadStorage, policy: str = "regular") -> None:
     recent_claim = sample("EOB-professional")
     recent_claim["billablePeriod"] = {"start": "2026-05-04", "end": "2026-05-04"}
     recent_claim["item"][0]["servicedDate"] = "2026-05-04"
@@ -79,12 +79,12 @@ def _open_ended(period: Any) -> bool:
     return isinstance(period, dict) and "end" not in period
 
 
-def _read_json(storage: PayloadStorage, name: str) -> Any:
+def _read_json(storage: LocalPayloadStorage, name: str) -> Any:
     return json.loads(storage.read_bytes(name))
 
 
 def test_the_bundle_is_a_valid_r4b_collection_with_the_kept_resources_and_provenance(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     _screened_small_record(storage)
 
@@ -119,7 +119,7 @@ def test_the_bundle_is_a_valid_r4b_collection_with_the_kept_resources_and_proven
 
 
 def test_the_manifest_lists_every_other_file_with_its_true_hash_and_size(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     _screened_small_record(storage)
 
@@ -143,7 +143,7 @@ def test_the_manifest_lists_every_other_file_with_its_true_hash_and_size(
 
 
 def test_the_manifest_says_who_under_which_consent_and_what_was_screened_out(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     _screened_small_record(storage)
 
@@ -183,7 +183,9 @@ def test_the_manifest_says_who_under_which_consent_and_what_was_screened_out(
     assert dt.datetime.fromisoformat(manifest["generatedAt"]).tzinfo is not None
 
 
-def test_rebuilding_overwrites_the_package_with_the_same_content(storage: PayloadStorage) -> None:
+def test_rebuilding_overwrites_the_package_with_the_same_content(
+    storage: LocalPayloadStorage,
+) -> None:
     _screened_small_record(storage)
     first = package_build(request_id=REQUEST_ID, storage=storage, manifest_context=_context())
     first_bundle = _read_json(storage, first.files[0].storage_name)
@@ -204,7 +206,7 @@ def test_rebuilding_overwrites_the_package_with_the_same_content(storage: Payloa
 
 
 def test_packaging_refuses_a_context_that_does_not_match_the_screening(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     _screened_small_record(storage, policy="sensitive")
 
@@ -235,7 +237,7 @@ def test_a_context_with_a_bad_policy_or_no_former_payer_identifier_is_refused() 
 
 
 def test_a_sandbox_record_pulled_over_http_is_screened_and_packaged_by_the_rule(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     """The showcase member's whole record from a running sandbox payer, under #regular."""
     today = dt.datetime.now(dt.UTC).date()

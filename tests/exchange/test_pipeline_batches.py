@@ -12,7 +12,7 @@ from pytest_django.fixtures import Settings
 
 from exchange.models import Delivery, DeliveryAttempt, ExchangeRequest, ExchangeStatus
 from exchange.payloads.layout import RequestFiles
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from exchange.pipeline import exchange_requests_deliver, exchange_requests_screen
 from exchange.screening import screening_run
 from exchange.screening.result import screened_name
@@ -25,8 +25,8 @@ S = ExchangeStatus
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> PayloadStorage:
-    return PayloadStorage(tmp_path / "payloads")
+def storage(tmp_path: Path) -> LocalPayloadStorage:
+    return LocalPayloadStorage(tmp_path / "payloads")
 
 
 def _screening_requests(north: Tenant, south: Tenant, n: int) -> list[ExchangeRequest]:
@@ -40,13 +40,13 @@ def _screening_requests(north: Tenant, south: Tenant, n: int) -> list[ExchangeRe
     return requests
 
 
-def _stage(storage: PayloadStorage, exchange_request: ExchangeRequest) -> None:
+def _stage(storage: LocalPayloadStorage, exchange_request: ExchangeRequest) -> None:
     patient = {"resourceType": "Patient", "id": f"p{exchange_request.pk}", "gender": "female"}
     storage.write_bytes(RequestFiles(exchange_request.pk).staging_page(1), orjson.dumps(patient))
 
 
 def _packaged(
-    north: Tenant, south: Tenant, storage: PayloadStorage, n: int
+    north: Tenant, south: Tenant, storage: LocalPayloadStorage, n: int
 ) -> list[ExchangeRequest]:
     """Return ``n`` requests of North's member, staged, screened and packaged together."""
     requests = _screening_requests(north, south, n)
@@ -65,7 +65,7 @@ def _statuses(requests: list[ExchangeRequest]) -> list[str]:
 
 
 def test_a_batch_screens_and_packages_each_member_and_leaves_a_broken_one_to_go_alone(
-    north: Tenant, south: Tenant, storage: PayloadStorage
+    north: Tenant, south: Tenant, storage: LocalPayloadStorage
 ) -> None:
     requests = _screening_requests(north, south, 3)
     # The middle member's staging is missing: its screening raises.
@@ -92,7 +92,7 @@ def test_a_batch_screens_and_packages_each_member_and_leaves_a_broken_one_to_go_
 
 
 def test_a_batch_delivers_each_member_with_its_own_attempt_and_disclosure(
-    north: Tenant, south: Tenant, storage: PayloadStorage, settings: Settings, tmp_path: Path
+    north: Tenant, south: Tenant, storage: LocalPayloadStorage, settings: Settings, tmp_path: Path
 ) -> None:
     settings.SFTP_REPOSITORY_DIR = tmp_path / "repository"
     requests = _packaged(north, south, storage, 2)
@@ -121,7 +121,7 @@ def test_a_batch_delivers_each_member_with_its_own_attempt_and_disclosure(
 
 
 def test_a_server_that_is_away_hands_the_whole_rest_of_the_batch_to_the_single_step(
-    north: Tenant, south: Tenant, storage: PayloadStorage
+    north: Tenant, south: Tenant, storage: LocalPayloadStorage
 ) -> None:
     north.payer.delivery_mode = DeliveryMode.PUSH_SFTP
     north.payer.save()
@@ -144,7 +144,7 @@ def test_a_server_that_is_away_hands_the_whole_rest_of_the_batch_to_the_single_s
 
 
 def test_a_permanent_fault_fails_that_member_as_it_would_alone(
-    north: Tenant, south: Tenant, storage: PayloadStorage
+    north: Tenant, south: Tenant, storage: LocalPayloadStorage
 ) -> None:
     # Push chosen, but no SFTP destination set up: nothing a retry can fix.
     north.payer.delivery_mode = DeliveryMode.PUSH_SFTP
@@ -164,7 +164,7 @@ def test_a_permanent_fault_fails_that_member_as_it_would_alone(
 
 
 def test_a_screened_file_a_crash_cut_short_is_screened_again_before_packaging(
-    north: Tenant, south: Tenant, storage: PayloadStorage
+    north: Tenant, south: Tenant, storage: LocalPayloadStorage
 ) -> None:
     (exchange_request,) = _screening_requests(north, south, 1)
     _stage(storage, exchange_request)

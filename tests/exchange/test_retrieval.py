@@ -14,7 +14,7 @@ from django.utils import timezone
 from exchange.fhir.errors import FhirPermanentError, FhirTransientError
 from exchange.member_match import member_match_run
 from exchange.models import AuthorizationMode, ExchangeRequest, ExchangeStatus, HolderRegistration
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from exchange.request_stopped import RequestStopped
 from exchange.retrieval import RetrievalResult, records_retrieve
 from exchange.screening import (
@@ -66,8 +66,8 @@ def expected(holder: RunningSandbox, member: dict[str, Any]) -> list[Key]:
 
 
 @pytest.fixture
-def storage(tmp_path: Any) -> PayloadStorage:
-    return PayloadStorage(tmp_path)
+def storage(tmp_path: Any) -> LocalPayloadStorage:
+    return LocalPayloadStorage(tmp_path)
 
 
 def matched(
@@ -81,7 +81,7 @@ def matched(
 
 
 def retrieve_like_celery(
-    request: ExchangeRequest, storage: PayloadStorage
+    request: ExchangeRequest, storage: LocalPayloadStorage
 ) -> tuple[RetrievalResult, list[float]]:
     """Retry transient errors as the task would (without the countdown); return the result
     and every retry_after the errors carried."""
@@ -98,7 +98,7 @@ def retrieve_like_celery(
 
 
 def assert_whole_record(
-    result: RetrievalResult, storage: PayloadStorage, expected: list[Key]
+    result: RetrievalResult, storage: LocalPayloadStorage, expected: list[Key]
 ) -> None:
     staged = keys_of(staged_resources(storage, result.page_names))
     assert Counter(staged).most_common(1)[0][1] == 1, "a resource was staged twice"
@@ -112,7 +112,7 @@ def test_everything_is_staged_page_by_page_exactly_once(
     holder: RunningSandbox,
     member: dict[str, Any],
     expected: list[Key],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     request = matched(hub, holder, member)
     progress: list[int] = []
@@ -147,7 +147,7 @@ def test_a_member_authorized_retrieval_uses_the_members_token(
     holder: RunningSandbox,
     member: dict[str, Any],
     expected: list[Key],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     request = member_request(
         tenant=north,
@@ -181,7 +181,7 @@ def test_a_restarted_retrieval_resumes_without_fetching_staged_pages_again(
     holder: RunningSandbox,
     member: dict[str, Any],
     expected: list[Key],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     request = matched(hub, holder, member)
 
@@ -223,7 +223,7 @@ def test_without_everything_the_types_the_capability_statement_lists_are_searche
     holder: RunningSandbox,
     member: dict[str, Any],
     expected: list[Key],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     with holder_proxy(holder) as proxy:
         proxy.rewrites.append(on_path("/fhir/metadata", without_everything))
@@ -242,7 +242,7 @@ def test_without_everything_the_types_the_capability_statement_lists_are_searche
 
 
 def test_a_next_link_back_to_an_earlier_page_is_refused(
-    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: LocalPayloadStorage
 ) -> None:
     with holder_proxy(holder) as proxy:
         # The third page sends the hub back to the second: A -> B -> C -> B.
@@ -265,7 +265,7 @@ def test_a_next_link_back_to_an_earlier_page_is_refused(
 
 
 def test_a_next_link_off_the_holders_base_is_refused(
-    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: LocalPayloadStorage
 ) -> None:
     with holder_proxy(holder) as proxy:
         proxy.rewrites.append(
@@ -310,7 +310,7 @@ def test_a_broken_page_fails_permanently_naming_the_problem(
     hub: Tenant,
     holder: RunningSandbox,
     member: dict[str, Any],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
     breaker: Any,
     code: str,
     words: str,
@@ -332,7 +332,7 @@ def test_a_broken_page_fails_permanently_naming_the_problem(
 
 
 def test_a_withdrawn_request_stops_after_the_current_page(
-    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: LocalPayloadStorage
 ) -> None:
     request = matched(hub, holder, member)
 
@@ -351,7 +351,11 @@ def test_a_withdrawn_request_stops_after_the_current_page(
 
 @pytest.mark.parametrize("status", ["429", "503"])
 def test_throttling_and_outages_are_waited_out_honouring_retry_after(
-    hub: Tenant, member: dict[str, Any], expected: list[Key], storage: PayloadStorage, status: str
+    hub: Tenant,
+    member: dict[str, Any],
+    expected: list[Key],
+    storage: LocalPayloadStorage,
+    status: str,
 ) -> None:
     # The seeded dice (sandbox/faults.py FaultDice) let $member-match through and give the
     # retrieval's requests two faults in a row; each costs a second's wait.
@@ -366,7 +370,7 @@ def test_throttling_and_outages_are_waited_out_honouring_retry_after(
 
 
 def test_a_token_that_ends_early_is_renewed_once_and_retrieval_goes_on(
-    hub: Tenant, member: dict[str, Any], expected: list[Key], storage: PayloadStorage
+    hub: Tenant, member: dict[str, Any], expected: list[Key], storage: LocalPayloadStorage
 ) -> None:
     with start("token-ttl=2s") as short_lived:
         request = matched(hub, short_lived, member)
@@ -399,7 +403,7 @@ def test_a_fault_on_the_page_fetched_ahead_surfaces_after_this_page_is_saved_and
     holder: RunningSandbox,
     member: dict[str, Any],
     expected: list[Key],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     gone = {"page 3": True}
 
@@ -436,7 +440,7 @@ def test_a_fault_on_the_page_fetched_ahead_surfaces_after_this_page_is_saved_and
 
 
 def test_a_withdrawn_request_stops_with_at_most_one_page_fetched_ahead(
-    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: LocalPayloadStorage
 ) -> None:
     with holder_proxy(holder) as proxy:
         request = matched(hub, holder, member, base_url=proxy.fhir)
@@ -462,7 +466,7 @@ def test_a_401_on_the_page_fetched_ahead_renews_the_token_once_and_goes_on(
     holder: RunningSandbox,
     member: dict[str, Any],
     expected: list[Key],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     refused: list[str] = []
 
@@ -485,7 +489,7 @@ def test_a_401_on_the_page_fetched_ahead_renews_the_token_once_and_goes_on(
     assert renewed.backend_access_token != registration.backend_access_token
 
 
-def screening_of(request: ExchangeRequest, storage: PayloadStorage) -> ScreeningRun:
+def screening_of(request: ExchangeRequest, storage: LocalPayloadStorage) -> ScreeningRun:
     return ScreeningRun(
         request_id=request.pk,
         request_date=timezone.localdate(request.opted_in_at),
@@ -494,13 +498,13 @@ def screening_of(request: ExchangeRequest, storage: PayloadStorage) -> Screening
     )
 
 
-def screened_outputs(storage: PayloadStorage, request: ExchangeRequest) -> dict[str, bytes]:
+def screened_outputs(storage: LocalPayloadStorage, request: ExchangeRequest) -> dict[str, bytes]:
     screened = f"requests/{request.pk}/screened"
     return {name: storage.read_bytes(name) for name in storage.list(screened)}
 
 
 def test_pages_screened_as_staged_equal_a_screening_of_the_staged_record(
-    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: LocalPayloadStorage
 ) -> None:
     request = matched(hub, holder, member)
 
@@ -543,7 +547,7 @@ def test_pages_screened_as_staged_equal_a_screening_of_the_staged_record(
 
 
 def test_a_retrieval_with_nothing_left_to_stage_leaves_the_screening_to_its_step(
-    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: PayloadStorage
+    hub: Tenant, holder: RunningSandbox, member: dict[str, Any], storage: LocalPayloadStorage
 ) -> None:
     request = matched(hub, holder, member)
     records_retrieve(exchange_request=request, storage=storage, page_size=PAGE)
@@ -559,7 +563,7 @@ def test_a_token_that_cannot_be_had_for_the_next_page_fails_after_this_page_is_s
     hub: Tenant,
     holder: RunningSandbox,
     member: dict[str, Any],
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     request = matched(hub, holder, member)

@@ -16,8 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def running_worker(**environment: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a worker on every queue, pointed at the test database; stop it afterwards.
+def running_worker(
+    *, queues: str = "default,pull,screen,deliver,bulk", name: str = "test", **environment: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a worker on ``queues`` (every one by default), pointed at the test database; stop
+    it afterwards. ``name`` tells several workers of one test apart.
 
     ``environment`` adds or overrides variables of the worker's environment.
     """
@@ -30,7 +33,7 @@ def running_worker(**environment: str) -> Iterator[subprocess.Popen[bytes]]:
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo",
-         "--queues", "default,pull,screen,deliver,bulk", "--hostname", f"test-{os.getpid()}@%h",
+         "--queues", queues, "--hostname", f"{name}-{os.getpid()}@%h",
          "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
         cwd=ROOT,
         env=env,

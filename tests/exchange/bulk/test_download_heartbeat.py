@@ -11,13 +11,13 @@ from exchange.bulk.export_jobs import _SplittingTarget
 from exchange.bulk.jobs import bulk_jobs_resume_stuck, job_heartbeat
 from exchange.bulk.split import MemberSplitter
 from exchange.models import BulkJob, BulkJobKind, BulkJobState
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from tests.factories import BulkJobFactory
 
 
 def _splitter(tmp_path: Path) -> MemberSplitter:
     return MemberSplitter(
-        storage=PayloadStorage(tmp_path),
+        storage=LocalPayloadStorage(tmp_path),
         cohort_id=1,
         job_id=7,
         file_index=0,

@@ -8,7 +8,7 @@ import pytest
 from exchange.bulk.split import MemberSplitter, SplitFailed, cited_page_write, shared_resources
 from exchange.payloads.layout import RequestFiles
 from exchange.payloads.ndjson import ndjson_lines
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 
 # Holder Patient id -> the hub request of that member.
 PATIENTS = {"p1": 101, "p2": 102, "p3": 103}
@@ -30,12 +30,12 @@ def condition(cid: str, patient: str, practitioner: str = "") -> bytes:
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> PayloadStorage:
-    return PayloadStorage(tmp_path)
+def storage(tmp_path: Path) -> LocalPayloadStorage:
+    return LocalPayloadStorage(tmp_path)
 
 
 def splitter(
-    storage: PayloadStorage, resource_type: str = "Condition", **kwargs: int
+    storage: LocalPayloadStorage, resource_type: str = "Condition", **kwargs: int
 ) -> MemberSplitter:
     return MemberSplitter(
         storage=storage,
@@ -49,7 +49,7 @@ def splitter(
     )
 
 
-def staged(storage: PayloadStorage, request_id: int) -> list[str]:
+def staged(storage: LocalPayloadStorage, request_id: int) -> list[str]:
     return [
         orjson.loads(raw)["id"]
         for name in sorted(storage.list(RequestFiles(request_id).staging))
@@ -57,7 +57,9 @@ def staged(storage: PayloadStorage, request_id: int) -> list[str]:
     ]
 
 
-def test_each_line_goes_to_the_member_whose_compartment_it_is_in(storage: PayloadStorage) -> None:
+def test_each_line_goes_to_the_member_whose_compartment_it_is_in(
+    storage: LocalPayloadStorage,
+) -> None:
     split = splitter(storage, max_open=1)  # every change of member closes a page
     for data in [
         condition("c1", "p1", "dr1"),
@@ -88,7 +90,7 @@ def test_each_line_goes_to_the_member_whose_compartment_it_is_in(storage: Payloa
     assert result.shared == 1
 
 
-def test_splitting_again_rewrites_the_same_pages_whole(storage: PayloadStorage) -> None:
+def test_splitting_again_rewrites_the_same_pages_whole(storage: LocalPayloadStorage) -> None:
     lines = [condition(f"c{i}", f"p{i % 3 + 1}") for i in range(30)]
     first = splitter(storage, max_open=2)
     for data in lines:
@@ -108,7 +110,7 @@ def test_splitting_again_rewrites_the_same_pages_whole(storage: PayloadStorage) 
     assert [len(staged(storage, r)) for r in (101, 102, 103)] == [10, 10, 10]
 
 
-def test_a_broken_line_fails_the_member_it_names_and_no_other(storage: PayloadStorage) -> None:
+def test_a_broken_line_fails_the_member_it_names_and_no_other(storage: LocalPayloadStorage) -> None:
     split = splitter(storage)
     split.feed(condition("c1", "p1"))
     split.feed(condition("c2", "p2")[:-2])  # cut short, as a crashed writer leaves it
@@ -124,14 +126,14 @@ def test_a_broken_line_fails_the_member_it_names_and_no_other(storage: PayloadSt
     assert staged(storage, 101) == ["c1"]
 
 
-def test_a_broken_line_naming_no_member_fails_the_file(storage: PayloadStorage) -> None:
+def test_a_broken_line_naming_no_member_fails_the_file(storage: LocalPayloadStorage) -> None:
     split = splitter(storage)
 
     with pytest.raises(SplitFailed, match="line 1 is not valid JSON"):
         split.feed(b'{"resourceType": "Condi')
 
 
-def test_members_get_the_shared_resources_they_cite(storage: PayloadStorage) -> None:
+def test_members_get_the_shared_resources_they_cite(storage: LocalPayloadStorage) -> None:
     shared_file = splitter(storage, resource_type="Practitioner")
     for pid in ("dr1", "dr2"):
         shared_file.feed(line({"resourceType": "Practitioner", "id": pid}))

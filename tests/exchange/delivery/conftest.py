@@ -6,16 +6,16 @@ from pathlib import Path
 import pytest
 
 from exchange.delivery import DeliveredFile, deliver_files, delivery_remote_directory
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from tests.conftest import Tenant
 from tests.exchange.repository.conftest import repository  # noqa: F401 - fixture reused here
 
 
 class Package:
-    """A request's files staged in PayloadStorage: a bundle, an NDJSON file, the manifest last."""
+    """A request's files staged in LocalPayloadStorage: a bundle, an NDJSON file, the manifest last."""
 
     def __init__(self, root: Path, request_folder: str = "requests/42") -> None:
-        self.storage = PayloadStorage(root=root)
+        self.storage = LocalPayloadStorage(root=root)
         self.contents = {
             "bundle.json": json.dumps({"resourceType": "Bundle", "type": "collection"}).encode()
             * 40_000,

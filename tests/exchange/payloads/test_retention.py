@@ -8,13 +8,13 @@ from django.utils import timezone
 
 from exchange.models import ExchangeRequest, ExchangeStatus
 from exchange.payloads.retention import payloads_purge
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from tests.factories import ExchangeRequestFactory
 
 RETENTION = timedelta(days=7)
 
 
-def _with_files(storage: PayloadStorage, status: str, ended_days_ago: int) -> ExchangeRequest:
+def _with_files(storage: LocalPayloadStorage, status: str, ended_days_ago: int) -> ExchangeRequest:
     exchange_request = ExchangeRequestFactory(status=status)
     ExchangeRequest.objects.for_payer(exchange_request.payer_id).filter(
         pk=exchange_request.pk
@@ -27,12 +27,12 @@ def _with_files(storage: PayloadStorage, status: str, ended_days_ago: int) -> Ex
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> PayloadStorage:
-    return PayloadStorage(tmp_path)
+def storage(tmp_path: Path) -> LocalPayloadStorage:
+    return LocalPayloadStorage(tmp_path)
 
 
 def test_ended_requests_are_purged_after_the_retention_and_not_before(
-    storage: PayloadStorage, db: None
+    storage: LocalPayloadStorage, db: None
 ) -> None:
     delivered_long_ago = _with_files(storage, ExchangeStatus.DELIVERED, 8)
     failed_long_ago = _with_files(storage, ExchangeStatus.FAILED, 30)
@@ -50,11 +50,11 @@ def test_ended_requests_are_purged_after_the_retention_and_not_before(
     assert payloads_purge(storage=storage, retention=RETENTION) == 0
 
 
-def test_a_folder_whose_request_is_gone_is_purged(storage: PayloadStorage, db: None) -> None:
+def test_a_folder_whose_request_is_gone_is_purged(storage: LocalPayloadStorage, db: None) -> None:
     storage.write_bytes("requests/999999/package/bundle.json", b"{}")
     assert payloads_purge(storage=storage, retention=RETENTION) == 1
     assert storage.list("requests") == []
 
 
-def test_nothing_to_purge_on_a_fresh_disk(storage: PayloadStorage, db: None) -> None:
+def test_nothing_to_purge_on_a_fresh_disk(storage: LocalPayloadStorage, db: None) -> None:
     assert payloads_purge(storage=storage, retention=RETENTION) == 0

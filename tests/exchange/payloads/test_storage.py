@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from exchange.payloads.storage import CHUNK_SIZE, HEADER_SIZE, PayloadCorrupt, PayloadStorage
+from exchange.payloads.storage import CHUNK_SIZE, HEADER_SIZE, LocalPayloadStorage, PayloadCorrupt
 
 RECORD = b'{"resourceType":"Patient","id":"pat1","name":[{"family":"Person"}]}\n'
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> PayloadStorage:
-    return PayloadStorage(tmp_path)
+def storage(tmp_path: Path) -> LocalPayloadStorage:
+    return LocalPayloadStorage(tmp_path)
 
 
 @pytest.mark.parametrize(
     "size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17]
 )
-def test_round_trip_at_every_chunk_boundary(storage: PayloadStorage, size: int) -> None:
+def test_round_trip_at_every_chunk_boundary(storage: LocalPayloadStorage, size: int) -> None:
     data = os.urandom(size)
     writer = storage.write_bytes("requests/1/file.bin", data)
     assert storage.read_bytes("requests/1/file.bin") == data
@@ -31,14 +31,14 @@ def test_round_trip_at_every_chunk_boundary(storage: PayloadStorage, size: int) 
         assert b"".join(reader.chunks()) == data
 
 
-def test_plaintext_never_reaches_the_disk(storage: PayloadStorage) -> None:
+def test_plaintext_never_reaches_the_disk(storage: LocalPayloadStorage) -> None:
     storage.write_bytes("requests/1/bundle.json", RECORD * 1000)
     raw = (storage.root / "requests/1/bundle.json").read_bytes()
     assert b"Person" not in raw
     assert b"Patient" not in raw
 
 
-def test_a_failed_write_leaves_nothing_under_the_final_name(storage: PayloadStorage) -> None:
+def test_a_failed_write_leaves_nothing_under_the_final_name(storage: LocalPayloadStorage) -> None:
     with pytest.raises(RuntimeError), storage.writer("requests/1/bundle.json") as writer:
         writer.write(RECORD)
         raise RuntimeError("worker killed")
@@ -46,7 +46,7 @@ def test_a_failed_write_leaves_nothing_under_the_final_name(storage: PayloadStor
     assert storage.list("requests/1") == []
 
 
-def test_a_file_being_written_is_not_listed(storage: PayloadStorage) -> None:
+def test_a_file_being_written_is_not_listed(storage: LocalPayloadStorage) -> None:
     writer = storage.writer("requests/1/bundle.json")
     writer.write(RECORD)
     assert storage.list("requests") == []
@@ -54,7 +54,7 @@ def test_a_file_being_written_is_not_listed(storage: PayloadStorage) -> None:
     assert storage.list("requests") == ["requests/1/bundle.json"]
 
 
-def test_two_writers_of_one_name_never_mix_their_bytes(storage: PayloadStorage) -> None:
+def test_two_writers_of_one_name_never_mix_their_bytes(storage: LocalPayloadStorage) -> None:
     # A task Celery delivers twice, or a step the reaper resumes while it still runs,
     # writes the same payload name twice at once; the name must end up holding one of them.
     first, second = b"1" * (2 * CHUNK_SIZE + 3), b"2" * (CHUNK_SIZE + 7)
@@ -70,7 +70,7 @@ def test_two_writers_of_one_name_never_mix_their_bytes(storage: PayloadStorage) 
     assert storage.list("requests/1") == ["requests/1/staging/00001.ndjson"]
 
 
-def test_truncation_and_tampering_are_detected(storage: PayloadStorage) -> None:
+def test_truncation_and_tampering_are_detected(storage: LocalPayloadStorage) -> None:
     storage.write_bytes("a.bin", os.urandom(2 * CHUNK_SIZE + 5))
     path = storage.root / "a.bin"
     whole = path.read_bytes()
@@ -86,7 +86,7 @@ def test_truncation_and_tampering_are_detected(storage: PayloadStorage) -> None:
 
 
 def test_files_stay_readable_after_key_rotation_and_not_after_the_key_is_dropped(
-    storage: PayloadStorage, settings: object
+    storage: LocalPayloadStorage, settings: object
 ) -> None:
     old_keys = list(settings.FIELD_ENCRYPTION_KEYS)
     storage.write_bytes("a.bin", RECORD)
@@ -100,6 +100,8 @@ def test_files_stay_readable_after_key_rotation_and_not_after_the_key_is_dropped
 @pytest.mark.parametrize(
     "name", ["../escape", "/etc/passwd", "a/../../b", "", "a/.hidden", "x.partial"]
 )
-def test_names_that_could_escape_the_root_are_refused(storage: PayloadStorage, name: str) -> None:
+def test_names_that_could_escape_the_root_are_refused(
+    storage: LocalPayloadStorage, name: str
+) -> None:
     with pytest.raises(ValueError, match="payload name"):
         storage.path(name)

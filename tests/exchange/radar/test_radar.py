@@ -20,7 +20,7 @@ from directory.selectors import directory_entries
 from exchange.fhir.errors import FhirPermanentError
 from exchange.member_match import member_match_run
 from exchange.models import AuthorizationMode
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from exchange.radar.services import holder_capabilities, radar_probe_endpoint, radar_probes_prune
 from exchange.retrieval import records_retrieve
 from exchange.services import authorization_mode_for
@@ -117,7 +117,7 @@ def test_a_holder_losing_everything_is_recorded_alerted_and_the_engine_searches_
         assert changed.alerted_at is not None
 
         asked_before = len(proxy.received)
-        result = records_retrieve(exchange_request=request, storage=PayloadStorage(tmp_path))
+        result = records_retrieve(exchange_request=request, storage=LocalPayloadStorage(tmp_path))
         asked = [path for _, path, _ in proxy.received[asked_before:]]
 
     assert result.mode == "search" and result.complete

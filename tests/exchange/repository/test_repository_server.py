@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from exchange.delivery import deliver_files
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from exchange.repository.models import RepositoryFile
 from exchange.repository.services import repository_key_revoke
 from exchange.repository.storage import repository_storage
@@ -36,7 +36,7 @@ BUNDLE = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": []
 
 def deliver_package(tenant: Tenant, tmp_path: Path, folder: str, bundle: bytes = BUNDLE) -> None:
     """Stage a bundle and its manifest, and deliver them into ``tenant``'s repository folder."""
-    staging = PayloadStorage(root=tmp_path / "staging")
+    staging = LocalPayloadStorage(root=tmp_path / "staging")
     staging.write_bytes(f"{folder}/bundle.json", bundle)
     staging.write_bytes(f"{folder}/manifest.json", json.dumps({"files": ["bundle.json"]}).encode())
     deliver_files(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from exchange.payloads.layout import RequestFiles
-from exchange.payloads.storage import PayloadStorage
+from exchange.payloads.storage import LocalPayloadStorage
 from exchange.screening import (
     RemovalReason,
     ScreeningRun,
@@ -30,8 +30,8 @@ SCREENED = f"requests/{REQUEST_ID}/screened"
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> PayloadStorage:
-    return PayloadStorage(tmp_path)
+def storage(tmp_path: Path) -> LocalPayloadStorage:
+    return LocalPayloadStorage(tmp_path)
 
 
 def _every_sample() -> list[dict[str, Any]]:
@@ -52,7 +52,7 @@ def _every_sample() -> list[dict[str, Any]]:
     return resources
 
 
-def test_regular_consent_run_keeps_reduces_removes_and_counts(storage: PayloadStorage) -> None:
+def test_regular_consent_run_keeps_reduces_removes_and_counts(storage: LocalPayloadStorage) -> None:
     stage_pages(storage, REQUEST_ID, _every_sample(), page_size=7)
 
     result = screening_run(
@@ -83,7 +83,9 @@ def test_regular_consent_run_keeps_reduces_removes_and_counts(storage: PayloadSt
     assert result.files[0] == f"{SCREENED}/Patient.ndjson"
 
 
-def test_sensitive_consent_run_lets_labelled_resources_through(storage: PayloadStorage) -> None:
+def test_sensitive_consent_run_lets_labelled_resources_through(
+    storage: LocalPayloadStorage,
+) -> None:
     stage_pages(storage, REQUEST_ID, _every_sample())
 
     result = screening_run(
@@ -95,7 +97,9 @@ def test_sensitive_consent_run_lets_labelled_resources_through(storage: PayloadS
     assert len([r for r in kept if sensitive_label(r)]) == 3
 
 
-def test_a_regular_run_never_lets_a_sensitive_resource_through(storage: PayloadStorage) -> None:
+def test_a_regular_run_never_lets_a_sensitive_resource_through(
+    storage: LocalPayloadStorage,
+) -> None:
     # Every kind of resource, each labelled with a sensitive code the sandbox uses, and recent.
     labelled = []
     for number, name in enumerate(sample_names()):
@@ -116,7 +120,7 @@ def test_a_regular_run_never_lets_a_sensitive_resource_through(storage: PayloadS
 
 
 def test_invalid_resources_are_quarantined_and_reported_not_dropped(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     broken = sample("Encounter")
     broken["subject"] = "Patient/pat1"
@@ -155,7 +159,7 @@ def test_invalid_resources_are_quarantined_and_reported_not_dropped(
 
 
 def test_rerun_overwrites_its_outputs_and_drops_what_no_longer_applies(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     stage_pages(storage, REQUEST_ID, _every_sample())
     first = screening_run(
@@ -182,7 +186,7 @@ def test_rerun_overwrites_its_outputs_and_drops_what_no_longer_applies(
     assert screening_result_read(request_id=REQUEST_ID, storage=storage) == last
 
 
-def test_a_resource_larger_than_a_storage_chunk_passes_whole(storage: PayloadStorage) -> None:
+def test_a_resource_larger_than_a_storage_chunk_passes_whole(storage: LocalPayloadStorage) -> None:
     note = sample("DocumentReference")
     note["content"][0]["attachment"]["data"] = "QUFB" * 60_000  # 240 kB, several 64 KiB chunks
     note["context"]["period"] = {"start": "2026-03-02", "end": "2026-03-02"}
@@ -197,7 +201,7 @@ def test_a_resource_larger_than_a_storage_chunk_passes_whole(storage: PayloadSto
 
 
 def test_a_request_with_nothing_staged_fails_with_a_clear_message(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     with pytest.raises(FileNotFoundError, match="request 42 has no staged pages"):
         screening_run(
@@ -205,7 +209,7 @@ def test_a_request_with_nothing_staged_fails_with_a_clear_message(
         )
 
 
-def test_an_unknown_policy_is_refused_by_name(storage: PayloadStorage) -> None:
+def test_an_unknown_policy_is_refused_by_name(storage: LocalPayloadStorage) -> None:
     stage_pages(storage, REQUEST_ID, [sample("Patient")])
 
     with pytest.raises(ValueError, match="consent policy must be 'sensitive' or 'regular'"):
@@ -215,7 +219,7 @@ def test_an_unknown_policy_is_refused_by_name(storage: PayloadStorage) -> None:
 
 
 def test_the_screening_step_takes_a_result_only_for_the_same_pages_policy_and_date(
-    storage: PayloadStorage,
+    storage: LocalPayloadStorage,
 ) -> None:
     stage_pages(storage, REQUEST_ID, _every_sample(), page_size=7)
     terms = {"request_id": REQUEST_ID, "request_date": SAMPLES_AS_OF, "storage": storage}
@@ -243,7 +247,7 @@ def test_the_screening_step_takes_a_result_only_for_the_same_pages_policy_and_da
     assert again.kept_total == screened.kept_total + 1
 
 
-def test_a_summary_that_cannot_be_read_is_screened_afresh(storage: PayloadStorage) -> None:
+def test_a_summary_that_cannot_be_read_is_screened_afresh(storage: LocalPayloadStorage) -> None:
     stage_pages(storage, REQUEST_ID, _every_sample(), page_size=7)
     terms = {"request_id": REQUEST_ID, "request_date": SAMPLES_AS_OF, "storage": storage}
     screened = screening_run(policy="sensitive", **terms)
@@ -256,7 +260,7 @@ def test_a_summary_that_cannot_be_read_is_screened_afresh(storage: PayloadStorag
     assert screening_complete(policy="sensitive", **terms) == screened
 
 
-def test_an_aborted_run_leaves_no_result_standing(storage: PayloadStorage) -> None:
+def test_an_aborted_run_leaves_no_result_standing(storage: LocalPayloadStorage) -> None:
     stage_pages(storage, REQUEST_ID, _every_sample())
     screening_run(
         request_id=REQUEST_ID, request_date=SAMPLES_AS_OF, policy="sensitive", storage=storage
