@@ -16,7 +16,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 
 from hub.models import Payer, PayerStatus, Role, User
 from hub.operator_accounts import operator_authenticator_issue
@@ -61,16 +61,18 @@ def _network_stays_on_loopback() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _counters_and_copies_of_this_case(settings: Any) -> None:
+def _counters_and_copies_of_this_case() -> Iterator[None]:
     """Give each case rate-limit counters of its own and an empty Django cache.
 
     The counters live in Redis and outlast a case, and every request of Django's test
     client comes from 127.0.0.1: refusals counted in one case would lock the token endpoint
     in the next (hub/rate_limits.py). Key sets and discovery documents kept in the cache
-    belong to the case that fetched them: the next case's stub serves other keys.
+    belong to the case that fetched them: the next case's stub serves other keys. (Not
+    pytest-django's ``settings`` fixture: a case may name a parameter ``settings``.)
     """
-    settings.RATELIMIT_CACHE_PREFIX = f"rate-limit:test-{uuid.uuid4().hex}:"
-    cache.clear()
+    with override_settings(RATELIMIT_CACHE_PREFIX=f"rate-limit:test-{uuid.uuid4().hex}:"):
+        cache.clear()
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")
