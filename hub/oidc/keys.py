@@ -151,11 +151,6 @@ def key_set_parse(document: dict[str, Any], *, source: str, from_cache: bool = F
     return KeySet(source=source, keys=tuple(keys), skipped=tuple(skipped), from_cache=from_cache)
 
 
-def key_set_fetch(*, url: str, http: PayerHttpClient) -> KeySet:
-    """Fetch and parse the JWK Set at ``url`` now, past any cache."""
-    return key_set_parse(json_document_fetch(http, url), source=url)
-
-
 def _cache_key(url: str) -> str:
     return "hub.oidc.jwks:" + hashlib.sha256(url.encode()).hexdigest()
 
