@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hub.demo_supervisor import DemoSupervisor
+from hub.totp_secrets import totp_secret_base32
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".demo"
@@ -167,11 +168,6 @@ def sftp_command(*, port: int, key: str, known_hosts: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _base32(key_hex: str) -> str:
-    """Return a TOTP secret as authenticator apps take it typed in (RFC 4648 base32)."""
-    return base64.b32encode(bytes.fromhex(key_hex)).decode().rstrip("=")
-
-
 def _shown(path: Path) -> str:
     """Return ``path`` as short as it can be typed from the current directory."""
     return os.path.relpath(path) if Path.cwd() == ROOT else str(path)
@@ -282,7 +278,7 @@ def _running_message(
         f"  Operator console:  {hub}/operator/  (user: operator, password: "
         f"{demo_secrets['OPERATOR_PASSWORD']},",
         "                     and the code of an authenticator app given this key: "
-        f"{_base32(demo_secrets['OPERATOR_AUTHENTICATOR_KEY'])})",
+        f"{totp_secret_base32(bytes.fromhex(demo_secrets['OPERATOR_AUTHENTICATOR_KEY']))})",
         f"  JWKS of North:     {hub}/p/north/.well-known/jwks.json",
         f"  JWKS of South:     {hub}/p/south/.well-known/jwks.json",
         f"  Database:          {env['DATABASE_URL'].split('@')[-1]}",

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from hub.audit import audit_record
@@ -34,8 +35,20 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _plan_administrators(payer: Payer) -> int:
+def plan_administrators_count(payer: Payer) -> int:
+    """Return how many active plan administrators ``payer`` has (a link is for none)."""
     return User.objects.filter(payer=payer, role=Role.PLAN_ADMIN, is_active=True).count()
+
+
+def first_admin_link_outstanding(payer: Payer) -> FirstAdministratorLink | None:
+    """Return ``payer``'s link that is neither used nor replaced (it may have expired)."""
+    return _outstanding_links(payer).first()
+
+
+def _outstanding_links(payer: Payer) -> "QuerySet[FirstAdministratorLink]":
+    return FirstAdministratorLink.objects.for_payer(payer).filter(
+        used_at__isnull=True, replaced_at__isnull=True
+    )
 
 
 def first_admin_link_issue(
@@ -50,7 +63,7 @@ def first_admin_link_issue(
             f"{payer.name} is suspended; lift the suspension before inviting its administrator.",
             status=400,
         )
-    administrators = _plan_administrators(payer)
+    administrators = plan_administrators_count(payer)
     if administrators:
         raise LinkRefused(
             f"{payer.name} already has {administrators} active plan administrator(s); they "
@@ -61,11 +74,7 @@ def first_admin_link_issue(
     token = secrets.token_urlsafe(32)
     now = timezone.now()
     with transaction.atomic():
-        replaced = (
-            FirstAdministratorLink.objects.for_payer(payer)
-            .filter(used_at__isnull=True, replaced_at__isnull=True)
-            .update(replaced_at=now)
-        )
+        replaced = _outstanding_links(payer).update(replaced_at=now)
         link = FirstAdministratorLink.objects.create(
             payer=payer,
             token_digest=_digest(token),

@@ -7,7 +7,6 @@ their authenticators are made out of band, by someone with shell access to the h
 (``manage.py operator_account``), never through a web page a stolen password could reach.
 """
 
-import base64
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.db import transaction
 
 from hub.audit import audit_record
 from hub.models import OperatorAuthenticator, User
+from hub.totp_secrets import totp_secret_base32
 
 AUTHENTICATOR_NAME = "Authenticator app"
 
@@ -71,18 +71,13 @@ def operator_account_save(*, username: str, password: str, email: str = "") -> U
     return user
 
 
-def authenticator_key_base32(device: OperatorAuthenticator) -> str:
-    """Return the device's secret as authenticator apps take it when typed in by hand."""
-    return base64.b32encode(device.bin_key).decode().rstrip("=")
-
-
 def authenticator_setup_uri(device: OperatorAuthenticator) -> str:
     """Return the ``otpauth://`` URI an authenticator app scans (Google's Key Uri Format)."""
     issuer = settings.OPERATOR_AUTHENTICATOR_ISSUER.replace(":", "")
     label = quote(f"{issuer}:{device.user.get_username()}")
     parameters = urlencode(
         {
-            "secret": authenticator_key_base32(device),
+            "secret": totp_secret_base32(device.bin_key),
             "issuer": issuer,
             "algorithm": "SHA1",
             "digits": OperatorAuthenticator.DIGITS,

@@ -21,6 +21,7 @@ from django.test import Client, override_settings
 from hub.models import Payer, PayerStatus, Role, User
 from hub.operator_accounts import operator_authenticator_issue
 from tests.factories import PayerFactory, UserFactory
+from tests.sandbox.harness import NEW, SEED, RunningSandbox, running_sandbox
 from tests.support.sessions import signed_in
 from tests.support.sshd import SftpServer, running_sshd
 from tests.support.table_flush import tables_emptied_by_delete
@@ -131,6 +132,21 @@ def sftp_server() -> Iterator[SftpServer]:
     """A real OpenSSH sshd with a chrooted SFTP account, on a free loopback port."""
     with running_sshd() as server:
         yield server
+
+
+# Where the sandbox identity provider sends a member back: the hub's callback, as the test
+# client (http://testserver) reaches it.
+SIGN_IN_CALLBACK = "http://testserver/oidc/callback/"
+
+
+@pytest.fixture(scope="module")
+def new_payer_idp() -> Iterator[RunningSandbox]:
+    """The sandbox as a new payer's OpenID Provider: where its members and administrators
+    sign in."""
+    with running_sandbox(
+        NEW, "--seed", SEED, "--members", "20", "--redirect-uri", SIGN_IN_CALLBACK
+    ) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture

@@ -17,8 +17,13 @@ from django.views.decorators.http import require_http_methods
 
 from exchange.radar.selectors import endpoint_probe_latest
 from hub.audit import client_address
-from hub.first_admin_links import LinkRefused, first_admin_link_issue
-from hub.models import FhirEndpoint, FirstAdministratorLink, Payer, PayerStatus, Role, User
+from hub.first_admin_links import (
+    LinkRefused,
+    first_admin_link_issue,
+    first_admin_link_outstanding,
+    plan_administrators_count,
+)
+from hub.models import FhirEndpoint, Payer, PayerStatus
 from operator_console.admin.looks import AuditedLooksAdmin, is_operator, operator
 from operator_console.services import OperatorActionRefused, payer_save, payer_status_change
 
@@ -84,14 +89,12 @@ class PayerAdmin(AuditedLooksAdmin):
     def first_administrator(self, obj: Payer) -> str:
         if obj.pk is None:
             return "—"
-        administrators = User.objects.filter(
-            payer=obj, role=Role.PLAN_ADMIN, is_active=True
-        ).count()
+        administrators = plan_administrators_count(obj)
         if administrators:
             return f"{administrators} active plan administrator(s); they manage its sign-in."
-        link = FirstAdministratorLink.objects.for_payer(obj).first()
+        link = first_admin_link_outstanding(obj)
         state = "No link issued yet."
-        if link is not None and link.replaced_at is None and link.used_at is None:
+        if link is not None:
             state = (
                 f"Link issued {link.issued_at:%Y-%m-%d %H:%M} UTC, expired."
                 if link.expires_at <= timezone.now()

@@ -30,22 +30,12 @@ from hub.models import FhirEndpoint, IdentityProvider, Payer, Role, User
 from tests.api.conftest import opt_in_body
 from tests.api.payer_systems import PayerSystems
 from tests.conftest import Tenant
-from tests.sandbox.harness import FORMER, NEW, SEED, RunningSandbox, running_sandbox
+from tests.sandbox.harness import FORMER, RunningSandbox, running_sandbox
 from tests.support.exchange_setup import SOUTH_SANDBOX_ARGS, sandbox_member
 from tests.support.sandbox_sign_in import sandbox_sign_in
 
 S = ExchangeStatus
-SIGN_IN_CALLBACK = "http://testserver/oidc/callback/"
 EMAIL = "patricia.person@mail.example"
-
-
-@pytest.fixture(scope="module")
-def north_idp() -> Iterator[RunningSandbox]:
-    """Where North's members sign in."""
-    with running_sandbox(
-        NEW, "--seed", SEED, "--members", "5", "--redirect-uri", SIGN_IN_CALLBACK
-    ) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +46,7 @@ def south_holder() -> Iterator[RunningSandbox]:
 
 @pytest.fixture
 def member_signs_in_at_south(
-    north: Tenant, south: Tenant, west: Payer, north_idp: RunningSandbox, south_holder: Any
+    north: Tenant, south: Tenant, west: Payer, new_payer_idp: RunningSandbox, south_holder: Any
 ) -> dict[str, Any]:
     """South offers only member-authorized access; North signs its members in at its sandbox.
     Return Patricia as North's identity provider knows her."""
@@ -68,12 +58,12 @@ def member_signs_in_at_south(
     )
     IdentityProvider.objects.create(
         payer=north.payer,
-        issuer=f"{north_idp.base}/oidc",
+        issuer=f"{new_payer_idp.base}/oidc",
         client_id="hub",
         client_secret="hub-demo-secret",
         scopes="openid profile",
     )
-    return sandbox_member(north_idp, "patricia.person")
+    return sandbox_member(new_payer_idp, "patricia.person")
 
 
 def _patricias_opt_in(patricia: dict[str, Any], **member: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ The provider is a real sandbox payer process (tests/sandbox/harness.py); the hub
 it over HTTP through its one outbound client.
 """
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,25 +12,15 @@ from django.test import Client
 from hub.models import AuditEvent, IdentityProvider, Role, User
 from tests.conftest import Tenant
 from tests.factories import ConsentFactory, ExchangeRequestFactory, UserFactory
-from tests.sandbox.harness import NEW, SEED, RunningSandbox, running_sandbox
+from tests.sandbox.harness import RunningSandbox
 from tests.support.net import free_loopback_port
 from tests.support.sandbox_sign_in import sandbox_sign_in
 
-CALLBACK = "http://testserver/oidc/callback/"
 
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[RunningSandbox]:
-    with running_sandbox(
-        NEW, "--seed", SEED, "--members", "20", "--redirect-uri", CALLBACK
-    ) as sandbox:
-        yield sandbox
-
-
-def _connect(tenant: Tenant, idp: RunningSandbox) -> IdentityProvider:
+def _connect(tenant: Tenant, new_payer_idp: RunningSandbox) -> IdentityProvider:
     return IdentityProvider.objects.create(
         payer=tenant.payer,
-        issuer=f"{idp.base}/oidc",
+        issuer=f"{new_payer_idp.base}/oidc",
         client_id="hub",
         client_secret="hub-demo-secret",
         scopes="openid profile",
@@ -52,10 +41,12 @@ def _sign_in(client: Client, slug: str, username: str) -> str:
 
 
 def test_a_member_signs_in_and_is_bound_to_payer_and_subject(
-    north: Tenant, idp: RunningSandbox
+    north: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
-    patricia = next(m for m in idp.member_list()["members"] if m["username"] == "patricia.person")
+    _connect(north, new_payer_idp)
+    patricia = next(
+        m for m in new_payer_idp.member_list()["members"] if m["username"] == "patricia.person"
+    )
     client = Client()
     assert _sign_in(client, "north", "patricia.person") == "302 /p/north/me/"
     member = User.objects.get(payer=north.payer, oidc_subject__isnull=False, last_name="Person")
@@ -74,10 +65,10 @@ def test_a_member_signs_in_and_is_bound_to_payer_and_subject(
 
 
 def test_the_same_subject_at_another_payer_is_another_person(
-    north: Tenant, south: Tenant, idp: RunningSandbox
+    north: Tenant, south: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
-    _connect(south, idp)
+    _connect(north, new_payer_idp)
+    _connect(south, new_payer_idp)
     _sign_in(Client(), "north", "patricia.person")
     _sign_in(Client(), "south", "patricia.person")
     people = User.objects.filter(last_name="Person").order_by("payer__slug")
@@ -86,9 +77,9 @@ def test_the_same_subject_at_another_payer_is_another_person(
 
 
 def test_an_administrator_claim_opens_the_admin_portal_not_the_member_pages(
-    north: Tenant, idp: RunningSandbox
+    north: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
+    _connect(north, new_payer_idp)
     client = Client()
     assert _sign_in(client, "north", "admin") == "302 /p/north/admin/"
     assert User.objects.get(payer=north.payer, username__startswith="north-", role=Role.PLAN_ADMIN)
@@ -96,9 +87,9 @@ def test_an_administrator_claim_opens_the_admin_portal_not_the_member_pages(
 
 
 def test_a_forged_state_is_refused_with_a_page_that_says_so(
-    north: Tenant, idp: RunningSandbox
+    north: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
+    _connect(north, new_payer_idp)
     client = Client()
     start = client.get("/p/north/sign-in/")
     callback = urlsplit(sandbox_sign_in(start["Location"], "patricia.person"))
@@ -127,9 +118,9 @@ def test_a_payer_without_sign_in_says_so(north: Tenant) -> None:
 
 
 def test_a_misconfigured_client_secret_is_reported_not_crashed(
-    north: Tenant, idp: RunningSandbox
+    north: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    provider = _connect(north, idp)
+    provider = _connect(north, new_payer_idp)
     provider.client_secret = "wrong-secret"
     provider.save()
     outcome = _sign_in(Client(), "north", "patricia.person")
@@ -137,8 +128,8 @@ def test_a_misconfigured_client_secret_is_reported_not_crashed(
     assert "refused to complete the sign-in" in outcome
 
 
-def test_sign_out_ends_the_session(north: Tenant, idp: RunningSandbox) -> None:
-    _connect(north, idp)
+def test_sign_out_ends_the_session(north: Tenant, new_payer_idp: RunningSandbox) -> None:
+    _connect(north, new_payer_idp)
     client = Client()
     _sign_in(client, "north", "patricia.person")
     response = client.post("/p/north/me/sign-out/")
@@ -147,9 +138,9 @@ def test_sign_out_ends_the_session(north: Tenant, idp: RunningSandbox) -> None:
 
 
 def test_a_person_switched_off_loses_the_session_they_have(
-    north: Tenant, idp: RunningSandbox
+    north: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
+    _connect(north, new_payer_idp)
     client = Client()
     _sign_in(client, "north", "patricia.person")
     assert client.get("/p/north/me/").status_code == 200
@@ -170,9 +161,9 @@ def test_a_person_switched_off_loses_the_session_they_have(
     ],
 )
 def test_after_sign_in_only_a_page_of_the_hub_is_followed(
-    next_url: str, lands_on: str, north: Tenant, idp: RunningSandbox
+    next_url: str, lands_on: str, north: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
+    _connect(north, new_payer_idp)
     client = Client()
     start = client.get("/p/north/sign-in/", {"next": next_url})
     callback = urlsplit(sandbox_sign_in(start["Location"], "patricia.person"))
@@ -180,10 +171,12 @@ def test_after_sign_in_only_a_page_of_the_hub_is_followed(
     assert (finish.status_code, finish["Location"]) == (302, lands_on)
 
 
-def _member_id_of(idp: RunningSandbox, username: str) -> str:
+def _member_id_of(new_payer_idp: RunningSandbox, username: str) -> str:
     """Return the member-id claim the identity provider sends for ``username``."""
     return str(
-        next(m for m in idp.member_list()["members"] if m["username"] == username)["member_id"]
+        next(m for m in new_payer_idp.member_list()["members"] if m["username"] == username)[
+            "member_id"
+        ]
     )
 
 
@@ -199,10 +192,10 @@ def _waiting_for_sign_in(tenant: Tenant, member_id: str, username: str) -> User:
 
 
 def test_a_member_a_roster_brought_is_theirs_at_the_first_sign_in(
-    north: Tenant, south: Tenant, idp: RunningSandbox
+    north: Tenant, south: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
-    patricia = _member_id_of(idp, "patricia.person")
+    _connect(north, new_payer_idp)
+    patricia = _member_id_of(new_payer_idp, "patricia.person")
     waiting = _waiting_for_sign_in(north, patricia, "north-roster-patricia")
     request = ExchangeRequestFactory(
         consent=ConsentFactory(member=waiting, former_payer=south.payer)
@@ -224,10 +217,10 @@ def test_a_member_a_roster_brought_is_theirs_at_the_first_sign_in(
 
 
 def test_no_member_is_claimed_unless_exactly_one_of_this_payer_has_the_member_id(
-    north: Tenant, south: Tenant, idp: RunningSandbox
+    north: Tenant, south: Tenant, new_payer_idp: RunningSandbox
 ) -> None:
-    _connect(north, idp)
-    patricia = _member_id_of(idp, "patricia.person")
+    _connect(north, new_payer_idp)
+    patricia = _member_id_of(new_payer_idp, "patricia.person")
     left_alone = [
         *(_waiting_for_sign_in(north, patricia, f"north-roster-{n}") for n in (1, 2)),
         _waiting_for_sign_in(south, patricia, "south-roster-patricia"),

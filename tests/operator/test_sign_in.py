@@ -43,16 +43,16 @@ def test_the_password_and_the_current_code_open_the_console_for_a_short_session(
     operator: User,
 ) -> None:
     client = Client()
-    assert (
-        _sign_in(client, operator.username, PASSWORD, operator_code_now(operator)) == "redirected"
-    )
+    code = operator_code_now(operator)
+    assert _sign_in(client, operator.username, PASSWORD, code) == "redirected"
 
     assert client.get("/operator/").status_code == 200
     # Each console page starts a 15-minute idle clock (OPERATOR_SESSION_IDLE_MINUTES).
     assert 14 * 60 < client.session.get_expiry_age() <= 15 * 60
-    # A code is good once (RFC 6238 §5.2): signed out, the same code is refused.
+    # A code is good once (RFC 6238 §5.2): signed out, the same code is refused (the very
+    # same: a code asked for anew may belong to the next 30-second step, and be good).
     client.post("/operator/logout/")
-    page = _sign_in(client, operator.username, PASSWORD, operator_code_now(operator))
+    page = _sign_in(client, operator.username, PASSWORD, code)
     assert "is not the one your authenticator app shows now" in page
 
 

@@ -7,7 +7,6 @@ replaced, reused or mistyped link, or a sign-in that is not an administrator's, 
 """
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -28,19 +27,9 @@ from hub.models import (
 from plan_admin.forms import IdentityProviderForm
 from tests.conftest import Tenant
 from tests.factories import PayerFactory
-from tests.sandbox.harness import NEW, SEED, RunningSandbox, running_sandbox
+from tests.sandbox.harness import RunningSandbox
 from tests.support.sandbox_sign_in import sandbox_sign_in
 from tests.support.sessions import signed_in
-
-CALLBACK = "http://testserver/oidc/callback/"
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[RunningSandbox]:
-    with running_sandbox(
-        NEW, "--seed", SEED, "--members", "5", "--redirect-uri", CALLBACK
-    ) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture
@@ -57,14 +46,14 @@ def _issue(console: Client, payer: Payer) -> str:
     return urlsplit(unescape(match.group(1))).path
 
 
-def _provider_form(idp: RunningSandbox, **changes: str) -> dict[str, str]:
+def _provider_form(new_payer_idp: RunningSandbox, **changes: str) -> dict[str, str]:
     defaults = {
         name: field.initial if not callable(field.initial) else field.initial()
         for name, field in IdentityProviderForm().fields.items()
     }
     return {
         **{name: str(value) for name, value in defaults.items() if value is not None},
-        "issuer": f"{idp.base}/oidc",
+        "issuer": f"{new_payer_idp.base}/oidc",
         "client_id": "hub",
         "client_secret": "hub-demo-secret",
         **changes,
@@ -85,17 +74,17 @@ def _sign_in_through(client: Client, link: str, username: str) -> str:
 
 
 def test_the_first_administrator_sets_up_sign_in_and_the_link_dies(
-    console: Client, prairie: Payer, idp: RunningSandbox
+    console: Client, prairie: Payer, new_payer_idp: RunningSandbox
 ) -> None:
     link = _issue(console, prairie)
     person = Client()
 
     page = person.get(link).content.decode()
     assert "http://127.0.0.1:8000/oidc/callback/" in page  # what to register at the provider
-    saved = person.post(link, _provider_form(idp))
+    saved = person.post(link, _provider_form(new_payer_idp))
     assert saved.status_code == 302, saved.content
     provider = IdentityProvider.objects.for_payer(prairie).get()
-    assert provider.issuer == f"{idp.base}/oidc"
+    assert provider.issuer == f"{new_payer_idp.base}/oidc"
     report = person.post(f"{link}test/").content.decode()
     assert "Test passed" in report, report
 
@@ -108,7 +97,7 @@ def test_the_first_administrator_sets_up_sign_in_and_the_link_dies(
     dead = Client().get(link)
     assert dead.status_code == 410
     assert "works only once. Sign in at /p/prairie/sign-in/" in unescape(dead.content.decode())
-    assert Client().post(link, _provider_form(idp, client_id="evil")).status_code == 410
+    assert Client().post(link, _provider_form(new_payer_idp, client_id="evil")).status_code == 410
     actions = set(AuditEvent.objects.for_payer(prairie).values_list("action", "actor_label"))
     assert ("identityprovider.create", "first administrator's link") in actions
     assert ("payer.first_admin_link_issued", "olga-operator") in actions
@@ -120,11 +109,11 @@ def test_the_first_administrator_sets_up_sign_in_and_the_link_dies(
 
 
 def test_a_member_signing_in_through_the_link_does_not_use_it_up(
-    console: Client, prairie: Payer, idp: RunningSandbox
+    console: Client, prairie: Payer, new_payer_idp: RunningSandbox
 ) -> None:
     link = _issue(console, prairie)
     person = Client()
-    person.post(link, _provider_form(idp))
+    person.post(link, _provider_form(new_payer_idp))
 
     assert _sign_in_through(person, link, "patricia.person") == f"302 {link}"
 

@@ -18,12 +18,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hub.operator_accounts import (
     OperatorAccountRefused,
-    authenticator_key_base32,
     authenticator_setup_uri,
     operator_account_save,
     operator_authenticator_issue,
     operator_find,
 )
+from hub.totp_secrets import totp_secret_base32
 
 
 class Command(BaseCommand):
@@ -67,7 +67,7 @@ class Command(BaseCommand):
                 )
                 # The command's own output (OutputWrapper writes like a text stream).
                 segno.make(uri, error="m").terminal(out=cast(TextIO, self.stdout), compact=True)
-                self.stdout.write(f"Or type in the key: {authenticator_key_base32(device)}")
+                self.stdout.write(f"Or type in the key: {totp_secret_base32(device.bin_key)}")
                 self.stdout.write(f"Setup URI: {uri}")
             elif not options["set_password"]:
                 self.stdout.write(
