@@ -121,8 +121,10 @@ def test_a_client_signing_wrong_assertions_is_locked_out_from_any_address(
     used = _assertion(keys["north"], "north")
     assert _token(used, address="192.0.2.10").status_code == 200
     expired = _assertion(keys["north"], "north", exp=int(time.time()) - 60)
-    for attempt, copy in enumerate([used, expired, used, expired]):
-        assert _token(copy, address=f"198.51.100.{attempt + 1}").status_code == 401
+    for attempt, (copy, reason) in enumerate([(used, "already used"), (expired, "expired")] * 2):
+        refused = _token(copy, address=f"198.51.100.{attempt + 1}")
+        assert refused.status_code == 401
+        assert reason in refused.json()["error_description"]
     assert _token(_assertion(keys["north"], "north"), address="192.0.2.10").status_code == 200
 
     # North's system signs for the wrong token endpoint, from a new address each time:
