@@ -379,8 +379,9 @@ CACHES: dict[str, dict[str, object]] = {
 }
 RATELIMIT_USE_CACHE = "rate_limits"
 RATELIMIT_CACHE_PREFIX = "rate-limit:"
-# The token endpoint (exchange/consents/endpoint/token_limits.py): refused client assertions
-# per client id and per client address before either is told to wait out the window.
+# The token endpoint (exchange/consents/endpoint/token_limits.py): refused requests per
+# address, and refused assertions the client's own key signed per client id, before either
+# is told to wait out the window.
 TOKEN_FAILURES_PER_CLIENT = env_int("TOKEN_FAILURES_PER_CLIENT", 10, minimum=1)
 TOKEN_FAILURES_PER_ADDRESS = env_int("TOKEN_FAILURES_PER_ADDRESS", 10, minimum=1)
 TOKEN_LOCKOUT_MINUTES = env_int("TOKEN_LOCKOUT_MINUTES", 10, minimum=1)

@@ -48,3 +48,11 @@ class IdentityNotConfirmed(OidcError):
 
 class SigningKeyUnknown(IdentityNotConfirmed):
     """A token names a key (kid) the key set does not hold; a fresher key set may."""
+
+
+class SignatureInvalid(IdentityNotConfirmed):
+    """A JWT's signature does not verify with its signer's key: anyone could have sent it."""
+
+
+class TokenExpired(IdentityNotConfirmed):
+    """A JWT's exp has passed: whoever ever held a copy of it can present it again."""

@@ -13,7 +13,13 @@ import jwt
 from django.core.cache import cache
 
 from hub.oidc.documents import json_document_fetch
-from hub.oidc.errors import IdentityNotConfirmed, KeySetInvalid, SigningKeyUnknown
+from hub.oidc.errors import (
+    IdentityNotConfirmed,
+    KeySetInvalid,
+    SignatureInvalid,
+    SigningKeyUnknown,
+    TokenExpired,
+)
 from hub.outbound import PayerHttpClient
 
 # Asymmetric JWS algorithms only (RFC 7518 §3.1). "none" is never a signature, and HS*
@@ -193,17 +199,32 @@ def jwt_verify(
     required: Sequence[str],
     leeway_seconds: int = 30,
 ) -> dict[str, Any]:
-    """Return the claims of ``token`` once its signature, ``iss``, ``aud`` and times check out."""
+    """Return the claims of ``token`` once its signature, then its ``iss``, ``aud`` and times
+    check out.
+
+    Raise SignatureInvalid when ``key`` does not verify the signature (anyone could have sent
+    such a token), TokenExpired when its time is up (anyone holding a copy could have), and
+    IdentityNotConfirmed when other signed claims are refused (only the signer could have).
+    """
+    algorithms = [key.algorithm_name]
     try:
+        jwt.api_jws.decode(token, key, algorithms=algorithms)
+    except jwt.PyJWTError as exc:
+        raise SignatureInvalid(f"The {what} was refused: {exc}.") from exc
+    try:
+        # Verifies the signature again (microseconds): with verify_signature off, PyJWT
+        # turns every claim check off too, unless each is turned back on by name.
         claims: dict[str, Any] = jwt.decode(
             token,
             key,
-            algorithms=[key.algorithm_name],
+            algorithms=algorithms,
             audience=audience,
             issuer=issuer,
             options={"require": list(required)},
             leeway=leeway_seconds,
         )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenExpired(f"The {what} was refused: {exc}.") from exc
     except jwt.PyJWTError as exc:
         raise IdentityNotConfirmed(f"The {what} was refused: {exc}.") from exc
     except (OverflowError, TypeError, ValueError) as exc:

@@ -5,8 +5,9 @@ A payer's client id is its slug. Its systems sign the client assertion with a ke
 at the JWKS URL its administrators registered (``Payer.client_jwks_url``); the hub reads
 that JWKS through the one vetted client (a copy kept briefly, client_keys.py), so key
 rotation at the payer needs nothing at the hub (SMART App Launch 2.x, Backend Services
-§Authenticating). Refused requests lock the client id and the address out for a while
-(token_limits.py).
+§Authenticating). Refused requests lock the address they came from out for a while; only
+assertions the client's own key signed wrongly lock that client out too, so a stranger
+naming a client cannot (token_limits.py).
 """
 
 import re
@@ -32,7 +33,13 @@ from exchange.consents.endpoint.token_limits import (
 from exchange.models import UsedClientAssertion
 from hub.audit import client_address
 from hub.models import Payer, PayerStatus
-from hub.oidc.errors import IdentityNotConfirmed, ProviderMisconfigured, ProviderUnreachable
+from hub.oidc.errors import (
+    IdentityNotConfirmed,
+    ProviderMisconfigured,
+    ProviderUnreachable,
+    SignatureInvalid,
+    TokenExpired,
+)
 from hub.oidc.keys import BACKEND_SERVICES_ALGORITHMS, jwt_header, jwt_verify
 from hub.signing_keys import CLIENT_ASSERTION_TYPE
 
@@ -70,12 +77,19 @@ _TOKEN_SALT = "hub.consent-endpoint.access-token"  # noqa: S105 - a namespace, n
 
 
 class ClientRefused(Exception):
-    """The client may not have a token; the message says why (RFC 6749 §5.2 error)."""
+    """The client may not have a token; the message says why (RFC 6749 §5.2 error).
 
-    def __init__(self, error: str, description: str) -> None:
+    ``signer`` is the client id when the refusal is that client's own doing: the assertion's
+    signature verified with the client's key, and what is wrong only the key's holder could
+    have signed. Otherwise (a forgery, an expired or replayed copy) it is "": anyone could
+    have sent it.
+    """
+
+    def __init__(self, error: str, description: str, *, signer: str = "") -> None:
         super().__init__(description)
         self.error = error
         self.description = description
+        self.signer = signer
 
 
 def token_endpoint_url() -> str:
@@ -108,6 +122,13 @@ def client_assertion_verify(assertion: str) -> Payer:
         raise ClientRefused("invalid_client", "the assertion must be signed with RS384 or ES384")
     try:
         key = client_verification_key(url=payer.client_jwks_url, header=header)
+    except (ProviderUnreachable, ProviderMisconfigured) as exc:
+        raise ClientRefused(
+            "invalid_client", f"the JWKS at {payer.client_jwks_url} could not be read ({exc})"
+        ) from exc
+    except IdentityNotConfirmed as exc:
+        raise ClientRefused("invalid_client", str(exc)) from exc
+    try:
         claims = jwt_verify(
             assertion,
             key,
@@ -117,27 +138,35 @@ def client_assertion_verify(assertion: str) -> Payer:
             required=("iss", "sub", "aud", "exp", "jti"),
             leeway_seconds=0,
         )
-    except (ProviderUnreachable, ProviderMisconfigured) as exc:
-        raise ClientRefused(
-            "invalid_client", f"the JWKS at {payer.client_jwks_url} could not be read ({exc})"
-        ) from exc
-    except IdentityNotConfirmed as exc:
+    except (SignatureInvalid, TokenExpired) as exc:
+        # Anyone can forge a signature, and anyone who ever saw one of the client's
+        # assertions can present it again once expired: neither is the client's doing.
         raise ClientRefused("invalid_client", str(exc)) from exc
+    except IdentityNotConfirmed as exc:
+        # Only the holder of the client's key can sign a wrong aud, sub or time.
+        raise ClientRefused("invalid_client", str(exc), signer=client_id) from exc
     if claims["sub"] != client_id:
         raise ClientRefused(
-            "invalid_client", "the assertion's sub must equal its iss (the client id)"
+            "invalid_client",
+            "the assertion's sub must equal its iss (the client id)",
+            signer=client_id,
         )
     # Compared as numbers first: an exp centuries ahead is past what a datetime can hold.
     # PyJWT has checked that int() reads it (RFC 7519 §2 NumericDate).
     exp = int(claims["exp"])
     if exp - time.time() > (MAX_ASSERTION_LIFETIME + ASSERTION_CLOCK_SKEW).total_seconds():
-        raise ClientRefused("invalid_client", "the assertion's exp is more than five minutes ahead")
+        raise ClientRefused(
+            "invalid_client",
+            "the assertion's exp is more than five minutes ahead",
+            signer=client_id,
+        )
     expires = datetime.fromtimestamp(exp, tz=UTC)
     jti = claims["jti"]
     if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH or "\x00" in jti:
         raise ClientRefused(
             "invalid_client",
             f"the assertion's jti must be a string of 1 to {MAX_JTI_LENGTH} characters",
+            signer=client_id,
         )
     # Spent jtis are kept only while their assertion could still be presented.
     UsedClientAssertion.objects.filter(expires_at__lt=timezone.now()).delete()
@@ -145,6 +174,7 @@ def client_assertion_verify(assertion: str) -> Payer:
         with transaction.atomic():
             UsedClientAssertion.objects.create(issuer=client_id, jti=jti, expires_at=expires)
     except IntegrityError:
+        # Not counted against the client: a replay is what anyone who saw the assertion can send.
         raise ClientRefused(
             "invalid_client", "this client assertion was already used (jti replay)"
         ) from None
@@ -200,7 +230,7 @@ def token(request: HttpRequest) -> JsonResponse:
             )
         payer = client_assertion_verify(form["client_assertion"])
     except ClientRefused as exc:
-        token_refusal_record(client_id=client_id, address=address)
+        token_refusal_record(signer=exc.signer, address=address)
         status = 401 if exc.error == "invalid_client" else 400
         return JsonResponse(
             {"error": exc.error, "error_description": exc.description}, status=status

@@ -1,15 +1,20 @@
 """Lockout at the hub's token endpoint after refused client assertions (issue 15).
 
-Each refusal counts against the client id the assertion names (its ``iss``) and against the
-address it came from; once either reaches its limit within the window, the endpoint answers
-429 with ``Retry-After`` (RFC 6585 §4) before reading the assertion, so a guesser gets no
-further answers and the client's JWKS is no longer fetched on its behalf. The body keeps
-the OAuth error shape of RFC 6749 §5.2 with ``invalid_client``: the lockout is the outcome of
-failed client authentication (``slow_down`` is RFC 8628's, for device codes only).
+Every refusal counts against the address it came from. A refusal counts against the client
+id too only when the assertion's signature verified with the client's own key and what is
+wrong with it only the key's holder could have signed (a wrong aud, sub not iss, an exp too
+far ahead, a bad jti: the client's own system misbehaving). What anyone could send counts
+against the address alone: not a JWT, an unknown client or kid, a signature that does not
+verify, a JWKS that cannot be read, and copies of the client's own assertions presented
+again (a replayed jti, an expired assertion). So a stranger naming a payer's client id
+locks out their own address, never the payer's system.
 
-A known weakness, shared by every per-account lockout: whoever knows a client id (a payer's
-slug) can lock that client out for the window. The per-address count stops one address
-doing it repeatedly; the window is short and configurable.
+Once a count reaches its limit within the window, the endpoint answers 429 with
+``Retry-After`` (RFC 6585 §4) before reading the assertion, so a guesser gets no further
+answers and nothing is fetched on its behalf; the client's JWKS is fetched for unknown kids
+at most once a minute in any case (client_keys.py). The body keeps the OAuth error shape of
+RFC 6749 §5.2 with ``invalid_client``: the lockout is the outcome of failed client
+authentication (``slow_down`` is RFC 8628's, for device codes only).
 """
 
 import jwt
@@ -41,7 +46,11 @@ def _limits(*, client_id: str, address: str | None) -> list[tuple[str, str, int]
 
 
 def token_lockout_read(*, client_id: str, address: str | None) -> Allowance | None:
-    """Return the used-up allowance that holds this client or address back, or None."""
+    """Return the used-up allowance that holds this client or address back, or None.
+
+    ``client_id`` may be the assertion's unverified ``iss``: only the client's own signed
+    assertions raise its count, so naming it tells a stranger at most that it is held back.
+    """
     window = settings.TOKEN_LOCKOUT_MINUTES * 60
     held = [
         allowance
@@ -53,10 +62,11 @@ def token_lockout_read(*, client_id: str, address: str | None) -> Allowance | No
     return max(held, key=lambda a: a.retry_after_seconds, default=None)
 
 
-def token_refusal_record(*, client_id: str, address: str | None) -> None:
-    """Count one refused token request against its client id and its address."""
+def token_refusal_record(*, signer: str, address: str | None) -> None:
+    """Count one refused token request against its address, and against the client id that
+    signed it (``signer``, "" when the signature was not verified with a client's key)."""
     window = settings.TOKEN_LOCKOUT_MINUTES * 60
-    for group, key, limit in _limits(client_id=client_id, address=address):
+    for group, key, limit in _limits(client_id=signer, address=address):
         rate_limit_spend(group=group, key=key, limit=limit, window_seconds=window)
 
 
