@@ -7,11 +7,15 @@ loopback is refused for the whole run.
 
 import ipaddress
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
+import django_ratelimit.core
 import pytest
 import redis
 from django.conf import settings
@@ -70,8 +74,17 @@ def _counters_and_copies_of_this_case() -> Iterator[None]:
     in the next (hub/rate_limits.py). Key sets and discovery documents kept in the cache
     belong to the case that fetched them: the next case's stub serves other keys. (Not
     pytest-django's ``settings`` fixture: a case may name a parameter ``settings``.)
+
+    The counters' clock stands still for the case: django-ratelimit's windows are fixed
+    (each key's ends at its own second), and one ending while a case spends its allowance
+    would start the count again at zero halfway through.
     """
-    with override_settings(RATELIMIT_CACHE_PREFIX=f"rate-limit:test-{uuid.uuid4().hex}:"):
+    case_began = time.time()
+    stopped_clock = SimpleNamespace(time=lambda: case_began)
+    with (
+        override_settings(RATELIMIT_CACHE_PREFIX=f"rate-limit:test-{uuid.uuid4().hex}:"),
+        mock.patch.object(django_ratelimit.core, "time", stopped_clock),
+    ):
         cache.clear()
         yield
 
