@@ -410,7 +410,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30 * 60, mi
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "pull", "screen", "deliver", "bulk")]
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat sends only while it holds a PostgreSQL advisory lock; a standby beat tries for it this
+# often, and so takes over within this long of the active beat's end (hub/beat_scheduler.py).
+CELERY_BEAT_SCHEDULER = "hub.beat_scheduler:ExclusiveDatabaseScheduler"
+BEAT_STANDBY_RETRY_SECONDS = env_int("BEAT_STANDBY_RETRY_SECONDS", 10, minimum=1)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

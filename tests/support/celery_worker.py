@@ -1,4 +1,4 @@
-"""A real Celery worker process (not eager mode) consuming from the test broker."""
+"""Real Celery worker and beat processes (not eager mode) on the test broker and database."""
 
 import os
 import subprocess
@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO
 
 from django.db import connection
 
@@ -24,20 +25,49 @@ def running_worker(
 
     ``environment`` adds or overrides variables of the worker's environment.
     """
+    with _celery_process(
+        "worker", "--pool", "solo", "--queues", queues, "--hostname", f"{name}-{os.getpid()}@%h",
+        "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
+        environment=environment,
+    ) as process:  # fmt: skip
+        yield process
+
+
+@contextmanager
+def running_beat(*, log: Path, **environment: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a beat pointed at the test database, its log (INFO) written to ``log``; stop it
+    afterwards. ``environment`` adds or overrides variables of its environment."""
+    with (
+        log.open("wb") as output,
+        _celery_process(
+            "beat",
+            "--loglevel",
+            "INFO",
+            environment={"LOG_LEVEL": "INFO", **environment},
+            stdout=output,
+        ) as process,
+    ):
+        yield process
+
+
+@contextmanager
+def _celery_process(
+    *arguments: str, environment: dict[str, str], stdout: IO[bytes] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     db = connection.settings_dict
     env = {
         **os.environ,
         **environment,
-        # The worker must see the rows the test committed: the *test* database.
+        # The process must see the rows the test committed: the *test* database.
         "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hub", "worker", "--pool", "solo",
-         "--queues", queues, "--hostname", f"{name}-{os.getpid()}@%h",
-         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+        [sys.executable, "-m", "celery", "-A", "hub", *arguments],
         cwd=ROOT,
         env=env,
-    )  # fmt: skip
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout else None,
+    )
     try:
         yield process
     finally:
@@ -61,9 +91,7 @@ class ModuleWorker:
 
     def ready(self) -> None:
         """Declare the queues again and start the worker unless it runs."""
-        with app.connection_for_write() as broker:
-            for queue in app.amqp.queues.values():
-                queue.bind(broker.default_channel).declare()
+        queues_declare()
         if self._process is not None and self._process.poll() is not None:
             self.stop()
         if self._stack is None:
@@ -75,6 +103,14 @@ class ModuleWorker:
         if self._stack is not None:
             self._stack.close()
         self._stack = self._process = None
+
+
+def queues_declare() -> None:
+    """Declare the hub's queues on the test broker: emptying it (``empty_broker``) forgot
+    them, and the Redis transport drops a message sent to a queue it does not know."""
+    with app.connection_for_write() as broker:
+        for queue in app.amqp.queues.values():
+            queue.bind(broker.default_channel).declare()
 
 
 def wait_for(predicate: object, *, timeout: float = 30.0) -> None:
