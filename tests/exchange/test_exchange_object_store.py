@@ -30,18 +30,11 @@ from tests.support.object_store import (
     BUCKET,
     object_store_client,
     object_store_environment,
-    object_store_server,
     object_store_settings_apply,
 )
 from tests.support.sshd import SftpServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_broker")]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with object_store_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """An S3-speaking object store on loopback for tests: moto's standalone server."""
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,10 +16,11 @@ ACCESS_KEY_ID = "test-access-key"
 SECRET_ACCESS_KEY = "test-secret-key"
 
 
-def object_store_client(endpoint: str) -> Any:
-    """Return an S3 client of the test store (boto3 clients are untyped here)."""
+def object_store_client(endpoint: str, service: str = "s3") -> Any:
+    """Return a client of the test store's ``service`` (moto serves every AWS API on one
+    endpoint: ``kms`` makes the keys of aws:kms); boto3 clients are untyped here."""
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=ACCESS_KEY_ID,
@@ -31,6 +33,11 @@ def object_store_server() -> Iterator[str]:
     """Run moto's S3 server on a free loopback port with BUCKET made; yield its endpoint."""
     port = free_loopback_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # The server logs every request (werkzeug, at INFO): thousands in a cohort's run, which
+    # would bury what a failing test printed.
+    requests_log = logging.getLogger("werkzeug")
+    level = requests_log.level
+    requests_log.setLevel(logging.WARNING)
     server.start()
     try:
         wait_until_listening(port)
@@ -39,6 +46,7 @@ def object_store_server() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+        requests_log.setLevel(level)
 
 
 def object_store_environment(endpoint: str) -> dict[str, str]:
