@@ -1,13 +1,16 @@
 """An S3-speaking object store on loopback for tests: moto's standalone server."""
 
 import logging
+import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
 
+from tests.support.celery_worker import running_worker
 from tests.support.net import free_loopback_port, wait_until_listening
 
 BUCKET = "hub-payloads"
@@ -66,3 +69,18 @@ def object_store_settings_apply(settings: Any, endpoint: str) -> None:
     """Point this process's Django ``settings`` (pytest-django's fixture) at the test store."""
     for name, value in object_store_environment(endpoint).items():
         setattr(settings, name, value)
+
+
+def object_store_worker(
+    endpoint: str, *, name: str, queues: str, folder: Path, **environment: str
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """Return a worker on ``queues`` with payloads in the test store and local folders of
+    its own under ``folder``, which no step may make: a step that did relied on a path."""
+    return running_worker(
+        queues=queues,
+        name=name,
+        PAYLOAD_STORAGE_DIR=str(folder),
+        SFTP_REPOSITORY_DIR=str(folder / "repository"),
+        **object_store_environment(endpoint),
+        **environment,
+    )
