@@ -162,6 +162,16 @@ def new_payer_idp() -> Iterator[RunningSandbox]:
         yield sandbox
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """An S3-speaking object store (moto's server) on a free loopback port, its bucket made."""
+    # Imported here: moto and boto3 load only in runs that use the object store.
+    from tests.support.object_store import object_store_server
+
+    with object_store_server() as endpoint:
+        yield endpoint
+
+
 @pytest.fixture
 def empty_broker() -> Iterator[None]:
     """Start and end on an empty test broker: a SIGKILLed worker's task stays unacked in

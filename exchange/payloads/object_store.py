@@ -10,7 +10,9 @@ top of it, so neither the store's operator nor a leaked bucket policy sees a mem
   reader sees the whole object or none; an aborted writer uploads nothing.
 - Ranged reads: a read at an offset is one ``GET`` with ``Range: bytes=a-b`` of the sealed
   chunks that cover it (RFC 9110 §14.1.2), which serves the SFTP repository's reads at
-  offsets and resumable downloads without fetching the whole object.
+  offsets and resumable downloads without fetching the whole object. Opening a file is
+  one such GET of its first MiB (``FIRST_READ_SIZE``), which also gives its size and
+  version: most payload files are smaller, and are read in that one round trip.
 - Folders are key prefixes (``ListObjectsV2`` with a ``/`` delimiter); a rename is a
   server-side copy then a delete, and the copy is atomic for the target key.
 """
@@ -20,11 +22,13 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from django.conf import settings
 
 from exchange.payloads.storage import (
+    FIRST_READ_SIZE,
     PayloadCorrupt,
     PayloadReader,
     PayloadStorage,
@@ -39,10 +43,16 @@ S3Client = Any
 
 # A writer keeps this much in memory before spilling to a temporary file.
 _SPOOL_BYTES = 8 * 1024 * 1024
+# A file larger than a part goes up in parts of this size (boto3's default). S3 refuses
+# parts smaller than 5 MiB but the last, and takes at most 10,000 of them (S3 API reference,
+# UploadPart; boto3 raises the part size itself for a file that would need more).
+PART_SIZE = 8 * 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
 # DeleteObjects takes at most 1000 keys per call (S3 API reference, DeleteObjects).
 _DELETE_BATCH = 1000
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _REPLACED = {"412", "PreconditionFailed"}
+_EMPTY = {"416", "InvalidRange"}
 
 
 @lru_cache(maxsize=8)
@@ -60,8 +70,12 @@ def _client(endpoint: str, region: str, access_key_id: str, secret_access_key: s
     )
 
 
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code"))
+
+
 def _missing(exc: ClientError) -> bool:
-    return str(exc.response.get("Error", {}).get("Code")) in _MISSING
+    return _error_code(exc) in _MISSING
 
 
 class _ObjectSink:
@@ -77,7 +91,11 @@ class _ObjectSink:
         try:
             self._file.seek(0)
             self._storage.client.upload_fileobj(
-                self._file, self._storage.bucket, self._key, ExtraArgs=self._storage.sse_args
+                self._file,
+                self._storage.bucket,
+                self._key,
+                ExtraArgs=self._storage.sse_args,
+                Config=self._storage.transfer,
             )
         finally:
             self._file.close()
@@ -90,21 +108,37 @@ class _ObjectSource:
     def __init__(self, storage: "ObjectStorePayloadStorage", key: str) -> None:
         self._storage = storage
         self._key = key
+        # One GET of the first bytes gives the size (Content-Range, RFC 9110 §14.4), the
+        # version and what a reader reads first: a small file costs one round trip, not a
+        # HEAD and two ranged GETs.
         try:
-            head = storage.client.head_object(Bucket=storage.bucket, Key=key)
+            response = storage.client.get_object(
+                Bucket=storage.bucket, Key=key, Range=f"bytes=0-{FIRST_READ_SIZE - 1}"
+            )
         except ClientError as exc:
             if _missing(exc):
                 raise FileNotFoundError(key) from None
+            if _error_code(exc) in _EMPTY:
+                # An empty object has no first byte to range over (RFC 9110 §15.5.17).
+                self.stored_size, self._first, self._etag = 0, b"", ""
+                return
             raise
-        self.stored_size = int(head["ContentLength"])
+        self._first = bytes(response["Body"].read())
+        content_range = response.get("ContentRange")
+        # A store that ignores Range answers the whole object (RFC 9110 §14.2).
+        self.stored_size = (
+            int(content_range.rsplit("/", 1)[1]) if content_range else len(self._first)
+        )
         # Every range is read from this version (If-Match, RFC 9110 §13.1.1): a file replaced
         # while it is being read is refused as corrupt instead of mixing two files' chunks.
-        self._etag = str(head["ETag"])
+        self._etag = str(response["ETag"])
 
     def read_range(self, offset: int, length: int) -> bytes:
         end = min(self.stored_size, offset + length) - 1
         if length <= 0 or offset > end:
             return b""
+        if end < len(self._first):
+            return self._first[offset : end + 1]
         try:
             response = self._storage.client.get_object(
                 Bucket=self._storage.bucket,
@@ -115,7 +149,7 @@ class _ObjectSource:
         except ClientError as exc:
             if _missing(exc):
                 raise FileNotFoundError(self._key) from None
-            if str(exc.response.get("Error", {}).get("Code")) in _REPLACED:
+            if _error_code(exc) in _REPLACED:
                 raise PayloadCorrupt("a payload file was replaced while it was read") from None
             raise
         return bytes(response["Body"].read())
@@ -125,14 +159,25 @@ class _ObjectSource:
 
 
 class ObjectStorePayloadStorage(PayloadStorage):
-    """Payload files as objects under ``prefix/`` in one bucket."""
+    """Payload files as objects under ``prefix/`` in one bucket; a file larger than
+    ``part_size`` goes up (and is copied) in parts of that size."""
 
     def __init__(
-        self, *, client: S3Client, bucket: str, prefix: str, sse: str, kms_key_id: str = ""
+        self,
+        *,
+        client: S3Client,
+        bucket: str,
+        prefix: str,
+        sse: str,
+        kms_key_id: str = "",
+        part_size: int = PART_SIZE,
     ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"S3 takes no parts smaller than {MIN_PART_SIZE} bytes")
         self.client = client
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.transfer = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size)
         self.sse_args: dict[str, str] = {}
         if sse != "none":
             self.sse_args["ServerSideEncryption"] = sse
@@ -243,12 +288,14 @@ class ObjectStorePayloadStorage(PayloadStorage):
         source_key = self.key(source)
         if self.stat(source) is None:
             raise FileNotFoundError(source)
-        # A managed copy: server-side, multipart above 5 GiB (CopyObject's limit).
+        # A managed copy: server-side, in parts above the part size (CopyObject takes at
+        # most 5 GiB; S3 API reference, UploadPartCopy).
         self.client.copy(
             {"Bucket": self.bucket, "Key": source_key},
             self.bucket,
             self.key(target),
             ExtraArgs=self.sse_args,
+            Config=self.transfer,
         )
         self.client.delete_object(Bucket=self.bucket, Key=source_key)
 

@@ -54,6 +54,9 @@ _SEALED_CHUNK = CHUNK_SIZE + TAG_SIZE
 _TEMPORARY_SUFFIX = ".partial"
 # Sealed chunks fetched per read when a file is streamed whole (1 MiB: one ranged GET each).
 _CHUNKS_PER_READ = 16
+# What a reader streaming a file whole reads first: its header and first chunks. A backend
+# whose every read is a round trip fetches this much as it opens a file, in one.
+FIRST_READ_SIZE = HEADER_SIZE + _CHUNKS_PER_READ * _SEALED_CHUNK
 # The object-store prefixes of the two storages sharing one bucket (README "Payload storage").
 PAYLOADS_OBJECT_PREFIX = "payloads"
 REPOSITORY_OBJECT_PREFIX = "repository"

@@ -19,7 +19,7 @@ from tests.conftest import Tenant
 from tests.exchange.holders import hub_url
 from tests.exchange.test_exchange_faults import Scene, south_sandbox, until_ended
 from tests.sandbox.harness import RunningSandbox
-from tests.support.celery_worker import ModuleWorker, running_worker
+from tests.support.celery_worker import ModuleWorker
 from tests.support.exchange_setup import (
     NORTH_NPI,
     SHOWCASE_MEMBER,
@@ -29,19 +29,12 @@ from tests.support.exchange_setup import (
 from tests.support.object_store import (
     BUCKET,
     object_store_client,
-    object_store_environment,
-    object_store_server,
     object_store_settings_apply,
+    object_store_worker,
 )
 from tests.support.sshd import SftpServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_broker")]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with object_store_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +64,8 @@ def test_one_exchange_on_the_object_store_with_workers_on_different_folders(
     exchange_request = scene.patricia_asks(south_holder)
 
     def worker(name: str, queues: str) -> Any:
-        return running_worker(
-            queues=queues,
-            name=name,
-            HUB_PUBLIC_URL=scene.hub,
-            PAYLOAD_STORAGE_DIR=str(folders[name]),
-            SFTP_REPOSITORY_DIR=str(folders[name] / "repository"),
-            **object_store_environment(s3_endpoint),
+        return object_store_worker(
+            s3_endpoint, name=name, queues=queues, folder=folders[name], HUB_PUBLIC_URL=scene.hub
         )
 
     try:

@@ -1,12 +1,16 @@
 """An S3-speaking object store on loopback for tests: moto's standalone server."""
 
+import logging
+import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
 
+from tests.support.celery_worker import running_worker
 from tests.support.net import free_loopback_port, wait_until_listening
 
 BUCKET = "hub-payloads"
@@ -15,10 +19,11 @@ ACCESS_KEY_ID = "test-access-key"
 SECRET_ACCESS_KEY = "test-secret-key"
 
 
-def object_store_client(endpoint: str) -> Any:
-    """Return an S3 client of the test store (boto3 clients are untyped here)."""
+def object_store_client(endpoint: str, service: str = "s3") -> Any:
+    """Return a client of the test store's ``service`` (moto serves every AWS API on one
+    endpoint: ``kms`` makes the keys of aws:kms); boto3 clients are untyped here."""
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=ACCESS_KEY_ID,
@@ -31,6 +36,11 @@ def object_store_server() -> Iterator[str]:
     """Run moto's S3 server on a free loopback port with BUCKET made; yield its endpoint."""
     port = free_loopback_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # The server logs every request (werkzeug, at INFO): thousands in a cohort's run, which
+    # would bury what a failing test printed.
+    requests_log = logging.getLogger("werkzeug")
+    level = requests_log.level
+    requests_log.setLevel(logging.WARNING)
     server.start()
     try:
         wait_until_listening(port)
@@ -39,6 +49,7 @@ def object_store_server() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+        requests_log.setLevel(level)
 
 
 def object_store_environment(endpoint: str) -> dict[str, str]:
@@ -58,3 +69,18 @@ def object_store_settings_apply(settings: Any, endpoint: str) -> None:
     """Point this process's Django ``settings`` (pytest-django's fixture) at the test store."""
     for name, value in object_store_environment(endpoint).items():
         setattr(settings, name, value)
+
+
+def object_store_worker(
+    endpoint: str, *, name: str, queues: str, folder: Path, **environment: str
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """Return a worker on ``queues`` with payloads in the test store and local folders of
+    its own under ``folder``, which no step may make: a step that did relied on a path."""
+    return running_worker(
+        queues=queues,
+        name=name,
+        PAYLOAD_STORAGE_DIR=str(folder),
+        SFTP_REPOSITORY_DIR=str(folder / "repository"),
+        **object_store_environment(endpoint),
+        **environment,
+    )

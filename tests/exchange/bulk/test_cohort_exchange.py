@@ -6,10 +6,17 @@ lines carry a wrong card number (no match). Every member ends in exactly one out
 each of the others is delivered exactly as South holds that member's record within the
 rule — read from a second South without faults, which holds the same data
 (tests/exchange/bulk/cohorts.py).
+
+It runs on the object-store backend (moto's S3 server on loopback) with the work split
+between two workers with local folders of their own, as on several machines (README
+"Payload storage"): one matches, exports and splits the Group files (``bulk``), the other
+screens, packages and delivers what the first staged. Neither folder, nor the web
+process's, is ever made; the local backend is the contract suite's and the other tests'.
 """
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +33,13 @@ from tests.conftest import Tenant
 from tests.exchange.bulk.cohorts import CohortScene, ordinary_members
 from tests.exchange.holders import hub_url
 from tests.sandbox.harness import FORMER, RunningSandbox, running_sandbox
-from tests.support.celery_worker import running_worker
 from tests.support.exchange_setup import SOUTH_SANDBOX_ARGS
+from tests.support.object_store import (
+    BUCKET,
+    object_store_client,
+    object_store_settings_apply,
+    object_store_worker,
+)
 from tests.support.sshd import SftpServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_broker")]
@@ -63,8 +75,14 @@ def test_a_cohort_ends_with_every_member_in_one_outcome_and_the_matched_delivere
     sftp_server: SftpServer,
     live_server: Any,
     settings: Any,
+    tmp_path: Path,
+    s3_endpoint: str,
 ) -> None:
     settings.HUB_PUBLIC_URL = hub_url(live_server)
+    object_store_settings_apply(settings, s3_endpoint)
+    folders = {name: tmp_path / name for name in ("web", "bulk-worker", "deliver-worker")}
+    settings.PAYLOAD_STORAGE_DIR = folders["web"]
+    settings.SFTP_REPOSITORY_DIR = folders["web"] / "repository"
     scene = CohortScene(north, south, sftp_server)
     scene.configure(south_holder.fhir, chunk_size=CHUNK_SIZE)
     rows = [dict(m) for m in ordinary_members(south_holder, COHORT_SIZE)]
@@ -74,7 +92,16 @@ def test_a_cohort_ends_with_every_member_in_one_outcome_and_the_matched_delivere
         rows[index]["consent"] = "non_sensitive"
     cohort = scene.upload(rows)
 
-    with running_worker(HUB_PUBLIC_URL=settings.HUB_PUBLIC_URL):
+    def worker(name: str, queues: str) -> Any:
+        return object_store_worker(
+            s3_endpoint,
+            name=name,
+            queues=queues,
+            folder=folders[name],
+            HUB_PUBLIC_URL=settings.HUB_PUBLIC_URL,
+        )
+
+    with worker("bulk-worker", "default,pull,bulk"), worker("deliver-worker", "screen,deliver"):
         cohort = scene.wait_until(cohort, CohortStatus.COMPLETED, timeout=600)
 
     assert cohort.path == CohortPath.DAVINCI_DATA_EXPORT, cohort.path_reason
@@ -103,3 +130,21 @@ def test_a_cohort_ends_with_every_member_in_one_outcome_and_the_matched_delivere
         S.CONSENT_CONSTRAINED: len(CONSENT_CONSTRAINED_LINES),
     }
     assert [entry["line"] for entry in manifest["members"]] == [m.line for m in members]
+
+    stored = {
+        item["Key"]
+        for page in object_store_client(s3_endpoint)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=BUCKET)
+        for item in page.get("Contents", [])
+    }
+    assert all(key.startswith("payloads/") for key in stored), stored
+    assert f"payloads/cohorts/{cohort.pk}/cohort-manifest.json" in stored
+    # The pages the bulk worker staged were screened by the other worker (which removed them
+    # once screened); what it screened and packaged stays until the retention purge. A
+    # member who was not matched left nothing.
+    delivered = [m.exchange_request_id for m in members if m.exchange_request.status == S.DELIVERED]
+    assert {tuple(key.split("/")[2:4]) for key in stored if "/requests/" in key} == {
+        (str(request_id), step) for request_id in delivered for step in ("screened", "package")
+    }
+    assert not any(folder.exists() for folder in folders.values())

@@ -5,7 +5,7 @@ multipart uploads, ListObjectsV2), started once for the module.
 """
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,18 +14,13 @@ import pytest
 from exchange.payloads.object_store import ObjectStorePayloadStorage
 from exchange.payloads.storage import (
     CHUNK_SIZE,
+    FIRST_READ_SIZE,
     HEADER_SIZE,
     LocalPayloadStorage,
     PayloadCorrupt,
     PayloadStorage,
 )
-from tests.support.object_store import BUCKET, object_store_client, object_store_server
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with object_store_server() as endpoint:
-        yield endpoint
+from tests.support.object_store import BUCKET, object_store_client
 
 
 def _object_store(endpoint: str, prefix: str) -> ObjectStorePayloadStorage:
@@ -55,7 +50,9 @@ def _tamper(storage: PayloadStorage, name: str, edit: Callable[[bytes], bytes]) 
 
 
 def test_ranged_reads_at_odd_offsets_across_chunk_boundaries(storage: PayloadStorage) -> None:
-    data = os.urandom(3 * CHUNK_SIZE + 17)
+    # Past what opening a file reads at once: the later reads go back to the store.
+    first = FIRST_READ_SIZE // CHUNK_SIZE * CHUNK_SIZE
+    data = os.urandom(first + 3 * CHUNK_SIZE + 17)
     writer = storage.write_bytes("requests/1/member.ndjson", data)
     assert writer.size == len(data) == storage.size("requests/1/member.ndjson")
     assert storage.read_bytes("requests/1/member.ndjson") == data
@@ -65,6 +62,8 @@ def test_ranged_reads_at_odd_offsets_across_chunk_boundaries(storage: PayloadSto
             (CHUNK_SIZE - 3, 7),
             (CHUNK_SIZE - 1, 2 * CHUNK_SIZE + 5),
             (2 * CHUNK_SIZE + 1, 10),
+            (first - 5, 10),
+            (first + CHUNK_SIZE + 3, 2 * CHUNK_SIZE),
             (len(data) - 5, 100),
             (len(data), 10),
         ]:
@@ -139,6 +138,9 @@ def test_a_corrupt_or_truncated_file_is_refused(storage: PayloadStorage) -> None
     _tamper(storage, "requests/6/bundle.json", lambda raw: b"not a payload file at all, really")
     with pytest.raises(PayloadCorrupt, match="not a payload file"):
         storage.open("requests/6/bundle.json")
+    _tamper(storage, "requests/6/bundle.json", lambda raw: b"")
+    with pytest.raises(PayloadCorrupt, match="not a payload file"):
+        storage.open("requests/6/bundle.json")
 
 
 @pytest.mark.parametrize(
@@ -152,13 +154,16 @@ def test_names_outside_the_grammar_are_refused(storage: PayloadStorage, name: st
 
 
 def test_a_file_replaced_while_it_is_read_is_refused_not_mixed(storage: PayloadStorage) -> None:
-    storage.write_bytes("requests/7/bundle.json", b"a" * (3 * CHUNK_SIZE))
+    # Past what opening a file reads at once: its end is read from the store after the change.
+    size = FIRST_READ_SIZE + 2 * CHUNK_SIZE
+    storage.write_bytes("requests/7/bundle.json", b"a" * size)
     with storage.open("requests/7/bundle.json") as reader:
         assert reader.read_at(0, 10) == b"a" * 10
-        storage.write_bytes("requests/7/bundle.json", b"b" * (3 * CHUNK_SIZE))
+        storage.write_bytes("requests/7/bundle.json", b"b" * size)
+        assert reader.read_at(CHUNK_SIZE, 10) == b"a" * 10
         if isinstance(storage, LocalPayloadStorage):
             # The open file is the old one (the new one was renamed over its name).
-            assert reader.read_at(2 * CHUNK_SIZE, 10) == b"a" * 10
+            assert reader.read_at(size - 10, 10) == b"a" * 10
         else:
             with pytest.raises(PayloadCorrupt, match="replaced"):
-                reader.read_at(2 * CHUNK_SIZE, 10)
+                reader.read_at(size - 10, 10)

@@ -2,7 +2,6 @@
 files, written by a delivery that never touched a local folder of theirs."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,10 @@ from tests.exchange.repository.test_repository_server import BUNDLE, deliver_pac
 from tests.support.object_store import (
     BUCKET,
     object_store_client,
-    object_store_server,
     object_store_settings_apply,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with object_store_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture
