@@ -156,7 +156,8 @@ _STEP_OF_STATE: dict[str, Task] = {
 
 @shared_task(name="exchange.purge_payloads")
 def exchange_payloads_purge() -> int:
-    """Delete the payload files of requests that ended PAYLOAD_RETENTION_DAYS ago (hourly)."""
+    """Delete the payload files of requests and cohorts that ended PAYLOAD_RETENTION_DAYS ago
+    (hourly)."""
     return payloads_purge(
         storage=payload_storage(), retention=timedelta(days=settings.PAYLOAD_RETENTION_DAYS)
     )

@@ -10,7 +10,8 @@
     cohorts/<id>/jobs/<job>/shared-<file>.ndjson    an export's resources of no one member
     cohorts/<id>/cohort-manifest.json               every member's outcome and files
 
-The request's folder is what retention purges as a whole.
+A request's folder, and a cohort's, is what retention purges as a whole
+(exchange/payloads/retention.py).
 """
 
 from dataclasses import dataclass
