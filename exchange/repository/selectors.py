@@ -160,10 +160,13 @@ def repository_keys_no_longer_active(*, keys: list[RepositoryKey]) -> set[int]:
     """Return the ids of ``keys`` that were revoked or have expired (their sessions must end)."""
     if not keys:
         return set()
+    # One query for the keys of every payer whose systems are connected: the server asks
+    # only of the keys its own sessions signed in with, by id.
     return set(
-        RepositoryKey.objects.filter(
-            payer_id__in={key.payer_id for key in keys}, pk__in=[key.pk for key in keys]
+        RepositoryKey.objects.across_payers(
+            reason="the repository server's live sessions, of any payer: their keys' ids only"
         )
+        .filter(pk__in=[key.pk for key in keys])
         .filter(Q(revoked_at__isnull=False) | Q(expires_at__lte=timezone.now()))
         .values_list("pk", flat=True)
     )

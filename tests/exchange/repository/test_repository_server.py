@@ -338,15 +338,18 @@ def test_a_link_planted_on_disk_is_never_followed(
 
 def test_revoking_a_key_ends_the_sessions_it_opened(
     repository: RunningRepository,
+    both_delivered: None,
     north: Tenant,
     north_system: SystemKey,
+    south_system: SystemKey,
     tmp_path: Path,
 ) -> None:
-    deliver_package(north, tmp_path, "south/41")
     other = register_system_key(north, tmp_path, "north-second-collector")
+    # Sessions of two payers are live: the server checks all their keys together.
     with (
         paramiko_sftp(repository, "north", north_system.key) as revoked,
         paramiko_sftp(repository, "north", other.key) as kept,
+        paramiko_sftp(repository, "south", south_system.key) as southern,
     ):
         assert revoked.listdir("/south/41") == ["bundle.json", "manifest.json"]
         repository_key_revoke(key=north_system.row, revoked_by=north.admin)
@@ -357,5 +360,6 @@ def test_revoking_a_key_ends_the_sessions_it_opened(
         assert not transport.is_active()
         with pytest.raises((OSError, EOFError, paramiko.SSHException)):
             revoked.listdir("/south/41")
-        # The payer's other key goes on working.
+        # The payer's other key goes on working, and so does the other payer's.
         assert kept.listdir("/south/41") == ["bundle.json", "manifest.json"]
+        assert southern.listdir("/north/77") == ["bundle.json", "manifest.json"]
