@@ -356,6 +356,24 @@ def loadavg() -> str:
     return "/".join(f"{value:.1f}" for value in os.getloadavg())
 
 
+def machine_cpu_ticks() -> list[int]:
+    """Return the machine's CPU time so far, in ticks: user, nice, system, idle, iowait, irq,
+    softirq, steal (the first line of /proc/stat)."""
+    return [int(field) for field in Path("/proc/stat").read_text().split()[1:9]]
+
+
+def machine_cpu_share(before: list[int], after: list[int]) -> str:
+    """Say how the machine's CPU time went between two readings of ``machine_cpu_ticks``:
+    busy, idle, and stolen by the hypervisor (a virtual machine's cores are not all its own)."""
+    spent = [later - earlier for earlier, later in zip(before, after, strict=True)]
+    total = sum(spent) or 1
+    busy = sum(spent[:3]) + sum(spent[5:7])
+    return (
+        f"busy {busy / total:.0%}, idle {(spent[3] + spent[4]) / total:.0%}, "
+        f"stolen {spent[7] / total:.0%}"
+    )
+
+
 # --- the run ---
 
 

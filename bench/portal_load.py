@@ -90,6 +90,8 @@ from bench.api_opt_ins import (  # noqa: E402
     broker_waiting,
     gunicorn_serving,
     loadavg,
+    machine_cpu_share,
+    machine_cpu_ticks,
     opt_in_posts,
     workers_cpu_s,
 )
@@ -242,6 +244,7 @@ def users_run(*, plan: dict[str, Any], workdir: Path, server: Any, label: str) -
     load_before = loadavg()
     server_cpu = workers_cpu_s(server.pid)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine = machine_cpu_ticks()
     began = time.monotonic()
     subprocess.run(
         [sys.executable, str(USERS), str(plan_path), str(result_path)],
@@ -261,6 +264,7 @@ def users_run(*, plan: dict[str, Any], workdir: Path, server: Any, label: str) -
         after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     ) / wall
     result["load"] = f"{load_before} → {loadavg()}"
+    result["machine"] = machine_cpu_share(machine, machine_cpu_ticks())
     return result
 
 
@@ -341,7 +345,8 @@ def figures_print(phases: list[tuple[str, dict[str, Any]]], args: argparse.Names
             f"{label}: server workers {result['server_cores']:.2f} cores "
             f"({result['server_ms_per_request']:.1f} ms of CPU a request), load generator "
             f"{result['generator_cores']:.2f} cores (averaged over {result['wall_s']:.0f} s "
-            f"with ramp-up and stop); load average {result['load']}"
+            f"with ramp-up and stop); machine's CPU {result['machine']}; "
+            f"load average {result['load']}"
         )
 
 

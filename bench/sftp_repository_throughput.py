@@ -78,6 +78,7 @@ django.setup()
 import paramiko  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from bench.api_opt_ins import machine_cpu_share, machine_cpu_ticks  # noqa: E402
 from exchange.delivery import deliver_files  # noqa: E402
 from exchange.delivery.sftp import sftp_host_key_fetch  # noqa: E402
 from exchange.payloads.backends import payload_storage  # noqa: E402
@@ -186,8 +187,9 @@ def collectors_download(label: str, port: int, collections: list[Collection]) ->
             start.abort()
             raise RuntimeError(f"{label}: {collection.user}: {problem}")
     start.wait()
-    began = time.monotonic()
+    began, machine = time.monotonic(), machine_cpu_ticks()
     answers = [pipe.recv() for pipe in pipes]
+    machine_share = machine_cpu_share(machine, machine_cpu_ticks())
     for process in processes:
         process.join(timeout=60)
     problems = [
@@ -203,7 +205,7 @@ def collectors_download(label: str, port: int, collections: list[Collection]) ->
     p95 = seconds[min(len(seconds), math.ceil(0.95 * len(seconds))) - 1]
     return [
         label, f"{total / MB / wall:.0f}", f"{wall:.1f}",
-        f"{statistics.median(seconds):.1f} / {p95:.1f} / {seconds[-1]:.1f}",
+        f"{statistics.median(seconds):.1f} / {p95:.1f} / {seconds[-1]:.1f}", machine_share,
     ]  # fmt: skip
 
 
@@ -363,10 +365,12 @@ def main() -> int:
             f"{args.collectors_per_payer} per payer), {args.collector_megabytes} MB each, "
             f"sha256 of every file checked; load average {'/'.join(f'{v:.1f}' for v in os.getloadavg())}:"
         )
-        print("| server | total MB/s | all done in | per collector p50 / p95 / max |")
-        print("|---|---|---|---|")
-        for label, rate, wall, each in together:
-            print(f"| {label} | {rate} | {wall} s | {each} s |")
+        print(
+            "| server | total MB/s | all done in | per collector p50 / p95 / max | machine's CPU |"
+        )
+        print("|---|---|---|---|---|")
+        for label, rate, wall, each, machine in together:
+            print(f"| {label} | {rate} | {wall} s | {each} s | {machine} |")
     shutil.rmtree(WORKDIR, ignore_errors=True)
     return 0
 
