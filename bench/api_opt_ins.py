@@ -149,6 +149,12 @@ def gunicorn_serving(
             process.wait(timeout=30)
 
 
+def serving_arguments_add(parser: argparse.ArgumentParser) -> None:
+    """Add the options of the gunicorn that serves the hub and the bare floor alike."""
+    parser.add_argument("--hub-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+
+
 # --- the opt-ins ---
 
 
@@ -345,6 +351,14 @@ def phase_line(label: str, phase: Phase) -> str:
         f"{_percentile(ms, 0.95):.1f} / {_percentile(ms, 0.99):.1f} / {ms[-1]:.0f} ms | "
         f"{statistics.fmean(ms):.1f} ms | {phase.cpu_ms_per_post:.1f} ms | {statuses} |"
     )
+
+
+def problems_print(problems: Sequence[str], *, workdir: Path) -> None:
+    """Print the problems found, then the end of the hub's and the bare floor's logs."""
+    print("\nPROBLEMS:\n" + "\n".join(f"  - {problem}" for problem in problems))
+    for log in ("hub.log", "bare.log"):
+        print(f"--- {log} (last 40 lines)")
+        print("\n".join((workdir / log).read_text().splitlines()[-40:]))
 
 
 def errors(phase: Phase, *, expected: int) -> Counter[int | str]:
@@ -585,10 +599,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         f"{bare[1] / hub.throughput:.1f}x slower); replays {replay.throughput:,.0f}/s"
     )
     if problems:
-        print("\nPROBLEMS:\n" + "\n".join(f"  - {problem}" for problem in problems))
-        for log in ("hub.log", "bare.log"):
-            print(f"--- {log} (last 40 lines)")
-            print("\n".join((workdir / log).read_text().splitlines()[-40:]))
+        problems_print(problems, workdir=workdir)
         return 1
     print(
         f"\nchecked: {len(posts):,} OptInRecords, ExchangeRequests, members, idempotency "
@@ -606,8 +617,7 @@ def main() -> int:
     parser.add_argument("--opt-ins", type=int, default=10_000, help="distinct opt-ins posted")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--replays", type=int, default=1000, help="opt-ins posted again")
-    parser.add_argument("--hub-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    serving_arguments_add(parser)
     parser.add_argument("--database", default="payer_hub_bench_optin")
     args = parser.parse_args()
     if not 0 < args.replays <= args.opt_ins:

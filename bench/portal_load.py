@@ -93,6 +93,8 @@ from bench.api_opt_ins import (  # noqa: E402
     machine_cpu_share,
     machine_cpu_ticks,
     opt_in_posts,
+    problems_print,
+    serving_arguments_add,
     workers_cpu_s,
 )
 from bench.member_exchange_large_record import (  # noqa: E402
@@ -397,10 +399,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     problems += nothing_lost(payers=payers, opt_ins=phases[-1][1]["opt_ins"])
     app.control.purge()  # the tasks the opt-ins enqueued: no worker is to run them
     if problems:
-        print("\nPROBLEMS:\n" + "\n".join(f"  - {problem}" for problem in problems))
-        for log in ("hub.log", "bare.log"):
-            print(f"--- {log} (last 40 lines)")
-            print("\n".join((workdir / log).read_text().splitlines()[-40:]))
+        problems_print(problems, workdir=workdir)
         return 1
     print("\nchecked: no 5xx from the first user started to the last stopped; every opt-in "
           "answered 201 in the database once, with its request, its key and its task; "
@@ -417,8 +416,7 @@ def main() -> int:
     parser.add_argument("--admins", type=int, default=20, help="administrators paging the list")
     parser.add_argument("--systems", type=int, default=10, help="payer systems posting opt-ins")
     parser.add_argument("--requests-per-payer", type=int, default=2_000)
-    parser.add_argument("--hub-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    serving_arguments_add(parser)
     parser.add_argument("--database", default="payer_hub_bench_load")
     args = parser.parse_args()
     if not 0 < args.seconds <= TOKEN_RENEW_SECONDS:
