@@ -149,6 +149,12 @@ def gunicorn_serving(
             process.wait(timeout=30)
 
 
+def serving_arguments_add(parser: argparse.ArgumentParser) -> None:
+    """Add the options of the gunicorn that serves the hub and the bare floor alike."""
+    parser.add_argument("--hub-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+
+
 # --- the opt-ins ---
 
 
@@ -347,6 +353,14 @@ def phase_line(label: str, phase: Phase) -> str:
     )
 
 
+def problems_print(problems: Sequence[str], *, workdir: Path) -> None:
+    """Print the problems found, then the end of the hub's and the bare floor's logs."""
+    print("\nPROBLEMS:\n" + "\n".join(f"  - {problem}" for problem in problems))
+    for log in ("hub.log", "bare.log"):
+        print(f"--- {log} (last 40 lines)")
+        print("\n".join((workdir / log).read_text().splitlines()[-40:]))
+
+
 def errors(phase: Phase, *, expected: int) -> Counter[int | str]:
     """Return the answers' statuses other than ``expected``, counted."""
     return Counter(a.status for a in phase.answers if a.status != expected)
@@ -354,6 +368,24 @@ def errors(phase: Phase, *, expected: int) -> Counter[int | str]:
 
 def loadavg() -> str:
     return "/".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def machine_cpu_ticks() -> list[int]:
+    """Return the machine's CPU time so far, in ticks: user, nice, system, idle, iowait, irq,
+    softirq, steal (the first line of /proc/stat)."""
+    return [int(field) for field in Path("/proc/stat").read_text().split()[1:9]]
+
+
+def machine_cpu_share(before: list[int], after: list[int]) -> str:
+    """Say how the machine's CPU time went between two readings of ``machine_cpu_ticks``:
+    busy, idle, and stolen by the hypervisor (a virtual machine's cores are not all its own)."""
+    spent = [later - earlier for earlier, later in zip(before, after, strict=True)]
+    total = sum(spent) or 1
+    busy = sum(spent[:3]) + sum(spent[5:7])
+    return (
+        f"busy {busy / total:.0%}, idle {(spent[3] + spent[4]) / total:.0%}, "
+        f"stolen {spent[7] / total:.0%}"
+    )
 
 
 # --- the run ---
@@ -567,10 +599,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         f"{bare[1] / hub.throughput:.1f}x slower); replays {replay.throughput:,.0f}/s"
     )
     if problems:
-        print("\nPROBLEMS:\n" + "\n".join(f"  - {problem}" for problem in problems))
-        for log in ("hub.log", "bare.log"):
-            print(f"--- {log} (last 40 lines)")
-            print("\n".join((workdir / log).read_text().splitlines()[-40:]))
+        problems_print(problems, workdir=workdir)
         return 1
     print(
         f"\nchecked: {len(posts):,} OptInRecords, ExchangeRequests, members, idempotency "
@@ -588,8 +617,7 @@ def main() -> int:
     parser.add_argument("--opt-ins", type=int, default=10_000, help="distinct opt-ins posted")
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--replays", type=int, default=1000, help="opt-ins posted again")
-    parser.add_argument("--hub-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    serving_arguments_add(parser)
     parser.add_argument("--database", default="payer_hub_bench_optin")
     args = parser.parse_args()
     if not 0 < args.replays <= args.opt_ins:

@@ -63,14 +63,18 @@ FAILURE_REASONS = ["endpoint_unreachable", "token_refused", "host_key_mismatch",
 
 
 @transaction.atomic
-def seed(requests: int) -> tuple[Payer, User, User]:
-    """Create the bench payers and rows unless they exist; return (payer, its admin, a former admin)."""
+def seed(
+    requests: int, *, slug: str = SLUG, name: str = "Bench North Health", npi: str = ""
+) -> tuple[Payer, User, User]:
+    """Create the bench payer ``slug`` and its rows unless they exist (the five former payers
+    are shared by every bench payer); return (payer, its admin, a former admin)."""
     payer, _ = Payer.objects.get_or_create(
-        slug=SLUG,
+        slug=slug,
         defaults={
-            "name": "Bench North Health",
+            "name": name,
             "status": PayerStatus.PARTICIPATING,
-            "payer_identifier": "BENCH-NORTH",
+            "payer_identifier": slug.upper(),
+            "npi": npi,
         },
     )
     formers = [
@@ -85,21 +89,21 @@ def seed(requests: int) -> tuple[Payer, User, User]:
         for i in range(5)
     ]
     admin, _ = User.objects.get_or_create(
-        username="bench-admin", defaults={"payer": payer, "role": Role.PLAN_ADMIN}
+        username=f"{slug}-admin", defaults={"payer": payer, "role": Role.PLAN_ADMIN}
     )
     former_admin, _ = User.objects.get_or_create(
         username="bench-former-admin", defaults={"payer": formers[0], "role": Role.PLAN_ADMIN}
     )
     existing = ExchangeRequest.objects.for_payer(payer).count()
     if existing >= requests:
-        print(f"reusing {existing:,} seeded requests of {SLUG}")
+        print(f"reusing {existing:,} seeded requests of {slug}")
         return payer, admin, former_admin
 
     started = time.monotonic()
     rng = random.Random(6)
     members = User.objects.bulk_create(
-        User(username=f"bench-member-{i}", first_name=f"Given{i}", last_name=f"Family{i}",
-             payer=payer, role=Role.MEMBER, oidc_subject=f"bench-{i}")
+        User(username=f"{slug}-member-{i}", first_name=f"Given{i}", last_name=f"Family{i}",
+             payer=payer, role=Role.MEMBER, oidc_subject=f"{slug}-{i}")
         for i in range(MEMBERS)
     )  # fmt: skip
     today = timezone.localdate()
