@@ -11,6 +11,9 @@ OIDC_PROVIDER_STAMP := $(OIDC_PROVIDER)/node_modules/.installed
 ASSETS := hub/assets
 ASSETS_STAMP := $(ASSETS)/node_modules/.installed
 PYTEST_ARGS ?=
+# Two pytest-xdist workers, a test file each at a time (its module's servers start once);
+# each keeps its own database, broker, cache and folders (tests/support/parallel_workers.py).
+PYTEST_WORKERS ?= 2
 
 # Values for the test run only; a fresh random encryption key each run.
 TEST_ENV := \
@@ -22,7 +25,8 @@ TEST_ENV := \
 	OUTBOUND_ALLOWED_HOSTS=127.0.0.1 \
 	HTTPS=false \
 	LOG_LEVEL=WARNING \
-	PAYLOAD_STORAGE_DIR=$(CURDIR)/.test/payloads
+	PAYLOAD_STORAGE_DIR=$(CURDIR)/.test/payloads \
+	SFTP_REPOSITORY_DIR=$(CURDIR)/.test/repository
 
 .PHONY: demo test lint typecheck migrations-check pytest venv oidc-provider assets services clean
 
@@ -66,12 +70,13 @@ test: $(STAMP) $(ASSETS_STAMP) $(OIDC_PROVIDER_STAMP) services
 	$(TEST_ENV) $(PY) manage.py collectstatic --noinput -v0
 	@# Request ids start at 1 again with every test database, and each run has its own key:
 	@# payload files an earlier run left under the same names could only be unreadable.
-	rm -rf .test/payloads
+	rm -rf .test/payloads* .test/repository*
 	@mkdir -p .test
-	@# mypy reads the code while the tests run (a minute of one core, which the tests mostly
-	@# leave idle waiting on their servers); both must pass, and mypy reports last.
+	@# mypy reads the code while the tests run (a minute of one core, which the two test
+	@# workers leave idle much of the time, waiting on their servers); both must pass, and
+	@# mypy reports last.
 	$(TEST_ENV) $(VENV)/bin/mypy . > .test/mypy.log 2>&1 & types=$$!; \
-	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS); tests_rc=$$?; \
+	$(TEST_ENV) $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); tests_rc=$$?; \
 	wait $$types; types_rc=$$?; echo "mypy:"; cat .test/mypy.log; \
 	exit $$(( tests_rc || types_rc ))
 

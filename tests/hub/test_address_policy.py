@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.test import Client
 
@@ -88,7 +89,12 @@ def test_a_public_nat64_url_is_accepted() -> None:
 
 
 def _connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Record every address a socket of this test tries to connect to."""
+    """Record every address a socket of this test tries to connect to.
+
+    The hub's own Redis (the rate-limit counts) is connected to first, so that only what the
+    hub tries towards payers is recorded, whichever case of the run opened that connection.
+    """
+    caches["rate_limits"].get("connected")
     tried: list[Any] = []
     guarded = socket.socket.connect
 
