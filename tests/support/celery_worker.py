@@ -73,7 +73,13 @@ def _celery_process(
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait(timeout=20)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                # Stuck in its shutdown on a machine pressed by other tests: left running, it
+                # would take the next case's tasks (or hold the beat lock).
+                process.kill()
+                process.wait()
 
 
 class ModuleWorker:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 from moto.server import ThreadedMotoServer
 
 from tests.support.celery_worker import running_worker
@@ -45,6 +46,9 @@ def object_store_server() -> Iterator[str]:
     try:
         wait_until_listening(port)
         endpoint = f"http://127.0.0.1:{port}"
+        # moto keeps its buckets in the process, not in the server: without a reset, this
+        # server would hold what an earlier module's server stored.
+        httpx.post(f"{endpoint}/moto-api/reset").raise_for_status()
         object_store_client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
