@@ -212,7 +212,7 @@ def _only(path: str) -> Callable[[Tenant, Tenant], str]:
 FORMS = {
     "member request": PostedForm(
         "member", _only("me/requests/new/"),
-        lambda south: {**request_form(south), "ask_again": "on"},
+        lambda south: request_form(south),
         (ExchangeRequest, Consent), _request_accepted,
         _latest(ExchangeRequest, "card_member_id", "coverage_start", "coverage_end",
                 "consent.policy"),

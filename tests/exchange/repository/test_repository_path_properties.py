@@ -34,8 +34,13 @@ NAMES = [
     "south", "41", "bundle.json", "manifest.json", "north", "77", "..", ".", "", "elsewhere",
     "bundle.json.uploading", "bundle.json.partial", "%2e%2e", "..\\south", "\u2025", "a" * 300,
 ]  # fmt: skip
+# North's own files, and South's through the planted link.
+SEEDS = [
+    "/south/41/bundle.json", "south/41/manifest.json", "/south/41/", "/",
+    "/elsewhere/north/77/bundle.json", "elsewhere/north/77/",
+]  # fmt: skip
 paths = (
-    st.sampled_from(["/south/41/bundle.json", "south/41/manifest.json", "/south/41/", "/"])
+    st.sampled_from(SEEDS)
     | st.builds(
         lambda lead, parts, trail: lead + "/".join(parts) + trail,
         st.sampled_from(["", "/", "//", "./"]),
