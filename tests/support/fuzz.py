@@ -1,5 +1,6 @@
-"""What the property-based suites draw (hypothesis): arbitrary JSON, and real documents with
-one part replaced by arbitrary JSON; and how many examples each property runs.
+"""What the property-based suites draw (hypothesis): arbitrary JSON, real documents with
+one part replaced by arbitrary JSON, and the text a hostile person types into a form or a
+path; and how many examples each property runs.
 
 ``FUZZ_EXAMPLES`` examples per property in ``make test`` (60); run longer with, e.g.,
 ``FUZZ_EXAMPLES=5000 pytest tests/exchange/test_holder_answers_properties.py``.
@@ -59,3 +60,20 @@ def mutated(draw: st.DrawFn, original: Any) -> Any:
             continue
         node[key] = draw(json_values)
         return document
+
+
+# Any text a person can send (a form field, an SFTP path): every character but the lone
+# surrogates no UTF-8 client can encode, NUL and the other control characters included.
+unicode_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+# Far past any field's max_length or a file name's 255 bytes.
+_huge_text = st.builds(
+    lambda piece, times: piece * times,
+    st.sampled_from(["a", "9", "\u00e9", "\x00 "]),
+    st.integers(min_value=256, max_value=70_000),
+)
+# Other types written as text, and the values parsers trip on.
+_tricky_text = st.sampled_from(
+    ["-1", "0", "1e309", "9" * 30, "NaN", "true", "null", "[]", "2026-02-30", "0000-00-00",
+     "../..", "<script>", "%00", " ", "\r\n"]
+)  # fmt: skip
+hostile_text = unicode_text | _huge_text | json_values.map(str) | _tricky_text
