@@ -99,7 +99,9 @@ class MemberSplitter:
             return
         found = resource["resourceType"]
         if found != self._type:
-            self._broken(line, f"line {number} is a {found} in the file of {self._type}")
+            self._broken(
+                line, f"line {number} holds a resource of type {found} in the file of {self._type}"
+            )
             return
         request_id = self._owner(resource, line)
         if request_id is None:

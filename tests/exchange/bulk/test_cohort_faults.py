@@ -228,7 +228,10 @@ def test_a_group_that_omits_a_member_and_a_line_of_the_wrong_type_fail_only_thos
         assert len(failed) == 2, scene.report(cohort)
         reasons = sorted(failed.values())
         assert "left this member out of every Group" in reasons[0] + reasons[1]
-        assert "is a Observation in the file of Condition" in reasons[0] + reasons[1]
+        assert (
+            "holds a resource of type Observation in the file of Condition"
+            in reasons[0] + reasons[1]
+        )
         assert [m.exchange_request.status for m in members].count(S.DELIVERED) == MEMBERS - 2
         scene.assert_delivered_as_south_holds_them(clean_south, cohort, rows)
     assert victim and dropped

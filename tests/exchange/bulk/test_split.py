@@ -122,7 +122,9 @@ def test_a_broken_line_fails_the_member_it_names_and_no_other(storage: LocalPayl
 
     assert set(result.broken) == {102, 103}
     assert "line 2 is not valid JSON" in result.broken[102]
-    assert "line 3 is a Observation in the file of Condition" in result.broken[103]
+    assert (
+        "line 3 holds a resource of type Observation in the file of Condition" in result.broken[103]
+    )
     assert staged(storage, 101) == ["c1"]
 
 
