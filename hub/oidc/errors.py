@@ -56,3 +56,7 @@ class SignatureInvalid(IdentityNotConfirmed):
 
 class TokenExpired(IdentityNotConfirmed):
     """A JWT's exp has passed: whoever ever held a copy of it can present it again."""
+
+
+class TokenForAnother(IdentityNotConfirmed):
+    """A JWT's aud names another party: whoever it was sent to can present it here."""

@@ -19,6 +19,7 @@ from hub.oidc.errors import (
     SignatureInvalid,
     SigningKeyUnknown,
     TokenExpired,
+    TokenForAnother,
 )
 from hub.outbound import PayerHttpClient
 
@@ -203,7 +204,8 @@ def jwt_verify(
     check out.
 
     Raise SignatureInvalid when ``key`` does not verify the signature (anyone could have sent
-    such a token), TokenExpired when its time is up (anyone holding a copy could have), and
+    such a token), TokenExpired when its time is up (anyone holding a copy could have),
+    TokenForAnother when its ``aud`` names another party (that party could have), and
     IdentityNotConfirmed when other signed claims are refused (only the signer could have).
     """
     algorithms = [key.algorithm_name]
@@ -225,6 +227,8 @@ def jwt_verify(
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenExpired(f"The {what} was refused: {exc}.") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise TokenForAnother(f"The {what} was refused: {exc}.") from exc
     except jwt.PyJWTError as exc:
         raise IdentityNotConfirmed(f"The {what} was refused: {exc}.") from exc
     except (OverflowError, TypeError, ValueError) as exc:

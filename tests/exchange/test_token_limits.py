@@ -116,24 +116,28 @@ def test_a_client_signing_wrong_assertions_is_locked_out_from_any_address(
     jwks: HttpStub, keys: dict[str, Any], settings: Any
 ) -> None:
     settings.TOKEN_FAILURES_PER_CLIENT = 3
-    # Copies of North's own assertions presented again (used, or expired) are what anyone
-    # who saw one could send: they do not count against North.
+    # Copies of North's own assertions presented again (used, expired, or addressed to
+    # another token endpoint, whose server holds it) are what others could send: they do
+    # not count against North.
     used = _assertion(keys["north"], "north")
     assert _token(used, address="192.0.2.10").status_code == 200
     expired = _assertion(keys["north"], "north", exp=int(time.time()) - 60)
-    for attempt, (copy, reason) in enumerate([(used, "already used"), (expired, "expired")] * 2):
+    elsewhere = _assertion(keys["north"], "north", aud="https://elsewhere.example/token")
+    # As many of each as the client's limit: counted against North, they would lock it out.
+    copies = [(used, "already used"), (expired, "expired"), (elsewhere, "Audience")] * 3
+    for attempt, (copy, reason) in enumerate(copies):
         refused = _token(copy, address=f"198.51.100.{attempt + 1}")
         assert refused.status_code == 401
         assert reason in refused.json()["error_description"]
     assert _token(_assertion(keys["north"], "north"), address="192.0.2.10").status_code == 200
 
-    # North's system signs for the wrong token endpoint, from a new address each time:
-    # only North's key could have, so North's count stops it.
+    # North's system signs for the hub with a subject other than itself, from a new address
+    # each time: only North's key could have, so North's count stops it.
     for attempt in range(3):
-        wrong = _assertion(keys["north"], "north", aud="https://elsewhere.example/token")
+        wrong = _assertion(keys["north"], "north", sub="someone-else")
         refused = _token(wrong, address=f"198.51.100.{attempt + 10}")
         assert refused.status_code == 401
-        assert "Audience" in refused.json()["error_description"]
+        assert "sub must equal its iss" in refused.json()["error_description"]
     _told_to_wait(
         _token(_assertion(keys["north"], "north"), address="198.51.100.20"), window_seconds=600
     )

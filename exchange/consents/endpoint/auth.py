@@ -39,6 +39,7 @@ from hub.oidc.errors import (
     ProviderUnreachable,
     SignatureInvalid,
     TokenExpired,
+    TokenForAnother,
 )
 from hub.oidc.keys import BACKEND_SERVICES_ALGORITHMS, jwt_header, jwt_verify
 from hub.signing_keys import CLIENT_ASSERTION_TYPE
@@ -138,12 +139,15 @@ def client_assertion_verify(assertion: str) -> Payer:
             required=("iss", "sub", "aud", "exp", "jti"),
             leeway_seconds=0,
         )
-    except (SignatureInvalid, TokenExpired) as exc:
-        # Anyone can forge a signature, and anyone who ever saw one of the client's
-        # assertions can present it again once expired: neither is the client's doing.
+    except (SignatureInvalid, TokenExpired, TokenForAnother) as exc:
+        # Anyone can forge a signature; anyone who ever saw one of the client's assertions
+        # can present it again once expired; and the server an assertion was addressed to
+        # (the client's key may sign for other token endpoints too) can present it here.
+        # None of them is the client's doing.
         raise ClientRefused("invalid_client", str(exc)) from exc
     except IdentityNotConfirmed as exc:
-        # Only the holder of the client's key can sign a wrong aud, sub or time.
+        # Addressed to the hub and signed with the client's key: only its holder can have
+        # signed a wrong sub, a missing claim or a time not yet valid.
         raise ClientRefused("invalid_client", str(exc), signer=client_id) from exc
     if claims["sub"] != client_id:
         raise ClientRefused(

@@ -1,13 +1,14 @@
 """Lockout at the hub's token endpoint after refused client assertions (issue 15).
 
 Every refusal counts against the address it came from. A refusal counts against the client
-id too only when the assertion's signature verified with the client's own key and what is
-wrong with it only the key's holder could have signed (a wrong aud, sub not iss, an exp too
-far ahead, a bad jti: the client's own system misbehaving). What anyone could send counts
-against the address alone: not a JWT, an unknown client or kid, a signature that does not
-verify, a JWKS that cannot be read, and copies of the client's own assertions presented
-again (a replayed jti, an expired assertion). So a stranger naming a payer's client id
-locks out their own address, never the payer's system.
+id too only when the assertion's signature verified with the client's own key, it is
+addressed to the hub, and what is wrong with it only the key's holder could have signed
+(sub not iss, an exp too far ahead, a bad jti: the client's own system misbehaving). What
+others could send counts against the address alone: not a JWT, an unknown client or kid, a
+signature that does not verify, a JWKS that cannot be read, and copies of the client's own
+assertions presented again (a replayed jti, an expired assertion, one addressed to another
+token endpoint, which that endpoint's server holds). So a stranger naming a payer's client
+id locks out their own address, never the payer's system.
 
 Once a count reaches its limit within the window, the endpoint answers 429 with
 ``Retry-After`` (RFC 6585 §4) before reading the assertion, so a guesser gets no further
