@@ -218,8 +218,8 @@ def main() -> int:
         "worker": [python, "-m", "celery", "-A", "hub", "worker", "--pool", "threads",
                    "--concurrency", "4", "--queues", "default,pull,screen,deliver,bulk",
                    "--loglevel", "WARNING"],
-        "beat": [python, "-m", "celery", "-A", "hub", "beat", "--loglevel", "WARNING",
-                 "--schedule", str(STATE / "beat-schedule")],
+        # Its schedule is in the database (hub/beat_scheduler.py): no --schedule file.
+        "beat": [python, "-m", "celery", "-A", "hub", "beat", "--loglevel", "WARNING"],
         "web": [python, "-m", "gunicorn", "hub.wsgi", "--bind", f"127.0.0.1:{HUB_PORT}",
                 "--workers", "2", "--threads", "4", "--config", "python:hub.gunicorn_config"],
     }  # fmt: skip
