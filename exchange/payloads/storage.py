@@ -62,6 +62,11 @@ PAYLOADS_OBJECT_PREFIX = "payloads"
 REPOSITORY_OBJECT_PREFIX = "repository"
 # Relative POSIX names of letters, digits and ._- only: no "..", no absolute paths.
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A file system takes at most 255 bytes a name (NAME_MAX), and a writer's temporary name adds
+# 17 characters to it; an S3 key takes at most 1,024 bytes, the store's prefix included.
+# Past these, each backend would refuse in its own words (or the operating system's).
+MAX_NAME_PART = 200
+MAX_NAME = 1000
 
 
 class PayloadCorrupt(Exception):
@@ -288,7 +293,11 @@ class StoredEntry:
 
 def payload_name_parts(name: str) -> tuple[str, ...]:
     """Return the parts of ``name``; refuse (ValueError) names that could leave the storage."""
+    if len(name) > MAX_NAME:
+        raise ValueError(f"a payload name is at most {MAX_NAME} characters long")
     parts = PurePosixPath(name).parts
+    if any(len(part) > MAX_NAME_PART for part in parts):
+        raise ValueError(f"each part of a payload name is at most {MAX_NAME_PART} characters long")
     if not parts or not all(_NAME_PART.match(part) for part in parts):
         raise ValueError(f"not a valid payload name: {name!r}")
     if parts[-1].endswith(_TEMPORARY_SUFFIX):

@@ -144,13 +144,27 @@ def test_a_corrupt_or_truncated_file_is_refused(storage: PayloadStorage) -> None
 
 
 @pytest.mark.parametrize(
-    "name", ["", "../etc/passwd", "/absolute", "requests/../x", "a\\b", "x.partial", ".hidden"]
-)
+    "name",
+    [
+        "", "../etc/passwd", "/absolute", "requests/../x", "a\\b", "x.partial", ".hidden",
+        # Refused by the hub in its own words, not by a file system's or a store's limit.
+        "requests/7/" + "n" * 201, "/".join(["folder"] * 144),
+    ],
+)  # fmt: skip
 def test_names_outside_the_grammar_are_refused(storage: PayloadStorage, name: str) -> None:
     with pytest.raises(ValueError, match="payload name"):
         storage.writer(name)
     with pytest.raises(ValueError, match="payload name"):
         storage.exists(name)
+
+
+def test_the_longest_names_are_kept(storage: PayloadStorage) -> None:
+    longest_part = "requests/7/" + "n" * 200
+    longest = "/".join(["f"] * 499) + "/x"  # 1,000 characters
+    for name in (longest_part, longest):
+        with storage.writer(name) as writer:
+            writer.write(b"kept")
+        assert storage.read_bytes(name) == b"kept"
 
 
 def test_a_file_replaced_while_it_is_read_is_refused_not_mixed(storage: PayloadStorage) -> None:
