@@ -9,10 +9,15 @@ With SQLite (the demo) there is one machine and one beat, and SQLite has no such
 scheduler is then django-celery-beat's own.
 """
 
+import contextlib
 import logging
+import threading
+from types import FrameType
 from typing import Any
 
 import psycopg
+from celery import platforms
+from celery.signals import beat_init
 from django.conf import settings
 from django.db import connections
 from django_celery_beat.schedulers import DatabaseScheduler
@@ -90,7 +95,16 @@ class ExclusiveDatabaseScheduler(DatabaseScheduler):
         try:
             super().close()
         finally:
-            self._lock_connection_close()
+            self._lock_release()
+
+    def _lock_release(self) -> None:
+        # Unlock before closing: a closed connection's server process frees the lock only as it
+        # exits, a moment after close() returns, and a standby asking meanwhile is refused.
+        if self._active and self._lock_connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._lock_connection.execute("SELECT pg_advisory_unlock(%s)", [BEAT_LOCK_KEY])
+        self._active = False
+        self._lock_connection_close()
 
     def _lock_take(self) -> bool:
         """Try for the lock; on success, become the active beat and return True."""
@@ -160,3 +174,25 @@ class ExclusiveDatabaseScheduler(DatabaseScheduler):
         if state != self._state_logged:
             logger.log(level, message, *args)
             self._state_logged = state
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # Unwind the interrupted frame (psycopg cancels a query in flight and lets go of its
+    # connection); celery's Service.start then records the last runs and closes the scheduler
+    # in its own ``finally``.
+    raise SystemExit()
+
+
+@beat_init.connect
+def _stop_signals_install(sender: object, **kwargs: object) -> None:
+    """Replace celery's SIGTERM and SIGINT handler, which records the last runs inside itself.
+
+    Arriving while beat waits on a query, that handler asked for the same database connection
+    the interrupted query holds, and waited for it for ever: beat never stopped, and never let
+    go of the beat lock. Beat sends ``beat_init`` once it has made its scheduler (so once this
+    module is imported) and before its first tick.
+    """
+    # Signal handlers belong to the main thread; a beat embedded in a worker thread keeps
+    # the worker's.
+    if threading.current_thread() is threading.main_thread():
+        platforms.signals.update(SIGTERM=_stop, SIGINT=_stop)

@@ -5,12 +5,13 @@ request under ``/fhir`` to the real sandbox (tokens, paging and data stay the sa
 own), rewrites the sandbox's FHIR base in answers to its own, and lets a test alter an
 answer: drop ``$everything`` from the CapabilityStatement, send malformed JSON, a Bundle
 of another type, another FHIR version; or answer a request with a status of its own (a
-bulk file gone with 410 before it expired).
+bulk file gone with 410 before it expired); or hold requests until the test lets them go (a
+page on its way while a worker is killed).
 """
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,12 +29,29 @@ ANSWER_HEADERS = ("Content-Type", "Retry-After", "WWW-Authenticate", "X-Progress
 
 
 @dataclass
+class Hold:
+    """Requests whose path contains ``fragment`` wait at the proxy until ``released`` is set."""
+
+    fragment: str
+    released: threading.Event = field(default_factory=threading.Event)
+    # How many requests have come to wait, released or not.
+    arrived: int = 0
+
+
+@dataclass
 class HolderProxy:
     base: str
     rewrites: list[Rewrite] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     # (method, path with query, request body) of every request, in order.
     received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+
+    def hold(self, fragment: str) -> Hold:
+        """Hold every later request whose path contains ``fragment`` until released."""
+        hold = Hold(fragment)
+        self.holds.append(hold)
+        return hold
 
     @property
     def fhir(self) -> str:
@@ -53,6 +71,10 @@ def holder_proxy(sandbox: RunningSandbox) -> Iterator[HolderProxy]:
             length = int(self.headers.get("Content-Length") or 0)
             content = self.rfile.read(length) if length else b""
             proxy.received.append((self.command, self.path, content))
+            for hold in proxy.holds:
+                if hold.fragment in self.path:
+                    hold.arrived += 1
+                    hold.released.wait(timeout=120)
             for refusal in proxy.refusals:
                 refused = refusal(self.command, self.path, content)
                 if refused is not None:
@@ -81,7 +103,9 @@ def holder_proxy(sandbox: RunningSandbox) -> Iterator[HolderProxy]:
                 self.send_header("Content-Location", location)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            # The client may be gone (a worker killed while its request was held).
+            with suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)
 
         do_GET = _forward
         do_POST = _forward

@@ -439,24 +439,32 @@ def test_a_worker_killed_mid_retrieval_and_mid_upload_delivers_exactly_once(
     scene: Scene, settings: Any
 ) -> None:
     settings.EXCHANGE_STUCK_AFTER_SECONDS = 1
-    # Every FHIR data request takes 2 s at the holder; uploads to the sshd crawl.
+    # Uploads to the sshd crawl.
     with (
-        south_sandbox("latency=2s") as slow_holder,
-        holder_proxy(slow_holder) as proxy,
+        south_sandbox() as holder,
+        holder_proxy(holder) as proxy,
         slow_link(target_port=scene.sftp_server.port, upload_rate=100_000) as link,
     ):
-        exchange_request = scene.patricia_asks(slow_holder, through=proxy)
+        exchange_request = scene.patricia_asks(holder, through=proxy)
         SftpDestination.objects.filter(payer=scene.north.payer).update(port=link.port)
         folder = scene.deliveries / str(exchange_request.pk)
 
-        # 1. Killed while retrieving, with the first page staged and the second on its way.
+        # 1. Killed while retrieving, with the first page staged and the second on its way:
+        # the proxy holds the request for it (sent ahead, while the first page is staged) until
+        # the worker is gone.
+        later_pages = proxy.hold("_offset=")
         with scene.own_worker() as worker:
             wait_for(
-                lambda: current(exchange_request).retrieval_cursor.get("page", 0) >= 1,
+                lambda: (
+                    later_pages.arrived >= 1
+                    and current(exchange_request).retrieval_cursor.get("page", 0) >= 1
+                ),
                 timeout=60,
             )
             kill(worker)
+        later_pages.released.set()
         assert current(exchange_request).status == S.RETRIEVING
+        assert current(exchange_request).retrieval_cursor["page"] == 1
         assert exchange_request.retrieval_cursor["done"] is False
 
         # 2. Restarted and resumed by the reaper; killed again in the middle of the upload.

@@ -89,6 +89,34 @@ def test_only_the_beat_holding_the_lock_sends_and_its_standby_takes_over_when_it
         assert "Beat active" in logs[standby].read_text()
 
 
+def test_a_beat_stopped_in_the_middle_of_a_query_exits_and_frees_the_lock(
+    broker: redis.Redis, probe: PeriodicTask, tmp_path: Path
+) -> None:
+    log = tmp_path / "beat.log"
+    with running_beat(log=log) as beat:
+        # Sent twice: the beat ticks, and has a last run to record when it stops (it records the
+        # first at once, the next ones every few minutes).
+        wait_for(lambda: len(_senders(broker)) >= 2)
+        # Beat reads this table at every tick: locked, the next read waits in the middle of its
+        # query, and that is where the process manager's SIGTERM finds it.
+        blocker = psycopg.connect(**connection.get_connection_params())
+        try:
+            blocker.execute("LOCK TABLE django_celery_beat_periodictasks IN ACCESS EXCLUSIVE MODE")
+            wait_for(lambda: _queries_waiting_on_a_lock() == 1)
+            beat.send_signal(signal.SIGTERM)
+            time.sleep(1)  # the signal finds the query still waiting
+        finally:
+            blocker.rollback()
+            blocker.close()
+        # Celery's own handler recorded the last runs inside the signal handler, on the
+        # connection the interrupted query still held: it waited for ever.
+        assert beat.wait(timeout=15) == 0
+    assert _advisory_locks_held() == 0
+    # It recorded every run it sent before it stopped.
+    probe.refresh_from_db()
+    assert probe.total_run_count == len(_senders(broker))
+
+
 def test_a_beat_whose_session_ends_stops_sending_until_it_holds_the_lock_again(
     broker: redis.Redis, probe: PeriodicTask
 ) -> None:
@@ -129,12 +157,25 @@ def test_a_beat_whose_session_ends_stops_sending_until_it_holds_the_lock_again(
     finally:
         beat.close()
     # Closed, it holds the lock no longer.
+    assert _advisory_locks_held() == 0
+
+
+def _advisory_locks_held() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = %s",
             [_database_oid()],
         )
-        assert cursor.fetchone() == (0,)
+        return int(cursor.fetchone()[0])
+
+
+def _queries_waiting_on_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(cursor.fetchone()[0])
 
 
 def _database_oid() -> int:
