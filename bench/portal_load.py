@@ -7,8 +7,9 @@ runs on gevent) drives, for ``--seconds`` after every user is running:
 
 - ``--members`` (200) members, half of North's, half of South's, each with a request still
   in progress open in the portal: htmx asks for the page's live part every 2 s
-  (``GET /p/<payer>/me/requests/<id>/?seen=<status>`` with ``HX-Request``, as
-  templates/members/_request_live.html does);
+  (``GET /p/<payer>/me/requests/<id>/?seen=<status>&version=<v>`` with ``HX-Request``, as
+  templates/members/_request_live.html does: the first poll has no version and gets the
+  part, the next ones send the version it shows and get a 204 while nothing changes);
 - ``--admins`` (20) plan administrators, half of each payer, paging through their payer's
   request list (``/p/<payer>/admin/requests/?page=1..k``, 50 a page), 1-3 s on each page;
 - ``--systems`` (10) payer systems, North's and South's enrollment systems alike, each

@@ -18,6 +18,8 @@ check them against the database. Users stop after the request they are making (l
 
 from __future__ import annotations
 
+import html
+import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -50,9 +52,15 @@ def status_count(name: str, response: Any, **_: Any) -> None:
     statuses[name][str(getattr(response, "status_code", 0) or 0)] += 1
 
 
+# The live part's next poll, as the last copy of it names it (templates/members/_request_live.html).
+NEXT_POLL = re.compile(r'hx-get="([^"]+)"')
+
+
 class Member(FastHttpUser):
     """A member whose request page is open: htmx asks for its live part every 2 s, counted
-    from the last answer (templates/members/_request_live.html, ``hx-trigger="every 2s"``)."""
+    from the last answer (templates/members/_request_live.html, ``hx-trigger="every 2s"``),
+    at the address the last copy of that part names (it carries the version the page shows;
+    while nothing changes the hub answers 204 and the copy stays)."""
 
     wait_time = constant(2)
     network_timeout = connection_timeout = NETWORK_TIMEOUT
@@ -68,7 +76,10 @@ class Member(FastHttpUser):
 
     @task
     def poll(self) -> None:
-        self.client.get(self.path, headers=self.headers, name=MEMBER)
+        response = self.client.get(self.path, headers=self.headers, name=MEMBER)
+        following = NEXT_POLL.search(response.text or "") if response.status_code == 200 else None
+        if following:
+            self.path = html.unescape(following.group(1))
 
 
 class Administrator(FastHttpUser):

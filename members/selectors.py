@@ -1,8 +1,10 @@
 """What a member may read: their own requests and consents at their own payer (STYLE.md #1, #2)."""
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -60,6 +62,30 @@ def member_request_timeline(*, exchange_request: ExchangeRequest) -> QuerySet[Ex
     return ExchangeEvent.objects.for_payer(exchange_request.payer_id).filter(
         exchange_request=exchange_request
     )
+
+
+def member_request_version(*, exchange_request: ExchangeRequest) -> str:
+    """Return a token that changes whenever what the request page's moving part shows may.
+
+    That is the status and its reason, the records fetched so far and the timeline (its
+    newest event); counts and files from the package come with a change of status. The page's
+    poll sends its token back, and one indexed query tells it that nothing changed.
+    """
+    newest_event = (
+        member_request_timeline(exchange_request=exchange_request)
+        .order_by("-created_at", "-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    shown = [
+        exchange_request.status,
+        exchange_request.reason_message,
+        exchange_request.resource_counts,
+        newest_event,
+    ]
+    return hashlib.blake2s(
+        orjson.dumps(shown, option=orjson.OPT_SORT_KEYS), digest_size=8
+    ).hexdigest()
 
 
 def member_consent(*, payer: Payer, member: User, consent_id: int) -> Consent:

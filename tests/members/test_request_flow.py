@@ -1,5 +1,6 @@
 """The member's pages: find former plans, consent, follow, withdraw, invite a missing plan."""
 
+import html
 import re
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from exchange.models import (
     ExchangeRequest,
     ExchangeStatus,
 )
+from exchange.state_machine import exchange_request_transition
 from hub.models import AuditEvent, FhirEndpoint, OnboardingRequest, Payer, PayerStatus, PlanType
 from tests.conftest import Tenant
 from tests.factories import MemberLaunchFactory, PayerFactory, UserFactory
@@ -263,6 +265,65 @@ def test_a_very_long_refusal_from_the_former_plan_ends_the_request_not_a_500(
     said = exchange_request.events.get(status=ExchangeStatus.AUTHORIZATION_DENIED).message
     assert said.startswith("Southern Cross Health did not allow the transfer (no no")
     assert len(said) <= 500
+
+
+def _next_poll(page: str) -> str:
+    """Return the address the live part of a request page polls next, as htmx reads it."""
+    found = re.search(r'id="request-live"\s+hx-get="([^"]+)"', page)
+    assert found, "the live part does not poll"
+    return html.unescape(found.group(1))
+
+
+def test_a_poll_of_an_unchanged_request_gets_204_and_any_change_gets_the_new_part(
+    north: Tenant, south: Tenant
+) -> None:
+    _holder(south.payer)
+    client = _client(north.member)
+    client.post("/p/north/me/requests/new/", _form(south.payer))
+    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
+    poll = _next_poll(client.get(f"/p/north/me/requests/{exchange_request.pk}/").text)
+    htmx = {"HX-Request": "true"}
+
+    unchanged = client.get(poll, headers=htmx)
+    assert unchanged.status_code == 204 and unchanged.content == b""
+    # The same address without htmx is the whole page, as ever.
+    assert 'id="request-live"' in client.get(poll).text
+
+    # Each thing the live part shows, changed, gets the part back with a poll that knows it.
+    changes = [
+        # records fetched so far (the worker's progress)
+        lambda: (
+            ExchangeRequest.objects.for_payer(north.payer)
+            .filter(pk=exchange_request.pk)
+            .update(resource_counts={"Patient": 1, "Encounter": 4})
+        ),
+        # a move, with its line on the timeline
+        lambda: exchange_request_transition(
+            payer=north.payer,
+            exchange_request_id=exchange_request.pk,
+            from_status=ExchangeStatus.CONSENTED,
+            to_status=ExchangeStatus.MATCHING,
+            message="Looking for you at Southern Cross Health.",
+            actor=None,
+            actor_label="test",
+        ),
+    ]
+    shown = []
+    for change in changes:
+        change()
+        changed = client.get(poll, headers=htmx)
+        assert changed.status_code == 200 and 'id="request-live"' in changed.text
+        assert _next_poll(changed.text) != poll
+        poll = _next_poll(changed.text)
+        assert client.get(poll, headers=htmx).status_code == 204
+        shown.append(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", changed.text)))
+    assert "5 records received so far" in shown[0]
+    assert "Status: Finding you" in shown[1]
+
+    # The version tells nothing to another member or payer: still a 404.
+    for user, slug in ((south.member, "south"), (south.member, "north")):
+        other = _client(user).get(poll.replace("/p/north/", f"/p/{slug}/"), headers=htmx)
+        assert other.status_code == 404
 
 
 def test_the_status_page_announces_status_changes_and_labels_the_consent_choice(
