@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -91,7 +92,39 @@ def _certificates(data: bytes) -> list[x509.Certificate]:
             f"certificate and at most {MAX_CHAIN_LENGTH - 1} intermediates.",
             code="chain_too_long",
         )
+    for position, certificate in enumerate(certificates, start=1):
+        _certificate_read_whole(certificate, position=position)
     return certificates
+
+
+def _certificate_read_whole(certificate: x509.Certificate, *, position: int) -> None:
+    """Read now what the hub reads of a certificate later, and refuse it with a sentence if
+    that fails: cryptography parses a certificate's public key and names only when asked."""
+    which = "Your certificate" if position == 1 else f"Certificate {position} in the file"
+    try:
+        certificate.public_key()
+    except UnsupportedAlgorithm:
+        raise ValidationError(
+            f"{which} has a public key of a kind the hub does not read; mutual TLS with the "
+            "hub takes RSA or EC (ECDSA) keys.",
+            code="key_type",
+        ) from None
+    except ValueError:
+        raise ValidationError(
+            f"{which} has a damaged public key; export the certificate again and upload it.",
+            code="bad_certificate",
+        ) from None
+    try:
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        certificate.not_valid_before_utc  # noqa: B018 (read to be checked)
+        certificate.not_valid_after_utc  # noqa: B018
+    except ValueError:
+        raise ValidationError(
+            f"{which} has damaged names or validity dates; export the certificate again and "
+            "upload it.",
+            code="bad_certificate",
+        ) from None
 
 
 def _private_key(data: bytes) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
