@@ -192,14 +192,13 @@ def request_new(request: HttpRequest, payer: Payer) -> HttpResponse:
 @tenant_view(Role.MEMBER)
 def request_detail(request: HttpRequest, payer: Payer, request_id: int) -> HttpResponse:
     """The request's page; asked by htmx (its polling), only the part that moves."""
-    exchange_request = selectors.member_request(
-        payer=payer, member=_member(request), request_id=request_id
-    )
-    version = selectors.member_request_version(exchange_request=exchange_request)
+    member = _member(request)
+    version = selectors.member_request_version(payer=payer, member=member, request_id=request_id)
     if wants_fragment(request) and request.GET.get("version") == version:
         # The page's copy is current: no body, and htmx swaps nothing on a 204. The polls are
         # most of the hub's traffic (README, Benchmarks: "Load").
         return HttpResponse(status=204)
+    exchange_request = selectors.member_request(payer=payer, member=member, request_id=request_id)
     progress = selectors.member_request_progress(exchange_request=exchange_request)
     context = {
         "payer": payer,

@@ -321,7 +321,8 @@ def test_a_poll_of_an_unchanged_request_gets_204_and_any_change_gets_the_new_par
     assert "Status: Finding you" in shown[1]
 
     # The version tells nothing to another member or payer: still a 404.
-    for user, slug in ((south.member, "south"), (south.member, "north")):
+    neighbour = UserFactory(username="nadia", payer=north.payer)
+    for user, slug in ((neighbour, "north"), (south.member, "south"), (south.member, "north")):
         other = _client(user).get(poll.replace("/p/north/", f"/p/{slug}/"), headers=htmx)
         assert other.status_code == 404
 
