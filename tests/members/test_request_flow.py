@@ -55,6 +55,15 @@ def _form(*payers: Payer, card: str = "DH10001235", policy: str = "regular") -> 
     return data
 
 
+def _asked(north: Tenant, south: Tenant, *, backend: bool = True) -> tuple[Client, ExchangeRequest]:
+    """North's member asks South, a former plan in the directory, through the form; return
+    the member's client and the request."""
+    _holder(south.payer, backend=backend)
+    client = _client(north.member)
+    client.post("/p/north/me/requests/new/", _form(south.payer))
+    return client, ExchangeRequest.objects.for_payer(north.payer).get()
+
+
 def test_the_directory_lists_other_connected_plans_and_searches(
     north: Tenant, south: Tenant
 ) -> None:
@@ -126,10 +135,7 @@ def test_bad_input_is_refused_with_a_message_and_nothing_is_created(
 
 
 def test_withdrawing_ends_the_request_and_the_consent(north: Tenant, south: Tenant) -> None:
-    _holder(south.payer)
-    client = _client(north.member)
-    client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
+    client, exchange_request = _asked(north, south)
     response = client.post(f"/p/north/me/requests/{exchange_request.pk}/withdraw/")
     assert response.status_code == 302
     exchange_request.refresh_from_db()
@@ -182,10 +188,7 @@ def test_a_missing_plan_can_be_invited(north: Tenant) -> None:
 
 
 def test_the_status_page_shows_the_timeline(north: Tenant, south: Tenant) -> None:
-    _holder(south.payer, backend=False)
-    client = _client(north.member)
-    client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
+    client, exchange_request = _asked(north, south, backend=False)
     page = client.get(f"/p/north/me/requests/{exchange_request.pk}/").content.decode()
     assert "Sign in at Southern Cross Health" in page
     assert "Waiting for you to sign in at Southern Cross Health" in page
@@ -250,10 +253,7 @@ def test_the_directory_names_kinds_of_plan_in_words_and_searches_them(
 def test_a_very_long_refusal_from_the_former_plan_ends_the_request_not_a_500(
     north: Tenant, south: Tenant
 ) -> None:
-    _holder(south.payer, backend=False)
-    client = _client(north.member)
-    client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
+    client, exchange_request = _asked(north, south, backend=False)
     MemberLaunchFactory(exchange_request=exchange_request, state="launch-state")
     response = client.get(
         "/p/north/me/launch/callback/",
@@ -277,10 +277,7 @@ def _next_poll(page: str) -> str:
 def test_a_poll_of_an_unchanged_request_gets_204_and_any_change_gets_the_new_part(
     north: Tenant, south: Tenant
 ) -> None:
-    _holder(south.payer)
-    client = _client(north.member)
-    client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
+    client, exchange_request = _asked(north, south)
     poll = _next_poll(client.get(f"/p/north/me/requests/{exchange_request.pk}/").text)
     htmx = {"HX-Request": "true"}
 
@@ -330,10 +327,7 @@ def test_a_poll_of_an_unchanged_request_gets_204_and_any_change_gets_the_new_par
 def test_the_status_page_announces_status_changes_and_labels_the_consent_choice(
     north: Tenant, south: Tenant
 ) -> None:
-    _holder(south.payer)
-    client = _client(north.member)
-    client.post("/p/north/me/requests/new/", _form(south.payer))
-    exchange_request = ExchangeRequest.objects.for_payer(north.payer).get()
+    client, exchange_request = _asked(north, south)
     detail = f"/p/north/me/requests/{exchange_request.pk}/"
     status_page = client.get(detail).content.decode()
     # The poll rewrites the status in place; a screen reader hears it only through a live
