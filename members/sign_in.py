@@ -17,6 +17,8 @@ claim about the person).
 
 import hashlib
 import logging
+import re
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,7 +28,6 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 from mozilla_django_oidc.utils import absolutify
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
@@ -220,14 +221,36 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
         )
 
 
-def _person_signed_in(
+# OpenID Connect Core §2: sub is a case-sensitive string of at most 255 characters.
+SUBJECT_MAX_LENGTH = 255
+# OpenID Connect Core §5.1, birthdate: ISO 8601 YYYY-MM-DD.
+_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+def person_signed_in(
     *, identity_provider: IdentityProvider, claims: dict[str, Any], role: Role
 ) -> User:
-    """Find or create the person of (payer, subject); refresh role and demographics; audit."""
+    """Find or create the person of (payer, subject); refresh role and demographics; audit.
+
+    Raise IdentityNotConfirmed when ``sub`` is not a subject the hub can bind a person to.
+    The other claims are the payer's word about the person, taken as they come: text cut to
+    its column, a birth date the hub cannot read left empty (the request says what is
+    missing, exchange/member_match.py).
+    """
     payer = identity_provider.payer
     provider = identity_provider
-    subject = str(claims["sub"])
-    plan_member_id = str(claims.get(provider.claim_member_id, ""))[:100]
+    subject = claims.get("sub")
+    if (
+        not isinstance(subject, str)
+        or not 0 < len(subject) <= SUBJECT_MAX_LENGTH
+        or not subject.isprintable()
+    ):
+        raise IdentityNotConfirmed(
+            f"The id_token's sub is not a subject identifier: it must be text of 1 to "
+            f"{SUBJECT_MAX_LENGTH} printable characters (OpenID Connect Core §2).",
+            advice="Check which attribute the provider sends as the subject of its tokens.",
+        )
+    plan_member_id = _claim_text(claims, provider.claim_member_id, limit=100)
     with transaction.atomic():
         user = User.objects.filter(payer=payer, oidc_subject=subject).first()
         claimed = False
@@ -239,11 +262,11 @@ def _person_signed_in(
             user = User(username=f"{payer.slug}-{digest}", payer=payer, oidc_subject=subject)
             user.set_unusable_password()
         user.role = role
-        user.first_name = str(claims.get(provider.claim_given_name, ""))[:150]
-        user.last_name = str(claims.get(provider.claim_family_name, ""))[:150]
-        user.email = str(claims.get("email", ""))[:254]
-        user.birth_date = parse_date(str(claims.get(provider.claim_birth_date, ""))) or None
-        user.gender = str(claims.get(provider.claim_gender, ""))[:10]
+        user.first_name = _claim_text(claims, provider.claim_given_name, limit=150)
+        user.last_name = _claim_text(claims, provider.claim_family_name, limit=150)
+        user.email = _claim_text(claims, "email", limit=254)
+        user.birth_date = _birth_date(claims.get(provider.claim_birth_date))
+        user.gender = _claim_text(claims, provider.claim_gender, limit=10)
         user.plan_member_id = plan_member_id
         user.save()
         changes: dict[str, Any] = {"role": role, "issuer": provider.issuer}
@@ -251,6 +274,24 @@ def _person_signed_in(
             changes["claimed_roster_member"] = True
         audit_record(action="user.sign_in", obj=user, payer=payer, actor=user, changes=changes)
     return user
+
+
+def _claim_text(claims: dict[str, Any], name: str, *, limit: int) -> str:
+    """Return the claim as text cut to ``limit`` characters; '' when absent or null. NUL,
+    which PostgreSQL cannot store in text, is dropped."""
+    value = claims.get(name)
+    return "" if value is None else str(value).replace("\x00", "")[:limit]
+
+
+def _birth_date(value: Any) -> date | None:
+    """Return the birthdate claim as a date, or None: absent, partial (OpenID Connect Core
+    §5.1 allows a year alone, or the year 0000 for one omitted) or not a date at all."""
+    if not isinstance(value, str) or not _FULL_DATE.fullmatch(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _roster_member_claim(*, payer: Payer, subject: str, plan_member_id: str) -> User | None:
@@ -295,7 +336,7 @@ class PayerOidcBackend(BaseBackend):
             response_issuer=request.GET.get("iss"),
         )
         role = role_from_claims(identity_provider=identity_provider, claims=signed_in.claims)
-        user = _person_signed_in(
+        user = person_signed_in(
             identity_provider=identity_provider, claims=signed_in.claims, role=role
         )
         request.session[_ID_TOKEN_SESSION_KEY] = signed_in.id_token
