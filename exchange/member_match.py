@@ -26,6 +26,7 @@ from exchange.fhir.client import FhirClient, outcome_codes, outcome_text
 from exchange.fhir.elements import repeated
 from exchange.fhir.endpoints import holder_endpoint_get
 from exchange.fhir.errors import FhirCallError, FhirPermanentError
+from exchange.fhir.ids import resource_id
 from exchange.models import ConsentStatus, ExchangeRequest, ExchangeStatus
 from exchange.smart.backend_services import backend_access_token
 from hub.client_certificates import holder_http_client
@@ -216,12 +217,13 @@ def matched_member_of(answer: dict[str, Any], *, holder_name: str) -> tuple[dict
 
 
 def patient_id_of(reference: object) -> str:
-    """Return the id of ``Patient/<id>`` (relative or absolute), or ""."""
+    """Return the id of ``Patient/<id>`` (relative or absolute), or "" (an id that is not a
+    FHIR id included)."""
     if not isinstance(reference, str):
         return ""
     parts = reference.rstrip("/").split("/")
     if len(parts) >= 2 and parts[-2] == "Patient":
-        return parts[-1]
+        return resource_id(parts[-1])
     return ""
 
 
@@ -236,7 +238,7 @@ def _resolve_patient_id(fhir: FhirClient, identifier: dict[str, Any]) -> str:
         )
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
     ]
-    return str(ids[0]) if len(ids) == 1 and ids[0] else ""
+    return resource_id(ids[0]) if len(ids) == 1 else ""
 
 
 def _unprocessable(exchange_request: ExchangeRequest, error: FhirCallError) -> MemberMatchOutcome:

@@ -26,14 +26,19 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from exchange.fhir.ids import ID_PATTERN
 from exchange.payloads.layout import CohortFiles, RequestFiles
 from exchange.payloads.ndjson import ndjson_lines
 from exchange.payloads.storage import PayloadStorage, PayloadWriter
 
 # Relative or absolute references to a Patient, as they appear in the raw JSON text.
-_PATIENT_REFERENCE = re.compile(rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})"')
+_PATIENT_REFERENCE = re.compile(
+    rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/(' + ID_PATTERN.encode() + rb')"'
+)
 # References to resources outside any member's compartment that a package should carry.
-_CITED_REFERENCE = re.compile(rb'"reference"\s*:\s*"([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})"')
+_CITED_REFERENCE = re.compile(
+    rb'"reference"\s*:\s*"([A-Z][A-Za-z]+/' + ID_PATTERN.encode() + rb')"'
+)
 MAX_OPEN_PAGES = 128
 
 

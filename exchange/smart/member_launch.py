@@ -212,7 +212,8 @@ def member_launch_complete(
         if not token.patient:
             raise FhirPermanentError(
                 f"{exchange_request.former_payer.name} did not say which patient record you "
-                "shared (no patient in its token answer), so the hub cannot fetch it.",
+                "shared (its token answer has no patient, or one that is not a FHIR id), so the "
+                "hub cannot fetch it.",
                 code="patient_missing",
             )
         _store_tokens(launch, token)

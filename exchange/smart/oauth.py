@@ -17,6 +17,7 @@ from exchange.fhir.errors import (
     FhirTransientError,
     outbound_failure,
 )
+from exchange.fhir.ids import resource_id
 from hub.outbound import OutboundError, PayerHttpClient
 
 # OAuth errors that mean the client itself is unknown or its credentials are not accepted.
@@ -115,7 +116,8 @@ def token_request(
         expires_in=int(expires_in) if isinstance(expires_in, int | float) else None,
         refresh_token=str(body.get("refresh_token") or ""),
         scope=str(body.get("scope") or ""),
-        patient=str(body.get("patient") or ""),
+        # SMART App Launch §launch-context: the id of the Patient the token is for.
+        patient=resource_id(body.get("patient")),
     )
 
 

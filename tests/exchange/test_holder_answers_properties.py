@@ -12,6 +12,7 @@ How many examples: tests/support/fuzz.py.
 """
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from exchange.models import ConsentPolicy
 from exchange.retrieval import _page_resources
 from exchange.screening.decision import Kept, Quarantined, Removed, resource_screen
 from tests.exchange.screening.support import FIXTURES, SAMPLES_AS_OF, sample, sample_names
-from tests.support.fuzz import fuzz, json_values, mutated
+from tests.support.fuzz import fuzz, json_values, mutated, unicode_text
 
 
 def _declared(error: FhirPermanentError, code: str) -> None:
@@ -129,10 +130,14 @@ def test_any_capability_statement_is_summarized_or_said_to_be_broken(statement: 
 
 
 @fuzz
-@given(reference=json_values)
+@given(
+    reference=json_values
+    | st.builds("Patient/{}".format, unicode_text | st.text("ab-.", min_size=60, max_size=70))
+)
 def test_a_patient_reference_of_any_shape_gives_an_id_or_nothing(reference: Any) -> None:
     patient_id = patient_id_of(reference)
-    assert isinstance(patient_id, str) and "/" not in patient_id
+    # Nothing, or a FHIR id (R4 §2.24.0.1): the hub puts it in paths it asks the holder for.
+    assert patient_id == "" or re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", patient_id, re.ASCII)
 
 
 @fuzz
