@@ -17,8 +17,6 @@ claim about the person).
 
 import hashlib
 import logging
-import re
-from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +31,7 @@ from mozilla_django_oidc.utils import absolutify
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from hub.audit import audit_record
+from hub.iso_dates import iso_day
 from hub.models import IdentityProvider, Payer, Role, User
 from hub.oidc.errors import (
     IdentityNotConfirmed,
@@ -223,8 +222,6 @@ class PayerCallbackView(OIDCAuthenticationCallbackView):
 
 # OpenID Connect Core §2: sub is a case-sensitive string of at most 255 characters.
 SUBJECT_MAX_LENGTH = 255
-# OpenID Connect Core §5.1, birthdate: ISO 8601 YYYY-MM-DD.
-_FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 def person_signed_in(
@@ -265,7 +262,8 @@ def person_signed_in(
         user.first_name = _claim_text(claims, provider.claim_given_name, limit=150)
         user.last_name = _claim_text(claims, provider.claim_family_name, limit=150)
         user.email = _claim_text(claims, "email", limit=254)
-        user.birth_date = _birth_date(claims.get(provider.claim_birth_date))
+        # OIDC Core §5.1 also allows a year alone, or the year 0000 for one omitted: no day.
+        user.birth_date = iso_day(claims.get(provider.claim_birth_date))
         user.gender = _claim_text(claims, provider.claim_gender, limit=10)
         user.plan_member_id = plan_member_id
         user.save()
@@ -281,17 +279,6 @@ def _claim_text(claims: dict[str, Any], name: str, *, limit: int) -> str:
     which PostgreSQL cannot store in text, is dropped."""
     value = claims.get(name)
     return "" if value is None else str(value).replace("\x00", "")[:limit]
-
-
-def _birth_date(value: Any) -> date | None:
-    """Return the birthdate claim as a date, or None: absent, partial (OpenID Connect Core
-    §5.1 allows a year alone, or the year 0000 for one omitted) or not a date at all."""
-    if not isinstance(value, str) or not _FULL_DATE.fullmatch(value):
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _roster_member_claim(*, payer: Payer, subject: str, plan_member_id: str) -> User | None:

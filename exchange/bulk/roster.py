@@ -69,6 +69,7 @@ from exchange.consents.resource import POLICY_URI
 from exchange.enrollment import MemberOptIn
 from exchange.member_match import ADMINISTRATIVE_GENDERS
 from exchange.models import ConsentPolicy
+from hub.iso_dates import iso_day
 from hub.models import Payer, PayerStatus
 from hub.validators import NPI_SYSTEM, validate_npi
 
@@ -138,7 +139,6 @@ _NPI = re.compile(r"\d{10}", re.ASCII)
 _NOT_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # Lengths of the User fields the values are kept in (hub.models.User).
 _MAX_LENGTHS = {"member_id": 100, "former_member_id": 100, "family_name": 150, "given_names": 150}
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # ISO 8601 date-time; the offset (Z or ±hh:mm) is checked on its own for a clearer message.
 _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(?P<offset>Z|[+-]\d{2}:\d{2})?", re.ASCII
@@ -770,15 +770,12 @@ class _EntryCheck:
         value = self._text(key)
         if not value:
             return None
-        try:
-            if not _DATE.fullmatch(value):
-                raise ValueError(value)
-            return date.fromisoformat(value)
-        except ValueError:
+        day = iso_day(value)
+        if day is None:
             self._problem(
                 key, f"{self._name(key)} {value[:40]!r} is not a date written YYYY-MM-DD."
             )
-            return None
+        return day
 
     def _choice(self, key: str, choices: tuple[str, ...]) -> str:
         value = self._text(key)
